@@ -1,0 +1,482 @@
+"""Artifact path rules and gitignore-style ignore patterns.
+
+Names inside an artifact are canonical POSIX relative paths that are also safe to write on
+Windows and macOS. :func:`validate_path` refuses anything else and never rewrites a name: path
+traversal is the most common security bug class of artifact stores (MLflow, W&B, huggingface_hub
+#3896 all shipped fixes, several of them bypasses), so the rules are checked under POSIX *and*
+Windows semantics on every platform.
+
+:class:`IgnoreRules` implements gitignore(5) matching with the standard library only, for
+``Draft.add_dir(ignore=...)`` and ``.castoreignore`` files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from castore.errors import InvalidPathError
+
+__all__ = [
+    "IGNORE_FILENAME",
+    "MAX_PATH_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "IgnoreRules",
+    "collision_key",
+    "find_collisions",
+    "is_within",
+    "validate_path",
+]
+
+#: Longest accepted path, in UTF-8 bytes (Linux ``PATH_MAX``).
+MAX_PATH_BYTES = 4096
+#: Longest accepted path segment, in UTF-8 bytes (``NAME_MAX`` of ext4, APFS, NTFS).
+MAX_SEGMENT_BYTES = 255
+#: Name of the per-directory ignore file read by :meth:`IgnoreRules.from_dir`.
+IGNORE_FILENAME = ".castoreignore"
+
+# Characters Windows refuses in a file name (":" is checked separately for a clearer message).
+_WINDOWS_FORBIDDEN = frozenset('<>"|?*')
+# Device names Windows reserves whatever the extension ("con.txt" opens the console). COM0/LPT0
+# and the superscript digits are reserved too on current Windows versions.
+_RESERVED_STEMS = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{dev}{n}" for dev in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"]
+)
+
+
+def _reject(path: object, reason: str) -> InvalidPathError:
+    return InvalidPathError(path, reason)
+
+
+def validate_path(path: str) -> str:
+    """Check that ``path`` is a canonical artifact path and return it unchanged.
+
+    A canonical path is relative, POSIX (``/`` separated), in Unicode NFC, with no empty, ``.``
+    or ``..`` segment, and safe on Windows: no ``\\``, ``:``, ``<>"|?*``, control character,
+    reserved device name (``CON``, ``con.txt``, ``LPT1``...) or segment ending in a dot or space.
+
+    Args:
+        path: The name of a file inside an artifact, such as ``"data/train.csv"``.
+
+    Returns:
+        ``path`` itself.
+
+    Raises:
+        InvalidPathError: ``path`` breaks a rule; the message names which.
+
+    Example:
+        >>> validate_path("images/cat.png")
+        'images/cat.png'
+    """
+    if not isinstance(path, str):
+        raise _reject(path, f"expected a str, got {type(path).__name__}")
+    if not path:
+        raise _reject(path, "the path is empty")
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _reject(path, "it is not valid Unicode (undecodable bytes in a file name?)") from None
+    if size > MAX_PATH_BYTES:
+        raise _reject(path, f"it is {size} bytes long, more than {MAX_PATH_BYTES}")
+    for char in path:
+        code = ord(char)
+        if code < 0x20 or code == 0x7F:
+            what = "a NUL byte" if code == 0 else f"the control character U+{code:04X}"
+            raise _reject(path, f"it contains {what}")
+    if "\\" in path:
+        raise _reject(path, "it contains a backslash; use '/' to separate directories")
+    if path.startswith("/"):
+        raise _reject(path, "it is absolute; use a path relative to the artifact root")
+    if ":" in path:
+        raise _reject(path, "it contains ':' (a drive or stream separator on Windows)")
+    if path.endswith("/"):
+        raise _reject(path, "it ends with '/'; name a file, not a directory")
+    if not unicodedata.is_normalized("NFC", path):
+        nfc = unicodedata.normalize("NFC", path)
+        raise _reject(
+            path, f"it is not in Unicode NFC and names are never rewritten; pass {ascii(nfc)}"
+        )
+    for segment in path.split("/"):
+        _check_segment(path, segment)
+    return path
+
+
+def _check_segment(path: str, segment: str) -> None:
+    if not segment:
+        raise _reject(path, "it has an empty segment ('//')")
+    if segment in (".", ".."):
+        raise _reject(path, f"it has a {segment!r} segment")
+    bad = sorted(set(segment) & _WINDOWS_FORBIDDEN)
+    if bad:
+        raise _reject(path, f"segment {segment!r} contains {''.join(bad)!r}, refused on Windows")
+    if segment[-1] in ". ":
+        what = "a dot" if segment[-1] == "." else "a space"
+        raise _reject(path, f"segment {segment!r} ends with {what}, which Windows drops")
+    stem = segment.split(".", 1)[0].rstrip(" ").upper()
+    if stem in _RESERVED_STEMS:
+        raise _reject(path, f"segment {segment!r} is the reserved Windows device name {stem}")
+    size = len(segment.encode("utf-8"))
+    if size > MAX_SEGMENT_BYTES:
+        raise _reject(path, f"segment {segment[:20]!r}... is {size} bytes, over {MAX_SEGMENT_BYTES}")
+
+
+def collision_key(path: str) -> str:
+    """Return the key under which case-insensitive or normalising file systems see ``path``.
+
+    Two paths with the same key (``"A.txt"`` and ``"a.txt"``, or NFC and NFD spellings of one
+    name) would land on one file on macOS or Windows.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", path).casefold())
+
+
+def find_collisions(paths: Iterable[str]) -> list[tuple[str, str]]:
+    """Find paths (or their directories) that collide on a case-insensitive file system.
+
+    Directories count too: ``"Data/a"`` and ``"data/b"`` put two spellings of one directory in
+    the artifact. Each colliding pair is reported once, in sorted order.
+
+    Args:
+        paths: The paths of one version.
+
+    Returns:
+        Sorted ``(first, second)`` pairs of distinct spellings that share a :func:`collision_key`.
+    """
+    seen: dict[str, set[str]] = {}
+    for path in paths:
+        segments = path.split("/")
+        for depth in range(1, len(segments) + 1):
+            name = "/".join(segments[:depth])
+            seen.setdefault(collision_key(name), set()).add(name)
+    pairs: list[tuple[str, str]] = []
+    for names in seen.values():
+        if len(names) > 1:
+            ordered = sorted(names)
+            pairs.extend((a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :])
+    return sorted(pairs)
+
+
+def is_within(prefix: str, path: str) -> bool:
+    """Tell whether ``path`` is ``prefix`` or lies under the directory ``prefix``.
+
+    Segment-wise: ``"a/b/c"`` is within ``"a/b"`` and ``"a/b/"``, ``"a/bc"`` is not. An empty
+    prefix is the artifact root, which holds everything.
+    """
+    prefix = prefix.rstrip("/")
+    if not prefix:
+        return True
+    return path == prefix or path.startswith(prefix + "/")
+
+
+# --- gitignore ------------------------------------------------------------------------------
+
+_POSIX_CLASSES = {
+    "alnum": "a-zA-Z0-9",
+    "alpha": "a-zA-Z",
+    "blank": " \\t",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z",
+    "xdigit": "0-9a-fA-F",
+}
+
+
+def _class_char(char: str) -> str:
+    return "\\" + char if char in "\\]^-[" else char
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
+    """Translate the bracket expression at ``pattern[start] == "["``; None if malformed."""
+    i = start + 1
+    n = len(pattern)
+    negate = i < n and pattern[i] in "!^"
+    if negate:
+        i += 1
+    parts: list[str] = []
+    first = True
+    while True:
+        if i >= n:
+            return None  # unterminated: git's wildmatch aborts, the rule matches nothing
+        char = pattern[i]
+        if char == "]" and not first:
+            break
+        first = False
+        if char == "[" and pattern.startswith("[:", i):
+            end = pattern.find(":]", i + 2)
+            cls = _POSIX_CLASSES.get(pattern[i + 2 : end]) if end >= 0 else None
+            if cls is None:
+                return None
+            parts.append(cls)
+            i = end + 2
+            continue
+        if char == "\\":
+            i += 1
+            if i >= n:
+                return None
+            char = pattern[i]
+        if i + 2 < n and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+            high_at = i + 2
+            if pattern[high_at] == "\\":
+                high_at += 1
+                if high_at >= n:
+                    return None
+            high = pattern[high_at]
+            if char <= high:  # a reversed range matches nothing, as in git
+                parts.append(f"{_class_char(char)}-{_class_char(high)}")
+            i = high_at + 1
+            continue
+        parts.append(_class_char(char))
+        i += 1
+    body = "".join(parts)
+    if not body:  # only a reversed range: match nothing
+        return ("(?!)" if not negate else "[^/]"), i + 1
+    # A bracket never matches "/" (wildmatch with WM_PATHNAME).
+    return ("[^/" + body + "]" if negate else "(?!/)[" + body + "]"), i + 1
+
+
+def _translate(pattern: str) -> str | None:
+    """Translate a gitignore glob to a regex matched against a whole relative path."""
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "*":
+            j = i
+            while j < n and pattern[j] == "*":
+                j += 1
+            whole_segment = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
+            if j - i >= 2 and whole_segment:
+                if j == n:
+                    out.append(".*")  # "a/**": everything inside a; "**": everything
+                    i = j
+                else:
+                    out.append("(?:.*/)?")  # "**/": zero or more directories
+                    i = j + 1
+            else:
+                out.append("[^/]*")  # other runs of "*" are a plain "*"
+                i = j
+        elif char == "?":
+            out.append("[^/]")
+            i += 1
+        elif char == "[":
+            translated = _bracket(pattern, i)
+            if translated is None:
+                return None
+            out.append(translated[0])
+            i = translated[1]
+        elif char == "\\":
+            if i + 1 >= n:
+                return None  # a trailing backslash never matches in git
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(char))
+            i += 1
+    return "".join(out)
+
+
+def _trim_trailing_spaces(line: str) -> str:
+    """Drop trailing spaces unless escaped with a backslash (git's trim_trailing_spaces)."""
+    last_space: int | None = None
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char == " ":
+            if last_space is None:
+                last_space = i
+        elif char == "\\":
+            i += 1
+            if i >= len(line):
+                return line
+            last_space = None
+        else:
+            last_space = None
+        i += 1
+    return line if last_space is None else line[:last_space]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    pattern: str  # the line as written, for explain()
+    regex: re.Pattern[str] | None  # None: malformed, matches nothing
+    negate: bool
+    dir_only: bool
+    anchored: bool  # matched against the whole path below base, else against the basename
+    base: str  # directory of the ignore file, "" for the root
+
+    def match(self, relpath: str, is_dir: bool) -> bool:
+        if self.regex is None or (self.dir_only and not is_dir):
+            return False
+        if self.base:
+            if not relpath.startswith(self.base + "/"):
+                return False
+            relpath = relpath[len(self.base) + 1 :]
+        subject = relpath if self.anchored else relpath.rsplit("/", 1)[-1]
+        return self.regex.fullmatch(subject) is not None
+
+
+def _parse(lines: Iterable[str], base: str) -> list[_Rule]:
+    rules: list[_Rule] = []
+    for raw in lines:
+        for line in raw.split("\n"):
+            line = line.removesuffix("\r")
+            if not line or line.startswith("#"):
+                continue
+            text = _trim_trailing_spaces(line)
+            negate = text.startswith("!")
+            body = text[1:] if negate else text
+            dir_only = body.endswith("/")
+            if dir_only:
+                body = body[:-1]
+            if not body:
+                continue
+            anchored = "/" in body
+            if body.startswith("/"):
+                body = body[1:]
+            regex = _translate(body)
+            rules.append(
+                _Rule(
+                    pattern=line,
+                    regex=re.compile(regex, re.DOTALL) if regex is not None else None,
+                    negate=negate,
+                    dir_only=dir_only,
+                    anchored=anchored,
+                    base=base,
+                )
+            )
+    return rules
+
+
+class IgnoreRules:
+    """Gitignore-style patterns (gitignore(5)), for ``add_dir(ignore=...)``.
+
+    Supports comments, blank lines, ``!`` negation, a trailing ``/`` for directories only, a
+    leading or middle ``/`` to anchor at the root, ``*``, ``?``, ``[a-z]``, ``[!a]``, ``**``
+    (``**/x``, ``x/**``, ``a/**/b``), backslash escapes and trimmed trailing spaces. The last
+    matching pattern wins, and nothing below an ignored directory can be re-included.
+
+    Example:
+        >>> rules = IgnoreRules(["*.tmp", "build/", "!keep.tmp"])
+        >>> rules.matches("a/x.tmp", is_dir=False), rules.matches("keep.tmp", is_dir=False)
+        (True, False)
+        >>> rules.matches("build/out/lib.so", is_dir=False)
+        True
+    """
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        """Build the rules from pattern lines, as they would appear in a ``.gitignore``."""
+        self._root: Path | None = None
+        self._extra: list[_Rule] = _parse(patterns, "")
+        self._files: dict[str, list[_Rule]] = {}  # base directory -> rules of its ignore file
+        self._dir_cache: dict[str, bool] = {}
+
+    @classmethod
+    def from_dir(cls, root: str | os.PathLike[str], extra: Iterable[str] = ()) -> IgnoreRules:
+        """Rules of ``root/.castoreignore``, nested ``.castoreignore`` files and ``extra``.
+
+        A nested ignore file applies to its own directory, and deeper files take precedence, as
+        in git. ``extra`` patterns (the ``ignore=`` argument) take precedence over every file, like
+        patterns given on git's command line. Files are read lazily, the first time a path
+        below their directory is matched, and never through a symlink; the ignore file of an
+        ignored directory is never read.
+        """
+        rules = cls(extra)
+        rules._root = Path(root)
+        return rules
+
+    def _file_rules(self, base: str) -> list[_Rule]:
+        rules = self._files.get(base)
+        if rules is None:
+            rules = []
+            if self._root is not None:
+                target = self._root / base / IGNORE_FILENAME if base else self._root / IGNORE_FILENAME
+                text = _read_no_follow(target)
+                if text is not None:
+                    rules = _parse([text], base)
+            self._files[base] = rules
+        return rules
+
+    def _applicable(self, relpath: str) -> list[_Rule]:
+        """Rules that may match ``relpath``, lowest precedence first."""
+        rules: list[_Rule] = []
+        if self._root is not None:
+            segments = relpath.split("/")
+            for depth in range(len(segments)):
+                rules.extend(self._file_rules("/".join(segments[:depth])))
+        rules.extend(self._extra)
+        return rules
+
+    def _decide(self, relpath: str, is_dir: bool) -> _Rule | None:
+        for rule in reversed(self._applicable(relpath)):
+            if rule.match(relpath, is_dir):
+                return rule
+        return None
+
+    def _dir_ignored(self, relpath: str) -> bool:
+        cached = self._dir_cache.get(relpath)
+        if cached is None:
+            rule = self._decide(relpath, True)
+            cached = rule is not None and not rule.negate
+            self._dir_cache[relpath] = cached
+        return cached
+
+    def explain(self, relpath: str, is_dir: bool = False) -> str | None:
+        """Return the pattern that decides ``relpath`` (``!...`` if re-included), else None."""
+        segments = relpath.strip("/").split("/")
+        for depth in range(1, len(segments)):
+            parent = "/".join(segments[:depth])
+            if self._dir_ignored(parent):
+                rule = self._decide(parent, True)
+                return rule.pattern if rule else None
+        rule = self._decide("/".join(segments), is_dir)
+        return rule.pattern if rule else None
+
+    def matches(self, relpath: str, is_dir: bool = False) -> bool:
+        """Tell whether ``relpath`` (relative to the root, ``/`` separated) is ignored.
+
+        A path under an ignored directory is ignored whatever later patterns say.
+        """
+        segments = relpath.strip("/").split("/")
+        for depth in range(1, len(segments)):
+            if self._dir_ignored("/".join(segments[:depth])):
+                return True
+        path = "/".join(segments)
+        if is_dir:
+            return self._dir_ignored(path)
+        rule = self._decide(path, False)
+        return rule is not None and not rule.negate
+
+    def __bool__(self) -> bool:
+        return bool(self._extra) or self._root is not None
+
+    def __repr__(self) -> str:
+        patterns = [rule.pattern for rule in self._extra]
+        return f"IgnoreRules({patterns!r}, root={str(self._root) if self._root else None!r})"
+
+
+def _read_no_follow(path: Path) -> str | None:
+    """Read an ignore file, refusing symlinks (as git 2.32+ does for .gitignore)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if path.is_symlink():  # ELOOP: a symlinked ignore file is not followed
+            return None
+        raise exc
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data.decode("utf-8", "surrogateescape")
