@@ -98,9 +98,7 @@ def validate_path(path: str) -> str:
         raise _reject(path, "it ends with '/'; name a file, not a directory")
     if not unicodedata.is_normalized("NFC", path):
         nfc = unicodedata.normalize("NFC", path)
-        raise _reject(
-            path, f"it is not in Unicode NFC and names are never rewritten; pass {ascii(nfc)}"
-        )
+        raise _reject(path, f"it is not in Unicode NFC and names are never rewritten; pass {nfc!a}")
     for segment in path.split("/"):
         _check_segment(path, segment)
     return path
@@ -122,7 +120,9 @@ def _check_segment(path: str, segment: str) -> None:
         raise _reject(path, f"segment {segment!r} is the reserved Windows device name {stem}")
     size = len(segment.encode("utf-8"))
     if size > MAX_SEGMENT_BYTES:
-        raise _reject(path, f"segment {segment[:20]!r}... is {size} bytes, over {MAX_SEGMENT_BYTES}")
+        raise _reject(
+            path, f"segment {segment[:20]!r}... is {size} bytes, over {MAX_SEGMENT_BYTES}"
+        )
 
 
 def collision_key(path: str) -> str:
@@ -399,8 +399,7 @@ class IgnoreRules:
         if rules is None:
             rules = []
             if self._root is not None:
-                target = self._root / base / IGNORE_FILENAME if base else self._root / IGNORE_FILENAME
-                text = _read_no_follow(target)
+                text = _read_no_follow(self._root.joinpath(*base.split("/"), IGNORE_FILENAME))
                 if text is not None:
                     rules = _parse([text], base)
             self._files[base] = rules

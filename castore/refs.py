@@ -104,8 +104,7 @@ def validate_alias(alias: str) -> str:
     """
     if isinstance(alias, str) and "@" in alias:
         raise _invalid(
-            f"alias {alias!r} contains '@', which starts a digest in a reference; "
-            f"use {_RULE}",
+            f"alias {alias!r} contains '@', which starts a digest in a reference; use {_RULE}",
             alias,
         )
     validate_name(alias, "alias")
@@ -254,8 +253,7 @@ digest_algorithm=None)
     collection, colon, selector = head.partition(":")
     if ":" in selector:
         raise _invalid(
-            f"reference {ref!r} has more than one ':' before '@': use 'name:alias' or "
-            "'name:vN'",
+            f"reference {ref!r} has more than one ':' before '@': use 'name:alias' or 'name:vN'",
             ref,
         )
     if not collection:
