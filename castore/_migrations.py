@@ -1,0 +1,197 @@
+"""Numbered schema migrations of the catalogue.
+
+The schema version is SQLite's ``PRAGMA user_version``. :func:`migrate` reads it inside a
+``BEGIN IMMEDIATE`` transaction and applies every newer step in that same transaction, so two
+processes opening a fresh store at once cannot both create the tables (sqlite-utils'
+``Migrations`` helper checks its bookkeeping table before taking the write lock, which races).
+Steps are append-only: never edit a released one, add a new number instead.
+
+Times are integers of microseconds since the epoch (UTC); TTLs are seconds; metadata and
+collection tags are JSON text, queried with ``json_extract``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from castore.errors import UnsupportedFormatError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE collections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            description TEXT,
+            tags TEXT NOT NULL DEFAULT '[]',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            default_ttl REAL,
+            next_number INTEGER NOT NULL DEFAULT 0,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX idx_collections_type ON collections(type);
+
+        CREATE TABLE versions (
+            id TEXT PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            number INTEGER,
+            state TEXT NOT NULL,
+            digest TEXT,
+            size INTEGER NOT NULL DEFAULT 0,
+            file_count INTEGER NOT NULL DEFAULT 0,
+            description TEXT,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            ttl REAL,
+            expires_at INTEGER,
+            producer TEXT,
+            manifest_blob TEXT,
+            UNIQUE (collection_id, number)
+        );
+        CREATE INDEX idx_versions_state_created ON versions(state, created_at);
+        CREATE INDEX idx_versions_coll_state ON versions(collection_id, state, number);
+        CREATE INDEX idx_versions_digest ON versions(digest);
+        CREATE INDEX idx_versions_expires ON versions(expires_at) WHERE expires_at IS NOT NULL;
+        CREATE INDEX idx_versions_updated ON versions(updated_at);
+        CREATE INDEX idx_versions_size ON versions(size);
+        CREATE INDEX idx_versions_producer ON versions(producer) WHERE producer IS NOT NULL;
+
+        CREATE TABLE entries (
+            version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            digest TEXT,
+            size INTEGER NOT NULL,
+            ref TEXT,
+            PRIMARY KEY (version_id, path)
+        ) WITHOUT ROWID;
+        CREATE INDEX idx_entries_digest ON entries(digest);
+
+        CREATE TABLE aliases (
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            alias TEXT NOT NULL,
+            version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (collection_id, alias)
+        );
+        CREATE INDEX idx_aliases_version ON aliases(version_id);
+        CREATE INDEX idx_aliases_alias ON aliases(alias);
+
+        CREATE TABLE version_tags (
+            version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (version_id, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX idx_version_tags_tag ON version_tags(tag);
+
+        CREATE TABLE alias_history (
+            id INTEGER PRIMARY KEY,
+            collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+            alias TEXT NOT NULL,
+            from_version TEXT,
+            to_version TEXT,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX idx_alias_history ON alias_history(collection_id, alias, at);
+
+        CREATE TABLE drafts (
+            version_id TEXT PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+            base_version TEXT,
+            pid INTEGER,
+            host TEXT,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX idx_drafts_created ON drafts(created_at);
+
+        CREATE TABLE stat_cache (
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            ctime_ns INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            path TEXT,
+            checked_at INTEGER NOT NULL,
+            PRIMARY KEY (device, inode)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+#: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database (0 for a new one)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION` in one ``BEGIN IMMEDIATE`` transaction.
+
+    Args:
+        conn: an autocommit connection (``isolation_level=None``) with no open transaction.
+
+    Returns:
+        The number of steps applied.
+
+    Raises:
+        UnsupportedFormatError: the catalogue was written by a newer castore.
+    """
+    if current_version(conn) == SCHEMA_VERSION:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = current_version(conn)
+        if version > SCHEMA_VERSION:
+            raise UnsupportedFormatError(
+                f"the catalogue has schema version {version}, newer than this castore "
+                f"understands ({SCHEMA_VERSION}); upgrade castore",
+                found=version,
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript would COMMIT first: run the statements one by one instead.
+            _run_in_txn(conn, MIGRATIONS[number - 1])
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION - version
+
+
+class _NoScript:
+    """Wraps a connection so that ``executescript`` runs inside the open transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def executescript(self, script: str) -> None:
+        for statement in _split_sql(script):
+            self._conn.execute(statement)
+
+
+def _split_sql(script: str) -> list[str]:
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def _run_in_txn(conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], None]) -> None:
+    step(_NoScript(conn))  # type: ignore[arg-type]
