@@ -1,0 +1,81 @@
+"""castore: a local-first, content-addressed artifact store.
+
+Example:
+    >>> import castore, tempfile
+    >>> store = castore.open(tempfile.mkdtemp())
+    >>> store.close()
+
+Public names are imported on first use, so ``import castore`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved lazily by __getattr__ (PEP 562).
+_LAZY: dict[str, str] = {
+    "AliasConflictError": "castore.errors",
+    "ArtifactFinalizedError": "castore.errors",
+    "BlobStat": "castore.models",
+    "BundleError": "castore.errors",
+    "CastoreError": "castore.errors",
+    "CompressionConfig": "castore.models",
+    "ConfigurationError": "castore.errors",
+    "Diff": "castore.models",
+    "DiffEntry": "castore.models",
+    "Digest": "castore.digest",
+    "FileChangedError": "castore.errors",
+    "Finding": "castore.models",
+    "FsckReport": "castore.models",
+    "GCReport": "castore.models",
+    "HashCollisionError": "castore.errors",
+    "IntegrityError": "castore.errors",
+    "InvalidPathError": "castore.errors",
+    "InvalidReferenceError": "castore.errors",
+    "LockTimeoutError": "castore.errors",
+    "Manifest": "castore.models",
+    "ManifestEntry": "castore.models",
+    "MultipleResourcesFoundError": "castore.errors",
+    "NotFoundError": "castore.errors",
+    "OutOfSpaceError": "castore.errors",
+    "Page": "castore.models",
+    "PruneReport": "castore.models",
+    "ReadOnlyStoreError": "castore.errors",
+    "RemoteError": "castore.errors",
+    "Store": "castore.store",
+    "StoreConfig": "castore.models",
+    "StoreNotFoundError": "castore.errors",
+    "StoreStats": "castore.models",
+    "TypeInfo": "castore.models",
+    "UnsafeTargetError": "castore.errors",
+    "UnsupportedFormatError": "castore.errors",
+    "VerificationError": "castore.errors",
+    "VerifyReport": "castore.models",
+    "VersionConflictError": "castore.errors",
+    "init": "castore.store",
+    "open": "castore.store",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from castore.digest import Digest
+    from castore.errors import *  # noqa: F403
+    from castore.models import *  # noqa: F403
+    from castore.store import Store, init, open  # noqa: A004
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'castore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -1,0 +1,5 @@
+"""``python -m castore``: the command line."""
+
+from castore.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""Labelled crash points at I/O boundaries, for crash-consistency tests.
+
+``CASTORE_CRASH_AT=label:n`` (or just ``label`` for n = 1) makes the process die with
+``os._exit(137)`` at the n-th time it reaches :func:`point` with that label, as a ``kill -9``
+would. ``CASTORE_CRASH_AT=*:n`` dies at the n-th labelled point whatever its label, so a test
+can walk every point in order ("fail at step N for all N", SQLite's pattern). With the variable
+unset the hook costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import Counter
+
+__all__ = ["LABELS", "point"]
+
+#: The labels in use; tests iterate over them.
+LABELS = (
+    "blob.tmp_written",
+    "blob.fsynced",
+    "blob.renamed",
+    "blob.dir_fsynced",
+    "cat.begin",
+    "cat.rows_inserted",
+    "cat.committed",
+    "alias.moved",
+    "gc.listed",
+    "gc.deleted_one",
+    "checkout.tmp_written",
+    "checkout.renamed",
+    "checkout.extra_removed",
+)
+
+_hits: Counter[str] = Counter()
+
+
+def _target() -> tuple[str, int] | None:
+    spec = os.environ.get("CASTORE_CRASH_AT")
+    if not spec:
+        return None
+    label, _, count = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+    return label, int(count or "1")
+
+
+def point(label: str) -> None:
+    """Die here (exit status 137) if ``CASTORE_CRASH_AT`` names this point and hit count."""
+    target = _target()
+    if target is None:
+        return
+    name, nth = target
+    if name not in (label, "*"):
+        return
+    _hits[name] += 1
+    if _hits[name] == nth:
+        sys.stderr.flush()
+        os._exit(137)

@@ -1,0 +1,151 @@
+"""The one durable-write recipe (restic, git): temp beside the target, fsync, publish, fsync dir.
+
+Every file castore publishes goes through here, so faults can be injected in one place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from castore.errors import OutOfSpaceError
+
+__all__ = [
+    "durable_write",
+    "fsync_dir",
+    "publish_noclobber",
+    "removing_on_error",
+    "syncfs",
+    "translate_oserror",
+    "unique_tmp",
+]
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def unique_tmp(directory: str | Path, suffix: str = ".tmp") -> Path:
+    """A fresh, unguessable temp file name inside ``directory`` (not created)."""
+    return Path(directory) / f".{os.getpid()}-{secrets.token_hex(8)}{suffix}"
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """fsync a directory so that entries created or removed in it are durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs(path: str | Path) -> None:
+    """Flush every dirty page of the filesystem holding ``path`` (one call for many files).
+
+    Falls back to ``os.sync()`` where ``syncfs(2)`` is unavailable.
+    """
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        _libc = ctypes.CDLL(name, use_errno=True) if name else ctypes.CDLL(None, use_errno=True)
+    func = getattr(_libc, "syncfs", None)
+    if func is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if func(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
+def translate_oserror(exc: OSError, path: object = None) -> Exception:
+    """Turn a disk-full ``OSError`` into :class:`OutOfSpaceError`; return others unchanged."""
+    if exc.errno in _NO_SPACE:
+        return OutOfSpaceError(
+            f"no space left on the device holding {str(path or exc.filename)!r}: nothing was "
+            "committed; free some space (castore gc can help) and try again",
+            path=path or exc.filename,
+        )
+    return exc
+
+
+@contextmanager
+def removing_on_error(tmp: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise translate_oserror(exc, tmp.parent) from exc
+        raise
+
+
+def publish_noclobber(tmp: str | Path, final: str | Path) -> bool:
+    """Link ``tmp`` to ``final`` unless ``final`` exists; always remove ``tmp``.
+
+    Returns:
+        True if ``final`` was created, False if it already existed (git's dedup path: never
+        overwrite a published file).
+    """
+    try:
+        os.link(tmp, final)
+        created = True
+    except FileExistsError:
+        created = False
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+    return created
+
+
+def durable_write(
+    path: str | Path, data: bytes, *, overwrite: bool = True, durable: bool = True
+) -> bool:
+    """Write ``data`` to ``path`` atomically and durably.
+
+    Args:
+        path: the final file.
+        data: its whole content (small files only: configs, refs).
+        overwrite: replace an existing file (``os.replace``); with False, publish with no
+            overwrite and return False if the file already exists.
+        durable: fsync the file and its directory.
+
+    Returns:
+        True if ``path`` now holds ``data`` written by this call.
+    """
+    path = Path(path)
+    tmp = unique_tmp(path.parent)
+    with removing_on_error(tmp):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+            created = True
+        else:
+            created = publish_noclobber(tmp, path)
+    if durable:
+        fsync_dir(path.parent)
+    return created

@@ -1,0 +1,135 @@
+"""The on-disk layout of a store (format 1) and its ``castore.json``.
+
+```
+STORE/
+  castore.json   format, store id, hash algorithm, compression settings
+  catalog.db     the SQLite catalogue (WAL)
+  blobs/ab/<hex>[.zst]
+  tmp/           in-flight writes (same filesystem as blobs/)
+  trash/         blobs gc has unlinked from blobs/ and is about to delete
+  quarantine/    blobs that failed verification (kept, never silently deleted)
+  locks/         maintenance lock files
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from castore._fsutil import durable_write
+from castore.errors import ConfigurationError, StoreNotFoundError, UnsupportedFormatError
+from castore.models import CompressionConfig, StoreConfig
+
+__all__ = ["FORMAT", "Layout"]
+
+#: The store format this version of castore writes and reads.
+FORMAT = 1
+CONFIG_NAME = "castore.json"
+_OWN_NAMES = {
+    CONFIG_NAME,
+    "catalog.db",
+    "catalog.db-wal",
+    "catalog.db-shm",
+    "catalog.db-journal",
+    "blobs",
+    "tmp",
+    "trash",
+    "quarantine",
+    "locks",
+}
+
+
+class Layout:
+    """Paths of a store's parts, and reading/writing its configuration."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config_path = self.root / CONFIG_NAME
+        self.catalog_path = self.root / "catalog.db"
+        self.blobs = self.root / "blobs"
+        self.tmp = self.root / "tmp"
+        self.trash = self.root / "trash"
+        self.quarantine = self.root / "quarantine"
+        self.locks = self.root / "locks"
+
+    def exists(self) -> bool:
+        """True when the root holds a ``castore.json``."""
+        return self.config_path.is_file()
+
+    def read_config(self) -> StoreConfig:
+        """Read and validate ``castore.json``.
+
+        Raises:
+            StoreNotFoundError: there is no ``castore.json``.
+            UnsupportedFormatError: its format is unknown (newer castore) or it is unreadable.
+        """
+        try:
+            raw = self.config_path.read_bytes()
+        except FileNotFoundError as exc:
+            raise StoreNotFoundError(self.root) from exc
+        except NotADirectoryError as exc:
+            raise StoreNotFoundError(self.root) from exc
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UnsupportedFormatError(
+                f"{self.config_path} is not valid JSON; it is not a castore store or it is damaged",
+                found=None,
+            ) from exc
+        fmt = data.get("format") if isinstance(data, dict) else None
+        if fmt != FORMAT:
+            raise UnsupportedFormatError(
+                f"store {str(self.root)!r} has format {fmt!r}; this castore reads format "
+                f"{FORMAT} (upgrade castore to open newer stores)",
+                found=fmt,
+            )
+        try:
+            return StoreConfig.model_validate(data)
+        except ValueError as exc:
+            raise UnsupportedFormatError(
+                f"{self.config_path} is not a valid format-{FORMAT} configuration: {exc}",
+                found=fmt,
+            ) from exc
+
+    def create(self, *, hash: str, compression: str, level: int, durable: bool) -> StoreConfig:
+        """Create the store, or return the existing one's config if another process won.
+
+        Safe when many processes create the same store at once: the configuration is
+        published with no overwrite, so exactly one wins and the others read it.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.exists():
+            strangers = sorted(
+                p.name
+                for p in self.root.iterdir()
+                if p.name not in _OWN_NAMES and not p.name.startswith(".")
+            )
+            if strangers:
+                raise ConfigurationError(
+                    f"{str(self.root)!r} is not empty and is not a castore store (it holds "
+                    f"{', '.join(strangers[:3])}{'…' if len(strangers) > 3 else ''}); "
+                    "choose an empty or new directory"
+                )
+            config = StoreConfig(
+                format=FORMAT,
+                store_id=str(uuid.uuid4()),
+                hash=hash,
+                compression=CompressionConfig(codec=compression, level=level),  # type: ignore[arg-type]
+                created_at=datetime.now(UTC),
+            )
+            body = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+            durable_write(self.config_path, body.encode(), overwrite=False, durable=durable)
+        config = self.read_config()
+        for directory in (self.blobs, self.tmp, self.trash, self.quarantine, self.locks):
+            directory.mkdir(exist_ok=True)
+        return config
+
+    def writable(self) -> bool:
+        """True when this process may create files in the store."""
+        return os.access(self.root, os.W_OK) and (
+            not self.blobs.exists() or os.access(self.blobs, os.W_OK)
+        )

@@ -1,0 +1,535 @@
+"""The content-addressed blob store: one file per content digest. Knows nothing of SQLite.
+
+Writes are two steps so that the catalogue's write lock can order them against gc (DESIGN.md
+invariant 6): :meth:`BlobStore.stage_file` (and friends) hash, compress and write a temp file in
+``tmp/`` with no lock; :meth:`BlobStore.publish` links it to its final name, where "already
+exists" is the dedup hit (git's ``finalize_object_file``): a published blob is never
+overwritten. ``put_*`` do both. Reads stream and check digest and size at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal, Protocol
+
+from castore import _faults
+from castore._codec import SAMPLE_SIZE, choose_codec, new_compressor, open_decoder
+from castore._fsutil import (
+    fsync_dir,
+    publish_noclobber,
+    removing_on_error,
+    syncfs,
+    unique_tmp,
+)
+from castore._layout import Layout
+from castore.digest import Digest
+from castore.errors import (
+    FileChangedError,
+    HashCollisionError,
+    IntegrityError,
+    NotFoundError,
+    ReadOnlyStoreError,
+)
+from castore.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, new_hasher
+from castore.models import BlobStat
+
+__all__ = ["BlobStore", "PutResult", "StagedBlob"]
+
+Codec = Literal["raw", "zstd"]
+
+_ZST = ".zst"
+#: A zstd skippable frame closing every compressed blob: magic, length 8, content size (LE).
+_TRAILER = struct.Struct("<IIQ")
+_TRAILER_MAGIC = 0x184D2A5C
+
+
+@dataclass(frozen=True)
+class StagedBlob:
+    """Content written to a temp file in ``tmp/``, hashed, not yet published."""
+
+    digest: Digest
+    size: int
+    codec: Codec
+    stored_size: int
+    tmp: Path
+    source_stat: os.stat_result | None = None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """A blob now in the store; ``new`` is False when it was already there (dedup)."""
+
+    digest: Digest
+    size: int
+    codec: Codec
+    stored_size: int
+    new: bool
+
+
+class BlobStore:
+    """Blobs of one store, named by the digest of their uncompressed content.
+
+    Args:
+        layout: the store's paths.
+        algorithm: the store's hash algorithm.
+        compression: ``"zstd"`` or ``"none"``.
+        level: zstd level.
+        durable: fsync files and directories before they count as stored.
+        read_only: refuse every write with :class:`ReadOnlyStoreError`.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        algorithm: str,
+        compression: str = "zstd",
+        level: int = 3,
+        durable: bool = True,
+        read_only: bool = False,
+    ) -> None:
+        self.layout = layout
+        self.algorithm = algorithm
+        self.compression = compression
+        self.level = level
+        self.durable = durable
+        self.read_only = read_only
+
+    # -- names ---------------------------------------------------------------------------
+
+    def _hasher(self) -> Hasher:
+        return new_hasher(self.algorithm)
+
+    def _name(self, digest: str, codec: Codec) -> Path:
+        hexpart = Digest.parse(digest).hex
+        return self.layout.blobs / hexpart[:2] / (hexpart + (_ZST if codec == "zstd" else ""))
+
+    def _find(self, digest: str) -> tuple[Path, Codec] | None:
+        for codec in ("raw", "zstd"):
+            path = self._name(digest, codec)  # type: ignore[arg-type]
+            if os.path.exists(path):
+                return path, codec  # type: ignore[return-value]
+        return None
+
+    def _require(self, digest: str) -> tuple[Path, Codec]:
+        found = self._find(digest)
+        if found is None:
+            raise NotFoundError(f"blob {digest} is not in the store", ref=digest)
+        return found
+
+    def path_of(self, digest: str) -> Path:
+        """The file holding ``digest`` (raw or ``.zst``). Raises NotFoundError if absent."""
+        return self._require(digest)[0]
+
+    def raw_path(self, digest: str) -> Path | None:
+        """The blob file when it is stored raw (so it can be linked), else None."""
+        path = self._name(digest, "raw")
+        return path if os.path.exists(path) else None
+
+    def exists(self, digest: str) -> bool:
+        """True when the blob is stored."""
+        return self._find(digest) is not None
+
+    def stat(self, digest: str) -> BlobStat:
+        """Size, stored size and codec of a blob. Raises NotFoundError if absent."""
+        path, codec = self._require(digest)
+        stored = os.stat(path).st_size
+        size = stored if codec == "raw" else _content_size(path)
+        return BlobStat(digest=digest, size=size, stored_size=stored, codec=codec)
+
+    def iter_digests(self) -> Iterator[Digest]:
+        """Every blob in the store (order unspecified)."""
+        if not self.layout.blobs.is_dir():
+            return
+        for shard in sorted(os.scandir(self.layout.blobs), key=lambda e: e.name):
+            if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
+                continue
+            for entry in os.scandir(shard.path):
+                name = entry.name.removesuffix(_ZST)
+                if name.startswith(shard.name) and _is_hex(name):
+                    yield Digest.of(self.algorithm, name)
+
+    def iter_tmp(self) -> Iterator[Path]:
+        """Temp files in ``tmp/`` (in-flight or left by a crash)."""
+        if self.layout.tmp.is_dir():
+            for entry in os.scandir(self.layout.tmp):
+                yield Path(entry.path)
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _check_writable(self, operation: str) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(self.layout.root, operation)
+
+    def stage_bytes(self, data: bytes | memoryview, *, sync: bool | None = None) -> StagedBlob:
+        """Stage ``data`` (see :meth:`stage_stream`)."""
+        return self.stage_stream(io.BytesIO(data), size=len(data), sync=sync)
+
+    def stage_file(self, path: str | Path, *, sync: bool | None = None) -> StagedBlob:
+        """Stage a file's content, refusing one that changes while it is read.
+
+        Raises:
+            FileChangedError: size, mtime or ctime differ before and after reading, or the
+                bytes read differ from the size: nothing is staged.
+        """
+        with open(path, "rb", buffering=0) as fh:
+            before = os.fstat(fh.fileno())
+            staged = self.stage_stream(fh, size=before.st_size, sync=sync)  # type: ignore[arg-type]
+            after = os.fstat(fh.fileno())
+        if _changed(before, after) or staged.size != before.st_size:
+            self.discard(staged)
+            raise FileChangedError(path)
+        return StagedBlob(
+            staged.digest, staged.size, staged.codec, staged.stored_size, staged.tmp, before
+        )
+
+    def stage_stream(
+        self, stream: BinaryIO, *, size: int = -1, sync: bool | None = None
+    ) -> StagedBlob:
+        """Hash, compress (where it pays) and write ``stream`` to a temp file, in one pass.
+
+        Memory stays bounded by the chunk size whatever the content size.
+
+        Args:
+            stream: a binary reader.
+            size: the content size when known (recorded in the zstd frame).
+            sync: fsync the temp file (default: the store's ``durable``); pass False when
+                many blobs are staged and :meth:`sync` is called once before the commit.
+
+        Raises:
+            OutOfSpaceError: the disk filled up; the temp file is removed.
+        """
+        self._check_writable("store a blob")
+        sync = self.durable if sync is None else sync
+        hasher = self._hasher()
+        tmp = unique_tmp(self.layout.tmp)
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        total = 0
+        stored = 0
+        with removing_on_error(tmp):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                n = _read_full(stream, view)
+                codec = choose_codec(
+                    view[: min(n, SAMPLE_SIZE)], compression=self.compression, level=self.level
+                )
+                compressor = new_compressor(self.level, size) if codec == "zstd" else None
+                while n:
+                    chunk = view[:n]
+                    hasher.update(chunk)
+                    total += n
+                    out = compressor.compress(chunk) if compressor else chunk
+                    stored += _write_all(fd, out)
+                    n = _read_full(stream, view)
+                if compressor is not None:
+                    stored += _write_all(fd, compressor.flush())
+                    stored += _write_all(fd, _TRAILER.pack(_TRAILER_MAGIC, 8, total))
+                _faults.point("blob.tmp_written")
+                if sync:
+                    os.fsync(fd)
+                    _faults.point("blob.fsynced")
+            finally:
+                os.close(fd)
+        digest = Digest.of(self.algorithm, hasher.hexdigest())
+        return StagedBlob(digest, total, codec, stored, tmp)
+
+    def discard(self, staged: StagedBlob) -> None:
+        """Remove a staged temp file that will not be published."""
+        try:
+            os.unlink(staged.tmp)
+        except FileNotFoundError:
+            pass
+
+    def publish(
+        self, staged: StagedBlob, *, check_collision: bool = False, sync: bool | None = None
+    ) -> bool:
+        """Give a staged blob its final name, never overwriting one already there.
+
+        Args:
+            staged: from ``stage_*``; its temp file is consumed either way.
+            check_collision: content from outside (import, pull) in a store whose algorithm is
+                not cryptographic: at a dedup hit, compare the bytes with the stored blob.
+            sync: fsync the shard directory (default: the store's ``durable``).
+
+        Returns:
+            True if the blob is new, False if it was already stored (dedup).
+
+        Raises:
+            HashCollisionError: ``check_collision`` found different content under the digest.
+        """
+        self._check_writable("store a blob")
+        sync = self.durable if sync is None else sync
+        existing = self._find(staged.digest)
+        if existing is not None:
+            if check_collision and self.algorithm not in CRYPTOGRAPHIC:
+                try:
+                    same = self._same_content(staged, *existing)
+                except BaseException:
+                    self.discard(staged)
+                    raise
+                if not same:
+                    self.discard(staged)
+                    raise HashCollisionError(
+                        f"different content arrived under digest {staged.digest}; the stored "
+                        "blob is kept. Use a store with hash='blake3' or 'sha256' for content "
+                        "from untrusted sources",
+                        digest=staged.digest,
+                    )
+            self.discard(staged)
+            return False
+        final = self._name(staged.digest, staged.codec)
+        final.parent.mkdir(exist_ok=True)
+        created = publish_noclobber(staged.tmp, final)
+        _faults.point("blob.renamed")
+        if created and sync:
+            fsync_dir(final.parent)
+            _faults.point("blob.dir_fsynced")
+        return created
+
+    def sync(self) -> None:
+        """Make every staged and published blob durable at once (``syncfs``)."""
+        if self.durable and not self.read_only:
+            syncfs(self.layout.root)
+
+    def put_stream(self, stream: BinaryIO, *, size: int = -1) -> PutResult:
+        """Store the content of a binary stream."""
+        return self._put(self.stage_stream(stream, size=size))
+
+    def put_bytes(self, data: bytes | memoryview) -> PutResult:
+        """Store ``data``."""
+        return self._put(self.stage_bytes(data))
+
+    def put_file(self, path: str | Path) -> PutResult:
+        """Store a file's content."""
+        return self._put(self.stage_file(path))
+
+    def _put(self, staged: StagedBlob) -> PutResult:
+        new = self.publish(staged)
+        return PutResult(staged.digest, staged.size, staged.codec, staged.stored_size, new)
+
+    def delete(self, digest: str) -> int:
+        """Delete a blob; return the bytes freed (0 if it was not there)."""
+        self._check_writable("delete a blob")
+        freed = 0
+        for codec in ("raw", "zstd"):
+            path = self._name(digest, codec)  # type: ignore[arg-type]
+            try:
+                freed += os.stat(path).st_size
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return freed
+
+    def move_to_trash(self, digest: str) -> int:
+        """Rename a blob into ``trash/`` (gc, inside its catalogue transaction); return its size."""
+        self._check_writable("delete a blob")
+        moved = 0
+        for codec in ("raw", "zstd"):
+            path = self._name(digest, codec)  # type: ignore[arg-type]
+            try:
+                size = os.stat(path).st_size
+                os.rename(path, unique_tmp(self.layout.trash, suffix="." + path.name))
+                moved += size
+            except FileNotFoundError:
+                pass
+        return moved
+
+    def empty_trash(self) -> int:
+        """Delete what :meth:`move_to_trash` moved aside; return how many files."""
+        count = 0
+        if self.layout.trash.is_dir():
+            for entry in os.scandir(self.layout.trash):
+                os.unlink(entry.path)
+                count += 1
+        return count
+
+    def quarantine(self, digest: str) -> Path:
+        """Move a (damaged) blob aside into ``quarantine/``; never delete it."""
+        self._check_writable("quarantine a blob")
+        path, _ = self._require(digest)
+        self.layout.quarantine.mkdir(exist_ok=True)
+        target = self.layout.quarantine / f"{path.name}.{time.time_ns()}"
+        os.rename(path, target)
+        if self.durable:
+            fsync_dir(path.parent)
+        return target
+
+    # -- reading -------------------------------------------------------------------------
+
+    def open(self, digest: str, *, size: int | None = None) -> io.BufferedReader:
+        """A streaming reader of a blob's content that checks digest and size at the end.
+
+        Args:
+            digest: the blob.
+            size: the expected content size (from the manifest); decoding stops with an error
+                past it, so a decompression bomb cannot fill memory or disk.
+
+        Raises:
+            NotFoundError: the blob is not stored.
+            IntegrityError: (while reading) the content does not match digest or size.
+        """
+        path, codec = self._require(digest)
+        return io.BufferedReader(_VerifyingReader(self, digest, path, codec, size), CHUNK_SIZE)
+
+    def read_bytes(self, digest: str, *, size: int | None = None) -> bytes:
+        """The whole content of a (small) blob, verified."""
+        with self.open(digest, size=size) as fh:
+            return fh.read()
+
+    def verify(self, digest: str, *, size: int | None = None) -> None:
+        """Re-hash a blob. Raises IntegrityError if it does not match, NotFoundError if absent."""
+        with self.open(digest, size=size) as fh:
+            while fh.read1(CHUNK_SIZE):
+                pass
+
+    def _decoded(self, path: Path, codec: Codec, cap: int | None) -> _Source:
+        fh = open(path, "rb")  # noqa: SIM115 - ownership passes to the decoder or caller
+        if codec == "raw":
+            return fh
+        return open_decoder(fh, cap=cap, name=path.name)
+
+    def _same_content(self, staged: StagedBlob, path: Path, codec: Codec) -> bool:
+        cap = staged.size
+        new = self._decoded(staged.tmp, staged.codec, cap)
+        old = self._decoded(path, codec, cap)
+        try:
+            while True:
+                a = _read_exact(new.read, CHUNK_SIZE)
+                b = _read_exact(old.read, CHUNK_SIZE)
+                if a != b:
+                    return False
+                if not a:
+                    return True
+        except IntegrityError:
+            return False
+        finally:
+            new.close()
+            old.close()
+
+
+class _Source(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Decodes a blob and raises IntegrityError at EOF if digest or size do not match."""
+
+    def __init__(
+        self, store: BlobStore, digest: str, path: Path, codec: Codec, size: int | None
+    ) -> None:
+        super().__init__()
+        self._digest = digest
+        if size is None:
+            size = os.stat(path).st_size if codec == "raw" else _content_size(path)
+        self._size = size
+        self._source = store._decoded(path, codec, size)
+        self._hasher = store._hasher()
+        self._seen = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        data = self._source.read(len(buffer))
+        if not data:
+            self._finish()
+            return 0
+        self._seen += len(data)
+        if self._size >= 0 and self._seen > self._size:
+            self._done = True
+            raise IntegrityError(
+                f"blob {self._digest} holds more than its {self._size} bytes", digest=self._digest
+            )
+        self._hasher.update(data)
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def _finish(self) -> None:
+        self._done = True
+        actual = Digest.of(Digest.parse(self._digest).algorithm, self._hasher.hexdigest())
+        if (self._size >= 0 and self._seen != self._size) or actual != self._digest:
+            raise IntegrityError(
+                f"blob {self._digest} is damaged: read {self._seen} bytes hashing to {actual}, "
+                f"expected {self._size} bytes (run castore fsck)",
+                digest=self._digest,
+            )
+
+    def close(self) -> None:
+        if not self.closed:
+            self._source.close()
+        super().close()
+
+
+def _content_size(path: Path) -> int:
+    """The content size recorded in a zstd blob's trailer (-1 if it has none)."""
+    with open(path, "rb") as fh:
+        try:
+            fh.seek(-_TRAILER.size, os.SEEK_END)
+        except OSError:
+            return -1
+        magic, length, size = _TRAILER.unpack(fh.read(_TRAILER.size))
+    return size if magic == _TRAILER_MAGIC and length == 8 else -1
+
+
+def _changed(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) != (
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+        b.st_ino,
+    )
+
+
+def _is_hex(name: str) -> bool:
+    return bool(name) and all(c in "0123456789abcdef" for c in name)
+
+
+def _read_full(stream: BinaryIO, view: memoryview) -> int:
+    """Fill ``view`` from ``stream`` as far as it goes; 0 only at EOF."""
+    total = 0
+    readinto = getattr(stream, "readinto", None)
+    while total < len(view):
+        if readinto is not None:
+            n = readinto(view[total:])
+        else:
+            data = stream.read(len(view) - total)
+            n = len(data)
+            view[total : total + n] = data
+        if not n:
+            break
+        total += n
+    return total
+
+
+def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
+    parts: list[bytes] = []
+    want = n
+    while want:
+        data = read(want)
+        if not data:
+            break
+        parts.append(data)
+        want -= len(data)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> int:
+    view = memoryview(data)
+    total = len(view)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    return total

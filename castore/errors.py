@@ -1,0 +1,227 @@
+"""Errors raised by castore.
+
+Every error derives from :class:`CastoreError`. Leaves also inherit the built-in they mean, so
+``except KeyError`` still catches a missing version. Each error carries the offending values as
+attributes and builds its own message::
+
+    CastoreError
+    ├── StoreNotFoundError
+    ├── NotFoundError (KeyError)
+    ├── MultipleResourcesFoundError
+    ├── InvalidReferenceError (ValueError)
+    ├── InvalidPathError (ValueError)
+    ├── ArtifactFinalizedError
+    ├── AliasConflictError
+    ├── VersionConflictError
+    ├── VerificationError (ValueError)
+    ├── IntegrityError
+    │   └── HashCollisionError
+    ├── UnsafeTargetError
+    ├── OutOfSpaceError (OSError)
+    ├── ReadOnlyStoreError
+    ├── BundleError
+    ├── RemoteError
+    ├── LockTimeoutError (TimeoutError)
+    ├── ConfigurationError
+    ├── UnsupportedFormatError
+    └── FileChangedError
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from castore.models import VerifyReport
+
+__all__ = [
+    "AliasConflictError",
+    "ArtifactFinalizedError",
+    "BundleError",
+    "CastoreError",
+    "ConfigurationError",
+    "FileChangedError",
+    "HashCollisionError",
+    "IntegrityError",
+    "InvalidPathError",
+    "InvalidReferenceError",
+    "LockTimeoutError",
+    "MultipleResourcesFoundError",
+    "NotFoundError",
+    "OutOfSpaceError",
+    "ReadOnlyStoreError",
+    "RemoteError",
+    "StoreNotFoundError",
+    "UnsafeTargetError",
+    "UnsupportedFormatError",
+    "VerificationError",
+    "VersionConflictError",
+]
+
+
+class CastoreError(Exception):
+    """Base class of every error castore raises."""
+
+    def __init__(self, message: str, **values: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StoreNotFoundError(CastoreError):
+    """There is no castore store at ``path``."""
+
+    def __init__(self, path: object, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"no castore store at {str(path)!r} (create one with castore.init() "
+            "or open it with create=True)",
+            path=path,
+        )
+
+
+class NotFoundError(CastoreError, KeyError):
+    """Nothing matches the reference, name or path asked for."""
+
+    def __init__(self, message: str, *, ref: object = None) -> None:
+        super().__init__(message, ref=ref)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class MultipleResourcesFoundError(CastoreError):
+    """A reference (such as a digest prefix) matches more than one thing."""
+
+    def __init__(self, message: str, *, ref: object = None, matches: list[str] | None = None):
+        super().__init__(message, ref=ref, matches=list(matches or []))
+
+
+class InvalidReferenceError(CastoreError, ValueError):
+    """A reference string or name is malformed."""
+
+    def __init__(self, message: str, *, ref: object = None) -> None:
+        super().__init__(message, ref=ref)
+
+
+class InvalidPathError(CastoreError, ValueError):
+    """A path inside an artifact is not a canonical POSIX relative path."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"invalid artifact path {path!r}: {reason}", path=path, reason=reason)
+
+
+class ArtifactFinalizedError(CastoreError):
+    """A finalized draft was asked to change."""
+
+    def __init__(self, collection: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"the draft of {collection!r} is already finalized; start a new one with "
+            "store.draft() or version.new_draft()",
+            collection=collection,
+        )
+
+
+class AliasConflictError(CastoreError):
+    """An alias is in the way of the operation (it would move, or it guards a version)."""
+
+    def __init__(self, message: str, *, alias: str | None = None, ref: str | None = None):
+        super().__init__(message, alias=alias, ref=ref)
+
+
+class VersionConflictError(CastoreError):
+    """A version number is already held by a different version."""
+
+    def __init__(self, message: str, *, ref: str | None = None) -> None:
+        super().__init__(message, ref=ref)
+
+
+class VerificationError(CastoreError, ValueError):
+    """A directory does not match the version it should mirror."""
+
+    def __init__(self, message: str, *, report: VerifyReport | None = None) -> None:
+        super().__init__(message, report=report)
+
+
+class IntegrityError(CastoreError):
+    """Stored data does not match its digest or size."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        digest: str | None = None,
+        paths: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, digest=digest, paths=list(paths or []))
+
+
+class HashCollisionError(IntegrityError):
+    """Two different contents arrived under one digest."""
+
+
+class UnsafeTargetError(CastoreError):
+    """A checkout target would write outside itself, into the store, or through a link."""
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        super().__init__(message, path=path)
+
+
+class OutOfSpaceError(CastoreError, OSError):
+    """The disk (or the catalogue) is full; nothing was committed."""
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        CastoreError.__init__(self, message, path=path)
+
+
+class ReadOnlyStoreError(CastoreError):
+    """A write was asked of a store opened read-only or not writable."""
+
+    def __init__(self, path: object, operation: str = "write") -> None:
+        super().__init__(
+            f"the store at {str(path)!r} is read-only: cannot {operation}",
+            path=path,
+            operation=operation,
+        )
+
+
+class BundleError(CastoreError):
+    """A bundle is malformed, truncated or hostile."""
+
+
+class RemoteError(CastoreError):
+    """A remote could not be reached or answered wrongly."""
+
+
+class LockTimeoutError(CastoreError, TimeoutError):
+    """A lock (the catalogue's or the maintenance lock) was not granted in time."""
+
+    def __init__(self, message: str, *, timeout: float | None = None) -> None:
+        super().__init__(message, timeout=timeout)
+
+
+class ConfigurationError(CastoreError):
+    """Settings conflict with the store's (hash algorithm, compression) or are invalid."""
+
+
+class UnsupportedFormatError(CastoreError):
+    """A store, bundle or remote has a format this version of castore cannot read."""
+
+    def __init__(self, message: str, *, found: object = None) -> None:
+        super().__init__(message, found=found)
+
+
+class FileChangedError(CastoreError):
+    """A file changed while castore was reading it; nothing was stored for it."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"{str(path)!r} changed while it was being added; nothing was stored for it "
+            "(add it again once it is no longer being written)",
+            path=path,
+        )

@@ -1,0 +1,202 @@
+"""Records: frozen pydantic models returned by the public API.
+
+Handles with behaviour (``Store``, ``Draft``, ``ArtifactVersion``, ``Collection``, ``Run``) are
+plain classes elsewhere; everything here is a value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "BlobStat",
+    "CompressionConfig",
+    "Diff",
+    "DiffEntry",
+    "Finding",
+    "FsckReport",
+    "GCReport",
+    "Manifest",
+    "ManifestEntry",
+    "Page",
+    "PruneReport",
+    "StoreConfig",
+    "StoreStats",
+    "TypeInfo",
+    "VerifyReport",
+]
+
+T = TypeVar("T")
+
+Codec = Literal["raw", "zstd"]
+LinkMode = Literal["auto", "copy", "hardlink", "symlink", "reflink"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CompressionConfig(_Record):
+    """How a store compresses blobs: ``codec`` ``"zstd"`` or ``"none"``, at ``level``."""
+
+    codec: Literal["zstd", "none"] = "zstd"
+    level: int = Field(default=3, ge=1, le=22)
+
+
+class StoreConfig(_Record):
+    """The contents of ``castore.json``: format version, store id, hash and compression."""
+
+    format: int
+    store_id: str
+    hash: str
+    compression: CompressionConfig
+    created_at: datetime | None = None
+
+
+class BlobStat(_Record):
+    """What the blob store knows of one blob."""
+
+    digest: str
+    size: int
+    stored_size: int
+    codec: Codec
+
+
+class ManifestEntry(_Record):
+    """One file of a version: its path, content digest and size, and an optional external ref."""
+
+    path: str
+    digest: str | None
+    size: int
+    ref: str | None = None
+
+
+class Manifest(_Record):
+    """The sorted entries of a version and the digest over them."""
+
+    entries: list[ManifestEntry]
+    digest: str
+
+
+class VerifyReport(_Record):
+    """The difference between a directory and the version it should mirror."""
+
+    ok: bool
+    missing: list[str] = []
+    modified: list[str] = []
+    extra: list[str] = []
+
+
+class DiffEntry(_Record):
+    """A path that differs between two versions, with its size on each side."""
+
+    path: str
+    size_a: int | None = None
+    size_b: int | None = None
+    digest_a: str | None = None
+    digest_b: str | None = None
+
+
+class Diff(_Record):
+    """What changed from version ``a`` to version ``b``."""
+
+    a: str
+    b: str
+    added: list[DiffEntry] = []
+    removed: list[DiffEntry] = []
+    modified: list[DiffEntry] = []
+
+    @property
+    def empty(self) -> bool:
+        """True when the two versions hold the same files."""
+        return not (self.added or self.removed or self.modified)
+
+
+class GCReport(_Record):
+    """What a garbage collection removed (or, with ``dry_run``, would remove)."""
+
+    versions_deleted: list[str] = []
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    tmp_files_deleted: int = 0
+    dry_run: bool = False
+
+
+class PruneReport(_Record):
+    """The versions a prune deleted (or, with ``dry_run``, would delete)."""
+
+    versions_deleted: list[str] = []
+    dry_run: bool = False
+
+
+FindingKind = Literal[
+    "missing_blob",
+    "corrupt_blob",
+    "dangling_ref",
+    "alias_to_missing",
+    "catalogue_integrity",
+    "orphan_blob",
+    "stale_tmp",
+    "stale_draft",
+    "modified_link",
+]
+
+
+class Finding(_Record):
+    """One problem found by ``fsck``."""
+
+    kind: FindingKind
+    severity: Literal["error", "warning"]
+    digest: str | None = None
+    path: str | None = None
+    ref: str | None = None
+    message: str
+    repaired: bool = False
+
+
+class FsckReport(_Record):
+    """The findings of ``fsck``; ``ok`` is False only when there is an error."""
+
+    ok: bool
+    findings: list[Finding] = []
+    repaired: bool = False
+
+
+class StoreStats(_Record):
+    """Counts and sizes of a store."""
+
+    collections: int
+    versions: int
+    blobs: int
+    logical_bytes: int
+    stored_bytes: int
+    dedup_ratio: float
+
+
+class TypeInfo(_Record):
+    """A collection type with how many collections and versions use it."""
+
+    name: str
+    collections: int
+    versions: int
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing: ``items`` and where they sit in the ``total``."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    items: list[T]
+    total: int
+    limit: int | None
+    offset: int
+    has_more: bool
+
+    def __iter__(self) -> Any:  # iterate the items, not the fields
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

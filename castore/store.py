@@ -1,0 +1,211 @@
+"""The ``Store`` facade: opens a store directory and composes blobs, catalogue and the rest."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from castore._layout import Layout
+from castore.blobs import BlobStore
+from castore.errors import ConfigurationError, ReadOnlyStoreError, StoreNotFoundError
+from castore.hashing import DEFAULT_ALGORITHM, check_algorithm
+from castore.models import StoreConfig
+
+__all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open"]
+
+DEFAULT_HOME = "~/.castore"
+_COMPRESSIONS = ("zstd", "none")
+
+
+def default_path() -> Path:
+    """``$CASTORE_HOME``, else ``~/.castore``."""
+    return Path(os.environ.get("CASTORE_HOME") or DEFAULT_HOME).expanduser()
+
+
+class Store:
+    """An open castore store: a directory of blobs and a SQLite catalogue.
+
+    Use :func:`castore.open` or :func:`castore.init` to get one. A ``Store`` is safe to share
+    between threads; several processes may open the same directory at once.
+
+    Example:
+        >>> import castore, tempfile
+        >>> with castore.open(tempfile.mkdtemp()) as store:
+        ...     store.config.hash
+        'xxh3-128'
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        config: StoreConfig,
+        read_only: bool = False,
+        durable: bool = True,
+    ) -> None:
+        self.path = Path(path).absolute()
+        self.layout = Layout(self.path)
+        self.config = config
+        self.read_only = read_only
+        self.durable = durable
+        self.blobs = BlobStore(
+            self.layout,
+            algorithm=config.hash,
+            compression=config.compression.codec,
+            level=config.compression.level,
+            durable=durable,
+            read_only=read_only,
+        )
+        self._lock = threading.RLock()
+        self._closed = False
+        self._init_parts()
+
+    def _init_parts(self) -> None:
+        """Open the catalogue and the other parts (each part adds itself here)."""
+        from castore.catalog import Catalog
+
+        self.catalog = Catalog(
+            self.layout.catalog_path, read_only=self.read_only, durable=self.durable
+        )
+
+    @property
+    def hash(self) -> str:
+        """The store's hash algorithm (``"xxh3-128"``, ``"blake3"`` or ``"sha256"``)."""
+        return self.config.hash
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the catalogue connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        catalog = getattr(self, "catalog", None)
+        if catalog is not None:
+            catalog.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = " read-only" if self.read_only else ""
+        return f"<castore.Store {str(self.path)!r} {self.config.hash}{mode}>"
+
+    def _require_writable(self, operation: str) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(self.path, operation)
+
+    # -- catalogue, drafts and queries (issue 3) ------------------------------------------
+
+
+def _check_settings(hash: str, compression: str, level: int) -> None:
+    check_algorithm(hash)
+    if compression not in _COMPRESSIONS:
+        raise ConfigurationError(
+            f"unknown compression {compression!r}; choose one of {', '.join(_COMPRESSIONS)}"
+        )
+    if not isinstance(level, int) or not 1 <= level <= 22:
+        raise ConfigurationError(f"zstd level must be an integer from 1 to 22, not {level!r}")
+
+
+def init(
+    path: str | Path | None = None,
+    *,
+    hash: str = DEFAULT_ALGORITHM,
+    compression: str = "zstd",
+    level: int = 3,
+    durable: bool = True,
+) -> Store:
+    """Create a store with explicit settings, or open the existing one if they match.
+
+    Args:
+        path: the store directory (default: ``$CASTORE_HOME``, else ``~/.castore``).
+        hash: ``"xxh3-128"`` (default, fastest), ``"blake3"`` or ``"sha256"`` (choose a
+            cryptographic one where untrusted parties can write blobs). Fixed at creation.
+        compression: ``"zstd"`` or ``"none"``.
+        level: zstd level, 1–22.
+        durable: fsync before anything counts as stored (False for scratch stores).
+
+    Raises:
+        ConfigurationError: the store exists with other settings, or a setting is invalid.
+        UnsupportedFormatError: the directory holds a store of an unknown format.
+
+    Example:
+        >>> import castore, tempfile
+        >>> castore.init(tempfile.mkdtemp(), hash="sha256").hash
+        'sha256'
+    """
+    _check_settings(hash, compression, level)
+    root = Path(path).expanduser() if path is not None else default_path()
+    layout = Layout(root)
+    config = layout.create(hash=hash, compression=compression, level=level, durable=durable)
+    wanted = (hash, compression, level)
+    found = (config.hash, config.compression.codec, config.compression.level)
+    if found != wanted:
+        raise ConfigurationError(
+            f"the store at {str(root)!r} exists with hash={found[0]!r}, "
+            f"compression={found[1]!r}, level={found[2]!r}; it cannot change to "
+            f"hash={hash!r}, compression={compression!r}, level={level!r} (open it with "
+            "castore.open() to use its own settings)"
+        )
+    return Store(root, config=config, durable=durable)
+
+
+def open(  # noqa: A001 - castore.open() is the public name, as in API.md
+    path: str | Path | None = None,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    durable: bool = True,
+    **settings: Any,
+) -> Store:
+    """Open the store at ``path``, creating it with default settings if missing.
+
+    Args:
+        path: the store directory (default: ``$CASTORE_HOME``, else ``~/.castore``).
+        create: create a missing store; with False a missing store raises.
+        read_only: every read works, every write raises :class:`ReadOnlyStoreError`, and
+            nothing is created in the directory. A store this process cannot write to opens
+            read-only by itself.
+        durable: fsync before anything counts as stored.
+        settings: ``hash``, ``compression``, ``level`` for a store created here.
+
+    Raises:
+        StoreNotFoundError: no store at ``path`` and ``create`` is False (or ``read_only``).
+        UnsupportedFormatError: the store has an unknown (newer) format.
+
+    Example:
+        >>> import castore, tempfile
+        >>> store = castore.open(tempfile.mkdtemp())
+        >>> store.close()
+    """
+    root = Path(path).expanduser() if path is not None else default_path()
+    layout = Layout(root)
+    if not layout.exists():
+        if not create or read_only:
+            raise StoreNotFoundError(root)
+        return init(root, durable=durable, **settings)
+    config = layout.read_config()
+    if settings:
+        _check_settings(
+            settings.get("hash", config.hash),
+            settings.get("compression", config.compression.codec),
+            settings.get("level", config.compression.level),
+        )
+        return init(root, durable=durable, **settings)
+    read_only = read_only or not layout.writable()
+    return Store(root, config=config, read_only=read_only, durable=durable)
