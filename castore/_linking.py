@@ -1,0 +1,310 @@
+"""Link modes: probe what a filesystem pair can do, and place one file by each mode.
+
+Modes (``API.md``): ``"copy"`` streams the blob through its verifying reader; ``"reflink"``
+clones a raw blob with the ``FICLONE`` ioctl (copy-on-write, btrfs/XFS/bcachefs); ``"hardlink"``
+and ``"symlink"`` share the raw blob file itself, which is made read-only first (DVC's
+"protected" mode, dvc#859: an edited link would otherwise corrupt the store). ``"auto"`` picks
+reflink where the pair of filesystems supports it, else copy. Blobs stored zstd-compressed cannot
+be shared and are always decompressed (copied).
+
+Support is probed once per (store device, target device) pair and kept in memory, the way DVC's
+``test_links`` probes a cache once.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from castore.digest import Digest
+from castore.errors import ConfigurationError, IntegrityError
+from castore.hashing import new_hasher
+from castore.models import ManifestEntry
+
+__all__ = [
+    "CHUNK",
+    "FICLONE",
+    "HashingReader",
+    "LINK_MODES",
+    "LinkMode",
+    "check_mode",
+    "copy_raw",
+    "file_matches",
+    "hash_fd",
+    "make_readonly",
+    "place_hardlink",
+    "place_reflink",
+    "place_stream",
+    "place_symlink",
+    "reflink_supported",
+]
+
+LinkMode = Literal["auto", "copy", "hardlink", "symlink", "reflink"]
+LINK_MODES: tuple[str, ...] = ("auto", "copy", "hardlink", "symlink", "reflink")
+#: ``_IOW(0x94, 9, int)`` from ``linux/fs.h``.
+FICLONE = 0x40049409
+CHUNK = 1024 * 1024
+_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NO_REFLINK = {
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.EXDEV,
+    errno.EINVAL,
+    errno.ENOTTY,
+    errno.EPERM,
+    errno.ENOSYS,
+    errno.EBADF,
+}
+
+_probe_lock = threading.Lock()
+_reflink_cache: dict[tuple[int, int], bool] = {}
+
+
+def check_mode(link: str) -> str:
+    """Return ``link`` if it names a link mode, else raise ``ConfigurationError``."""
+    if link not in LINK_MODES:
+        raise ConfigurationError(
+            f"unknown link mode {link!r}; choose one of {', '.join(LINK_MODES)}"
+        )
+    return link
+
+
+def _fs_name(path: str | os.PathLike[str]) -> str:
+    """The filesystem type of ``path`` from /proc/mounts (best effort, for messages)."""
+    try:
+        target = os.path.realpath(path)
+        best, fstype = "", "unknown"
+        with open("/proc/mounts", encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3:
+                    mnt = parts[1].replace("\\040", " ")
+                    inside = target == mnt or target.startswith(mnt.rstrip("/") + "/")
+                    if inside and len(mnt) >= len(best):
+                        best, fstype = mnt, parts[2]
+        return fstype
+    except OSError:
+        return "unknown"
+
+
+def reflink_supported(src: Path, dst_dir_fd: int, *, probe_name: str) -> bool:
+    """Whether ``FICLONE`` works from ``src``'s filesystem into ``dst_dir_fd``'s; probed once.
+
+    The probe clones ``src`` (a raw blob) into ``probe_name`` inside ``dst_dir_fd`` and removes
+    the clone; the answer is cached per (source device, target device).
+    """
+    key = (os.stat(src).st_dev, os.fstat(dst_dir_fd).st_dev)
+    with _probe_lock:
+        known = _reflink_cache.get(key)
+    if known is not None:
+        return known
+    ok = False
+    try:
+        place_reflink(src, dst_dir_fd, probe_name)
+        ok = True
+    except OSError as exc:
+        if exc.errno not in _NO_REFLINK:
+            raise
+    finally:
+        try:
+            os.unlink(probe_name, dir_fd=dst_dir_fd)
+        except FileNotFoundError:
+            pass
+    with _probe_lock:
+        _reflink_cache[key] = ok
+    return ok
+
+
+def reflink_error(src: Path, target: Path) -> ConfigurationError:
+    """The error for ``link="reflink"`` where the filesystems cannot clone."""
+    return ConfigurationError(
+        f"link='reflink' is not supported from the store ({_fs_name(src)}) to the target "
+        f"{str(target)!r} ({_fs_name(target)}): reflinks need btrfs, XFS or bcachefs with both "
+        "on the same filesystem; use link='auto' or link='copy'"
+    )
+
+
+def make_readonly(path: Path) -> None:
+    """chmod a blob read-only (0o444) before sharing it by a hard or symbolic link.
+
+    Blobs never change, so this costs nothing; it stops an editor from writing through a link
+    into the store (dvc#859).
+    """
+    st = os.stat(path)
+    if st.st_mode & 0o222:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
+
+
+def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:
+    """Write everything ``src`` yields to a new file ``name`` inside ``dir_fd``.
+
+    The file is created exclusively (``O_EXCL | O_NOFOLLOW``), never opened over an existing one.
+    The caller's reader checks digest and size at EOF, so a mismatch raises before this returns.
+
+    Returns:
+        The number of bytes written.
+    """
+    fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+    written = 0
+    try:
+        while True:
+            chunk = src.read(CHUNK)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+                written += n
+    finally:
+        os.close(fd)
+    return written
+
+
+def place_reflink(src: Path, dir_fd: int, name: str) -> None:
+    """Clone ``src`` into a new file ``name`` inside ``dir_fd`` (``FICLONE``)."""
+    src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst_fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+        try:
+            fcntl.ioctl(dst_fd, FICLONE, src_fd)
+        finally:
+            os.close(dst_fd)
+    except BaseException:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+        raise
+    finally:
+        os.close(src_fd)
+    # a clone carries the blob's read-only mode; a reflinked file is the user's to edit
+    os.chmod(name, 0o666 & ~_umask(), dir_fd=dir_fd)
+
+
+def place_hardlink(src: Path, dir_fd: int, name: str) -> None:
+    """Hard-link the (read-only) blob ``src`` as ``name`` inside ``dir_fd``."""
+    os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=False)
+
+
+def place_symlink(src: Path, dir_fd: int, name: str) -> None:
+    """Make ``name`` inside ``dir_fd`` a symlink to the absolute path of the blob ``src``."""
+    os.symlink(os.path.abspath(src), name, dir_fd=dir_fd)
+
+
+_umask_value: int | None = None
+
+
+def _umask() -> int:
+    global _umask_value
+    if _umask_value is None:
+        current = os.umask(0o022)
+        os.umask(current)
+        _umask_value = current
+    return _umask_value
+
+
+# -- streaming with verification ------------------------------------------------------------
+
+
+class HashingReader(io.RawIOBase):
+    """Streams ``fh`` and checks digest (when known) and size at EOF."""
+
+    def __init__(self, fh: BinaryIO, digest: str | None, size: int, what: str) -> None:
+        super().__init__()
+        self._fh, self._digest, self._size, self._what = fh, digest, size, what
+        self._hasher = new_hasher(Digest.parse(digest).algorithm) if digest else None
+        self._seen = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        data = self._fh.read(len(buffer))
+        if not data:
+            self._done = True
+            actual = self._hasher.hexdigest() if self._hasher else None
+            bad_digest = self._digest is not None and actual != Digest.parse(self._digest).hex
+            if self._seen != self._size or bad_digest:
+                raise IntegrityError(
+                    f"{self._what} does not match its recorded digest {self._digest} and size "
+                    f"{self._size} (read {self._seen} bytes)",
+                    digest=self._digest,
+                )
+            return 0
+        self._seen += len(data)
+        if self._hasher is not None:
+            self._hasher.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def copy_raw(src: Path, entry: ManifestEntry, dir_fd: int, name: str) -> None:
+    """Copy a raw blob into ``name``, hashing while streaming (the fast path for small files)."""
+    assert entry.digest is not None
+    hasher = new_hasher(Digest.parse(entry.digest).algorithm)
+    src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst_fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=dir_fd
+        )
+        seen = 0
+        try:
+            while chunk := os.read(src_fd, CHUNK if seen or entry.size > CHUNK else entry.size + 1):
+                seen += len(chunk)
+                hasher.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(dst_fd, view) :]
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
+    if seen != entry.size or hasher.hexdigest() != Digest.parse(entry.digest).hex:
+        raise IntegrityError(
+            f"blob {entry.digest} for {entry.path!r} is damaged: read {seen} bytes, expected "
+            f"{entry.size} with that digest (run castore fsck)",
+            digest=entry.digest,
+            paths=[entry.path],
+        )
+
+
+def hash_fd(fd: int, algorithm: str) -> tuple[str, int]:
+    hasher = new_hasher(algorithm)
+    size = 0
+    while chunk := os.read(fd, CHUNK):
+        hasher.update(chunk)
+        size += len(chunk)
+    return Digest.of(algorithm, hasher.hexdigest()), size
+
+
+def file_matches(
+    dir_fd: int, name: str, entry: ManifestEntry
+) -> tuple[bool, os.stat_result | None]:
+    """Hash an existing regular file (opened without following links) against ``entry``."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False, None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size or entry.digest is None:
+            return False, None
+        digest, size = hash_fd(fd, Digest.parse(entry.digest).algorithm)
+        return digest == entry.digest and size == entry.size, st
+    finally:
+        os.close(fd)
