@@ -19,13 +19,16 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "AliasConflictError": "castore.errors",
     "ArtifactFinalizedError": "castore.errors",
+    "ArtifactVersion": "castore.handles",
     "BlobStat": "castore.models",
     "BundleError": "castore.errors",
     "CastoreError": "castore.errors",
+    "Collection": "castore.handles",
     "CompressionConfig": "castore.models",
     "ConfigurationError": "castore.errors",
     "Diff": "castore.models",
     "DiffEntry": "castore.models",
+    "Draft": "castore.artifact",
     "Digest": "castore.digest",
     "FileChangedError": "castore.errors",
     "Finding": "castore.models",
@@ -62,8 +65,10 @@ _LAZY: dict[str, str] = {
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from castore.artifact import Draft
     from castore.digest import Digest
     from castore.errors import *  # noqa: F403
+    from castore.handles import ArtifactVersion, Collection
     from castore.models import *  # noqa: F403
     from castore.store import Store, init, open  # noqa: A004
 

@@ -359,6 +359,13 @@ class Catalog:
         """A version row (with ``collection`` and ``type``), or None."""
         return self._one(f"{_VERSION_SELECT} WHERE v.id = ?", (version_id,))
 
+    def live_version(self, version_id: str, *, now: int | None = None) -> dict[str, Any] | None:
+        """A committed, unexpired version by id, or None."""
+        return self._one(
+            f"{_VERSION_SELECT} WHERE v.id = :id AND v.state = 'COMMITTED' AND {_LIVE}",
+            {"id": version_id, "now": now or now_us()},
+        )
+
     def version_by_number(
         self, collection_id: int, number: int, *, now: int | None = None
     ) -> dict[str, Any] | None:

@@ -6,13 +6,20 @@ import os
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from castore._layout import Layout
 from castore.blobs import BlobStore
 from castore.errors import ConfigurationError, ReadOnlyStoreError, StoreNotFoundError
 from castore.hashing import DEFAULT_ALGORITHM, check_algorithm
 from castore.models import StoreConfig
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from castore.artifact import Draft
+    from castore.handles import ArtifactVersion, Collection
+    from castore.models import Page, TypeInfo
 
 __all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open"]
 
@@ -110,6 +117,216 @@ class Store:
             raise ReadOnlyStoreError(self.path, operation)
 
     # -- catalogue, drafts and queries (issue 3) ------------------------------------------
+
+    def draft(
+        self,
+        collection: str,
+        *,
+        type: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> Draft:
+        """Start a draft of the next version of ``collection`` (created on first use).
+
+        Args:
+            collection: the collection's name.
+            type: its type (``"dataset"`` by default for a new collection); fixed once set.
+            description: the version's description.
+            metadata: JSON-serialisable metadata of the version.
+            tags: tags of the version.
+
+        Raises:
+            InvalidReferenceError: a malformed name or tag.
+            ValueError: ``type`` differs from the existing collection's type.
+
+        Example:
+            >>> with store.draft("mnist", type="dataset") as d:  # doctest: +SKIP
+            ...     d.add_file("train.csv")
+        """
+        from castore.artifact import Draft
+        from castore.handles import _json_safe, _tag_list
+        from castore.refs import validate_name
+
+        self._require_writable("start a draft")
+        validate_name(collection)
+        if type is not None:
+            validate_name(type, "type")
+        tag_list = _tag_list(tags or [])
+        if metadata is not None:
+            _json_safe(metadata)
+        catalog = self.catalog
+        with catalog.write_txn():
+            coll = catalog.ensure_collection(collection, type)
+            draft_id = catalog.create_version(
+                coll["id"], description=description, metadata=metadata, tags=tag_list
+            )
+        return Draft(self, draft_id, collection, coll["type"])
+
+    def drafts(self, collection: str | None = None) -> list[Draft]:
+        """Drafts not yet finalized (``PENDING`` versions), oldest first."""
+        from castore.artifact import Draft
+
+        return [
+            Draft(self, row["version_id"], row["collection"], row["type"])
+            for row in self.catalog.list_drafts(collection)
+        ]
+
+    def get(self, ref: str) -> ArtifactVersion:
+        """The version a reference names: ``"mnist"``, ``"mnist:prod"``, ``"mnist:v3"``,
+        ``"mnist@9f2c1a"``, ``"mnist:prod@9f2c1a"`` or a version id.
+
+        Raises:
+            NotFoundError: nothing matches (expired versions are hidden).
+            MultipleResourcesFoundError: a digest prefix matches different contents.
+            InvalidReferenceError: the reference is malformed.
+        """
+        from castore.handles import ArtifactVersion, resolve_ref
+
+        return ArtifactVersion(self, resolve_ref(self, ref))
+
+    def _version_handle(self, version_id: str) -> ArtifactVersion:
+        from castore.errors import NotFoundError
+        from castore.handles import ArtifactVersion
+
+        row = self.catalog.get_version(version_id)
+        if row is None:
+            raise NotFoundError(f"no version with id {version_id}", ref=version_id)
+        return ArtifactVersion(self, row)
+
+    def collection(self, name: str) -> Collection:
+        """The collection ``name``.
+
+        Raises:
+            NotFoundError: there is none.
+        """
+        from castore.errors import NotFoundError
+        from castore.handles import Collection
+
+        row = self.catalog.get_collection(name)
+        if row is None:
+            raise NotFoundError(f"no collection named {name!r}", ref=name)
+        return Collection(self, row)
+
+    def collections(self, type: str | None = None) -> list[Collection]:
+        """Every collection (of ``type``), by name."""
+        from castore.handles import Collection
+
+        return [Collection(self, row) for row in self.catalog.list_collections(type)]
+
+    def versions(
+        self,
+        collection: str | None = None,
+        *,
+        type: str | None = None,
+        tags: list[str] | None = None,
+        alias: str | None = None,
+        state: str | None = "COMMITTED",
+        metadata: dict[str, Any] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        match: str = "all",
+        sort: str | list[str] = "-created_at",
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> Page[ArtifactVersion]:
+        """Versions matching the filters, one page at a time.
+
+        ``state`` and the hiding of expired versions always apply; ``match`` (``"all"`` or
+        ``"any"``) combines the other filters; ``tags`` means all of them (any with
+        ``match="any"``). ``sort`` takes ``created_at``, ``updated_at``, ``size``, ``number``,
+        ``name``, ``-`` for descending, several separated by commas.
+
+        Example:
+            >>> page = store.versions(type="model", metadata={"split": "train"})  # doctest: +SKIP
+            >>> page.total, page.has_more  # doctest: +SKIP
+        """
+        from castore.handles import ArtifactVersion
+        from castore.models import Page
+
+        filters = self._version_filters(
+            collection, type, tags, alias, state, metadata, created_after, created_before, match
+        )
+        if (limit is not None and limit < 0) or offset < 0:
+            raise ValueError(f"limit and offset must not be negative ({limit}, {offset})")
+        rows, total = self.catalog.query_versions(sort=sort, limit=limit, offset=offset, **filters)
+        return Page[ArtifactVersion](
+            items=[ArtifactVersion(self, row) for row in rows],
+            total=total,
+            limit=limit,
+            offset=offset,
+            has_more=offset + len(rows) < total,
+        )
+
+    def count(
+        self,
+        collection: str | None = None,
+        *,
+        type: str | None = None,
+        tags: list[str] | None = None,
+        alias: str | None = None,
+        state: str | None = "COMMITTED",
+        metadata: dict[str, Any] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        match: str = "all",
+    ) -> int:
+        """How many versions :meth:`versions` would list with the same filters."""
+        filters = self._version_filters(
+            collection, type, tags, alias, state, metadata, created_after, created_before, match
+        )
+        return self.catalog.count_versions(**filters)
+
+    @staticmethod
+    def _version_filters(
+        collection: str | None,
+        type: str | None,
+        tags: list[str] | None,
+        alias: str | None,
+        state: str | None,
+        metadata: dict[str, Any] | None,
+        created_after: datetime | None,
+        created_before: datetime | None,
+        match: str,
+    ) -> dict[str, Any]:
+        from castore.handles import to_us
+
+        if match not in ("all", "any"):
+            raise ValueError(f"match must be 'all' or 'any', not {match!r}")
+        if state is not None and state not in ("PENDING", "COMMITTED", "DELETED"):
+            raise ValueError(
+                f"state must be 'PENDING', 'COMMITTED', 'DELETED' or None, not {state!r}"
+            )
+        if isinstance(tags, str):
+            tags = [tags]
+        return {
+            "collection": collection,
+            "type": type,
+            "tags": list(tags) if tags else None,
+            "alias": alias,
+            "state": state,
+            "metadata": metadata,
+            "created_after": to_us(created_after),
+            "created_before": to_us(created_before),
+            "match": match,
+        }
+
+    def latest(self, type: str | None = None) -> list[ArtifactVersion]:
+        """The newest live version of every collection (of ``type``), by collection name."""
+        from castore.handles import ArtifactVersion
+
+        return [ArtifactVersion(self, row) for row in self.catalog.latest_per_collection(type)]
+
+    def types(self) -> list[TypeInfo]:
+        """Every collection type in use, with its numbers of collections and versions."""
+        from castore.models import TypeInfo
+
+        return [
+            TypeInfo(name=name, collections=colls, versions=versions)
+            for name, colls, versions in self.catalog.types()
+        ]
+
+    # -- end of catalogue, drafts and queries (issue 3) -----------------------------------
 
 
 def _check_settings(hash: str, compression: str, level: int) -> None:

@@ -1,0 +1,591 @@
+"""Drafts: build a version file by file, then finalize it into an immutable ``ArtifactVersion``.
+
+A draft is a ``PENDING`` version row. Every added file is staged in ``tmp/`` without any lock,
+then, inside one catalogue ``BEGIN IMMEDIATE`` transaction per batch, its entry is recorded on
+the pending row and the blob published (DESIGN.md invariant 6): gc, which takes the same lock,
+either sees the entry and keeps the blob, or ran first and the publish brings the blob back.
+
+Symlinks met by :meth:`Draft.add_dir` are never followed out of the added directory: a link to a
+file inside it is stored as that file's content, a link to a directory is skipped (following it
+could loop), and a link that points outside the directory (or nowhere) is refused with
+:class:`InvalidPathError`. FIFOs, sockets and devices are refused too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat as stat_mod
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from castore.errors import (
+    ArtifactFinalizedError,
+    InvalidPathError,
+    NotFoundError,
+)
+from castore.hashing import hash_file, new_hasher
+from castore.paths import IgnoreRules, collision_key, validate_path
+from castore.refs import LATEST, validate_alias, validate_tag
+
+if TYPE_CHECKING:
+    from castore.blobs import StagedBlob
+    from castore.store import Store
+
+__all__ = ["BATCH_SIZE", "Draft", "artifact_digest", "manifest_document"]
+
+#: Files recorded per catalogue transaction by ``add_dir``.
+BATCH_SIZE = 500
+#: Threads staging files at once (I/O overlaps; hashing releases the GIL).
+WORKERS = min(8, (os.cpu_count() or 2) * 2)
+
+# (path, digest, size, ref)
+Row = tuple[str, str | None, int, str | None]
+
+
+def artifact_digest(algorithm: str, rows: Iterable[Row]) -> str:
+    """The content digest of a version: the hash over its sorted ``path, digest, size`` lines.
+
+    External references without a checksum contribute their URI in place of the digest.
+    """
+    hasher = new_hasher(algorithm)
+    for path, digest, size, ref in sorted(rows):
+        hasher.update(f"{path}\0{digest or ref or ''}\0{size}\n".encode())
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+class Draft:
+    """A version being built. Get one from ``store.draft()`` or ``version.new_draft()``.
+
+    Example:
+        >>> with store.draft("mnist", type="dataset") as d:  # doctest: +SKIP
+        ...     d.add_dir("local/data")
+        >>> d.version.ref  # doctest: +SKIP
+        'mnist:v0'
+    """
+
+    def __init__(self, store: Store, version_id: str, collection: str, type: str) -> None:
+        self._store = store
+        self.id = version_id
+        self.collection = collection
+        self.type = type
+        self.version: Any = None  # the ArtifactVersion, after finalize()
+        self._done = False
+        self._entries: dict[str, Row] = {}
+        self._dirs: dict[str, int] = {}  # directory -> number of files below it
+        self._keys: dict[str, str] = {}  # collision key -> spelling (files and directories)
+        for row in store.catalog.iter_entries(version_id):
+            self._index(row)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        state = "finalized" if self._done else f"{len(self._entries)} files"
+        return f"<Draft {self.collection} {self.id} {state}>"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def paths(self) -> list[str]:
+        """The paths in the draft, sorted."""
+        return sorted(self._entries)
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise ArtifactFinalizedError(self.collection)
+
+    @staticmethod
+    def _parents(path: str) -> Iterator[str]:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            yield "/".join(parts[:depth])
+
+    def _index(self, row: Row) -> None:
+        path = row[0]
+        if path not in self._entries:
+            for parent in self._parents(path):
+                self._dirs[parent] = self._dirs.get(parent, 0) + 1
+                self._keys[collision_key(parent)] = parent
+            self._keys[collision_key(path)] = path
+        self._entries[path] = row
+
+    def _unindex(self, path: str) -> None:
+        del self._entries[path]
+        self._keys.pop(collision_key(path), None)
+        for parent in self._parents(path):
+            left = self._dirs[parent] - 1
+            if left:
+                self._dirs[parent] = left
+            else:
+                del self._dirs[parent]
+                self._keys.pop(collision_key(parent), None)
+
+    def _check_name(self, path: str, *, overwrite: bool, pending: dict[str, str] | None = None):
+        """Validate ``path`` and check it against the draft (and ``pending`` new names)."""
+        validate_path(path)
+        if path in self._dirs:
+            raise FileExistsError(
+                f"{path!r} is a directory in the draft; remove it first or choose another name"
+            )
+        for parent in self._parents(path):
+            if parent in self._entries:
+                raise FileExistsError(
+                    f"cannot add {path!r}: {parent!r} is a file in the draft; remove it first"
+                )
+        if path in self._entries and not overwrite:
+            raise FileExistsError(
+                f"{path!r} is already in the draft; pass overwrite=True to replace it"
+            )
+        for name in [*self._parents(path), path]:
+            key = collision_key(name)
+            other = self._keys.get(key) or (pending or {}).get(key)
+            if other is not None and other != name:
+                raise InvalidPathError(
+                    path,
+                    f"{name!r} and {other!r} differ only in case or Unicode normalisation and "
+                    "would collide on macOS and Windows; rename one",
+                )
+            if pending is not None:
+                pending[key] = name
+
+    def _record(
+        self, rows: list[Row], staged: list[StagedBlob], expect: Iterable[str] = ()
+    ) -> None:
+        """Record entries on the pending row and publish their blobs, in one transaction.
+
+        ``expect`` are digests taken from the stat cache without staging: they are checked
+        inside the transaction, where gc cannot run, and :class:`_BlobsGone` names the ones a
+        gc removed meanwhile (the caller stages them again).
+        """
+        catalog, blobs = self._store.catalog, self._store.blobs
+        try:
+            with catalog.write_txn():
+                state = catalog.execute(
+                    "SELECT state FROM versions WHERE id = ?", (self.id,)
+                ).fetchone()
+                if state is None or state[0] != "PENDING":
+                    raise NotFoundError(
+                        f"the draft {self.id} of {self.collection!r} no longer exists (discarded "
+                        "or removed by gc as stale); start a new draft",
+                        ref=self.id,
+                    )
+                gone = {d for d in expect if not blobs.exists(d)}
+                if gone:
+                    raise _BlobsGone(gone)
+                catalog.put_entries(self.id, rows)
+                for blob in staged:
+                    blobs.publish(blob, sync=False)
+        except _BlobsGone:
+            raise  # the staged blobs are kept for the retry
+        except BaseException:
+            for blob in staged:
+                blobs.discard(blob)
+            raise
+        for row in rows:
+            self._index(row)
+
+    # -- adding ----------------------------------------------------------------------------
+
+    def add_file(
+        self, path: str | os.PathLike[str], name: str | None = None, *, overwrite: bool = False
+    ) -> Draft:
+        """Add one local file as ``name`` (default: its basename).
+
+        Raises:
+            InvalidPathError: ``name`` is not a canonical artifact path.
+            FileExistsError: ``name`` is taken and not ``overwrite``.
+            FileChangedError: the file changed while it was read; nothing was stored.
+        """
+        self._check_open()
+        source = Path(path)
+        name = source.name if name is None else name
+        self._check_name(name, overwrite=overwrite)
+        st = os.stat(source)
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise InvalidPathError(str(source), "it is not a regular file")
+        self._add_staged([(name, str(source.absolute()), st)])
+        return self
+
+    def add_bytes(self, data: bytes, name: str, *, overwrite: bool = False) -> Draft:
+        """Add ``data`` as the file ``name``."""
+        self._check_open()
+        self._check_name(name, overwrite=overwrite)
+        staged = self._store.blobs.stage_bytes(bytes(data), sync=False)
+        self._record([(name, staged.digest, staged.size, None)], [staged])
+        return self
+
+    @contextmanager
+    def new_file(
+        self, name: str, mode: str = "w", *, encoding: str = "utf-8", overwrite: bool = False
+    ) -> Iterator[IO[Any]]:
+        """Write a new file of the draft: ``with draft.new_file("a.txt") as f: f.write("x")``.
+
+        The content is added when the block ends without an exception.
+        """
+        self._check_open()
+        if mode not in ("w", "wb"):
+            raise ValueError(f"new_file mode must be 'w' or 'wb', not {mode!r}")
+        self._check_name(name, overwrite=overwrite)
+        from castore._fsutil import unique_tmp
+
+        tmp = unique_tmp(self._store.layout.tmp, suffix=".new")
+        try:
+            if mode == "w":
+                handle: IO[Any] = open(tmp, "w", encoding=encoding, newline="")  # noqa: SIM115
+            else:
+                handle = open(tmp, "wb")  # noqa: SIM115
+            with handle:
+                yield handle
+            staged = self._store.blobs.stage_file(tmp, sync=False)
+            self._record([(name, staged.digest, staged.size, None)], [staged])
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def add_reference(
+        self,
+        uri: str,
+        name: str | None = None,
+        *,
+        checksum: bool | str = True,
+        size: int | None = None,
+        overwrite: bool = False,
+    ) -> Draft:
+        """Record an external file by URI without storing its bytes.
+
+        For ``file://`` URIs the size is read and, with ``checksum=True``, the digest too. Other
+        schemes are recorded with their URI, ``size`` and ``checksum`` when it is a digest
+        string (remotes fetch them later).
+        """
+        self._check_open()
+        parsed = urlparse(uri)
+        if not parsed.scheme:
+            raise ValueError(f"reference {uri!r} has no scheme; use e.g. 'file:///abs/path'")
+        name = name if name is not None else os.path.basename(unquote(parsed.path).rstrip("/"))
+        self._check_name(name, overwrite=overwrite)
+        digest: str | None = checksum if isinstance(checksum, str) else None
+        if parsed.scheme == "file":
+            local = Path(unquote(parsed.path))
+            if not local.is_file():
+                raise NotFoundError(f"referenced file {str(local)!r} does not exist", ref=uri)
+            if checksum is True:
+                digest, size = hash_file(self._store.blobs.algorithm, local)
+            else:
+                size = local.stat().st_size
+        self._record([(name, digest, size or 0, uri)], [])
+        return self
+
+    def add_dir(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        ignore: Iterable[str] = (),
+        merge: bool = False,
+    ) -> Draft:
+        """Add a directory tree under the prefix ``name`` (default: the artifact root).
+
+        Args:
+            path: the local directory.
+            name: the prefix inside the artifact.
+            ignore: gitignore-style patterns; ``.castoreignore`` files are honoured too.
+            merge: replace files already in the draft whose content differs (else ValueError).
+
+        Raises:
+            InvalidPathError: a file name is not a valid artifact path, names collide, or a
+                symlink points outside the directory.
+            ValueError: a special file (FIFO, socket, device) is in the tree.
+            FileChangedError: a file changed while it was read; nothing was stored for it.
+        """
+        self._check_open()
+        root = Path(path)
+        if not root.is_dir():
+            raise NotADirectoryError(f"{str(root)!r} is not a directory")
+        prefix = "" if not name else validate_path(name.rstrip("/")) + "/"
+        files = list(self._walk(root, IgnoreRules.from_dir(root, ignore)))
+        pending: dict[str, str] = {}
+        items = []
+        for rel, abspath, st in files:
+            target = prefix + rel
+            self._check_name(target, overwrite=True, pending=pending)
+            items.append((target, abspath, st))
+        # Files already in the draft first, so a content conflict is found before new files land.
+        items.sort(key=lambda item: item[0] not in self._entries)
+        self._add_staged(items, merge=merge, replace_ok=merge)
+        return self
+
+    def _walk(self, root: Path, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:
+        real_root = os.path.realpath(root)
+        stack = [("", str(root))]
+        while stack:
+            rel_dir, abs_dir = stack.pop()
+            with os.scandir(abs_dir) as it:
+                entries = sorted(it, key=lambda e: e.name)
+            for entry in entries:
+                rel = rel_dir + entry.name
+                st = entry.stat(follow_symlinks=False)
+                mode = st.st_mode
+                if stat_mod.S_ISLNK(mode):
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        raise InvalidPathError(
+                            rel,
+                            f"it is a symlink to {target!r}, outside the added directory; "
+                            "add the target itself or ignore the link",
+                        )
+                    try:
+                        st = os.stat(entry.path)
+                    except FileNotFoundError:
+                        raise InvalidPathError(rel, "it is a dangling symlink") from None
+                    mode = st.st_mode
+                    if stat_mod.S_ISDIR(mode):
+                        continue  # never follow directory links: they may loop
+                if stat_mod.S_ISDIR(mode):
+                    if not rules.matches(rel, is_dir=True):
+                        stack.append((rel + "/", entry.path))
+                    continue
+                if rules.matches(rel, is_dir=False):
+                    continue
+                if not stat_mod.S_ISREG(mode):
+                    kind = (
+                        "a FIFO"
+                        if stat_mod.S_ISFIFO(mode)
+                        else "a socket"
+                        if stat_mod.S_ISSOCK(mode)
+                        else "a device"
+                        if stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode)
+                        else "not a regular file"
+                    )
+                    raise ValueError(
+                        f"cannot add {entry.path!r}: it is {kind}; remove it or add it to ignore="
+                    )
+                yield rel, entry.path, st
+
+    def _add_staged(
+        self,
+        items: list[tuple[str, str, os.stat_result]],
+        *,
+        merge: bool = True,
+        replace_ok: bool = True,
+    ) -> None:
+        """Stage ``(name, local path, stat)`` files in a thread pool; record them in batches."""
+        catalog, blobs = self._store.catalog, self._store.blobs
+        cache = catalog.stat_cache
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for start in range(0, len(items), BATCH_SIZE):
+                batch = items[start : start + BATCH_SIZE]
+                known = cache.lookup_many(st for _, _, st in batch)
+                todo = []
+                results: dict[str, tuple[str, int]] = {}
+                for name, abspath, st in batch:
+                    digest = known.get((st.st_dev, st.st_ino))
+                    if digest is not None and blobs.exists(digest):
+                        results[name] = (digest, st.st_size)
+                    else:
+                        todo.append((name, abspath))
+                staged: list[StagedBlob] = []
+                try:
+                    futures = [
+                        (n, p, pool.submit(blobs.stage_file, p, sync=False)) for n, p in todo
+                    ]
+                    errors: list[BaseException] = []
+                    for name, _local, future in futures:
+                        try:
+                            blob = future.result()
+                        except BaseException as exc:  # wait for all, then raise the first
+                            errors.append(exc)
+                            continue
+                        staged.append(blob)
+                        results[name] = (blob.digest, blob.size)
+                    if errors:
+                        raise errors[0]
+                    rows: list[Row] = []
+                    for name, _, _ in batch:
+                        digest, size = results[name]
+                        old = self._entries.get(name)
+                        if old is not None and old[1] != digest and not replace_ok:
+                            raise ValueError(
+                                f"{name!r} is already in the draft with other content; pass "
+                                "merge=True to replace it"
+                            )
+                        rows.append((name, digest, size, None))
+                except BaseException:
+                    for blob in staged:
+                        blobs.discard(blob)
+                    raise
+                cached = {results[name][0] for name, _, _ in batch} - {b.digest for b in staged}
+                try:
+                    self._record(rows, staged, expect=cached)
+                except _BlobsGone as gone:
+                    # gc removed cached blobs between lookup and record: store them again.
+                    again = [(n, p) for n, p, _ in batch if results[n][0] in gone.digests]
+                    for _, local in again:
+                        staged.append(blobs.stage_file(local, sync=False))
+                    todo.extend(again)
+                    self._record(rows, staged, expect=cached - gone.digests)
+                stamp = [
+                    (abspath, blob.source_stat or st, str(blob.digest))
+                    for blob, (_, abspath, st) in zip(staged, _matching(batch, todo), strict=True)
+                ]
+                cache.record_many(stamp)
+
+    def remove(self, path: str) -> Draft:
+        """Remove a file, or every file under a directory prefix.
+
+        Raises:
+            NotFoundError: nothing in the draft is at ``path``.
+        """
+        self._check_open()
+        path = path.rstrip("/")
+        if path in self._entries:
+            gone = [path]
+        elif path in self._dirs:
+            gone = [p for p in self._entries if p.startswith(path + "/")]
+        else:
+            raise NotFoundError(f"{path!r} is not in the draft of {self.collection!r}", ref=path)
+        self._store.catalog.delete_entries(self.id, gone)
+        for name in gone:
+            self._unindex(name)
+        return self
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def finalize(self, *, aliases: Iterable[str] = (), tags: Iterable[str] = ()) -> Any:
+        """Commit the draft as the next version of its collection; move ``latest``.
+
+        If the content equals the current latest version's, no version is made: that one is
+        returned, with ``aliases`` and ``tags`` applied to it.
+
+        Returns:
+            The :class:`~castore.ArtifactVersion`.
+
+        Raises:
+            ArtifactFinalizedError: the draft was already finalized or discarded.
+            InvalidReferenceError: an alias or tag is malformed, or ``"latest"``.
+        """
+        self._check_open()
+        aliases = [_user_alias(a) for a in aliases]
+        tags = [validate_tag(t) for t in tags]
+        store, catalog, blobs = self._store, self._store.catalog, self._store.blobs
+        rows = sorted(self._entries.values())
+        digest = artifact_digest(blobs.algorithm, rows)
+        size = sum(row[2] for row in rows)
+        blobs.sync()  # every blob durable before the version that needs it commits
+        with catalog.write_txn():
+            row = catalog.get_version(self.id)
+            if row is None or row["state"] != "PENDING":
+                raise NotFoundError(
+                    f"the draft {self.id} of {self.collection!r} no longer exists", ref=self.id
+                )
+            coll = catalog.get_collection_by_id(row["collection_id"])
+            assert coll is not None
+            latest = catalog.version_by_alias(coll["id"], LATEST)
+            if latest is not None and latest["digest"] == digest:
+                version_id = latest["id"]
+                catalog.discard_draft(self.id)
+            else:
+                version_id = self.id
+                catalog.commit_version(
+                    self.id,
+                    digest=digest,
+                    size=size,
+                    file_count=len(rows),
+                    ttl=coll["default_ttl"],
+                )
+            for alias in aliases:
+                catalog.set_alias(coll["id"], alias, version_id)
+            catalog.add_tags(version_id, tags)
+            if version_id == self.id:
+                committed = catalog.get_version(version_id)
+                assert committed is not None
+                document = manifest_document(committed, catalog.tags_of(version_id), rows)
+                staged = blobs.stage_bytes(document, sync=blobs.durable)
+                blobs.publish(staged)
+                catalog.update_version(version_id, manifest_blob=staged.digest)
+        self._done = True
+        self.version = store._version_handle(version_id)
+        return self.version
+
+    def discard(self) -> None:
+        """Drop the draft and its entries (its blobs stay until gc). Idempotent."""
+        if self._done:
+            if self.version is not None:
+                raise ArtifactFinalizedError(self.collection)
+            return
+        self._store.catalog.discard_draft(self.id)
+        self._done = True
+
+    def __enter__(self) -> Draft:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if not self._done:
+                self.finalize()
+        elif not self._done:
+            self.discard()
+
+
+class _BlobsGone(Exception):
+    def __init__(self, digests: set[str]) -> None:
+        super().__init__(sorted(digests))
+        self.digests = digests
+
+
+def manifest_document(row: dict[str, Any], tags: list[str], rows: list[Row]) -> bytes:
+    """The canonical JSON of a committed version, stored as a blob so the catalogue can be
+    rebuilt from blobs alone (sorted keys and entries, no whitespace)."""
+    from datetime import UTC, datetime
+
+    created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
+    document = {
+        "castore_manifest": 1,
+        "id": row["id"],
+        "collection": row["collection"],
+        "type": row["type"],
+        "number": row["number"],
+        "digest": row["digest"],
+        "size": row["size"],
+        "file_count": row["file_count"],
+        "description": row["description"],
+        "metadata": json.loads(row["metadata"] or "{}"),
+        "tags": sorted(tags),
+        "created_at": created,
+        "ttl": row["ttl"],
+        "producer": row["producer"],
+        "entries": [
+            {"path": p, "digest": d, "size": s, **({"ref": r} if r else {})}
+            for p, d, s, r in sorted(rows)
+        ],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _user_alias(alias: str) -> str:
+    validate_alias(alias)
+    if alias == LATEST:
+        from castore.errors import InvalidReferenceError
+
+        raise InvalidReferenceError(
+            "'latest' is managed by the store and moves by itself; choose another alias",
+            ref=alias,
+        )
+    return alias
+
+
+def _matching(
+    batch: list[tuple[str, str, os.stat_result]], todo: list[tuple[str, str]]
+) -> list[tuple[str, str, os.stat_result]]:
+    """The batch items that were staged, in ``todo`` order."""
+    by_name = {name: item for item in batch for name in (item[0],)}
+    return [by_name[name] for name, _ in todo]
