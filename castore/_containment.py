@@ -326,7 +326,7 @@ class ThreadCursors:
             self._local.cursor = cursor
             with self._lock:
                 self._all.append(cursor)
-        return cursor  # type: ignore[no-any-return]
+        return cursor
 
     def close(self) -> None:
         for cursor in self._all:

@@ -19,13 +19,17 @@ import io
 import os
 import stat
 import threading
+import urllib.parse
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from castore.digest import Digest
-from castore.errors import ConfigurationError, IntegrityError
+from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
 from castore.hashing import new_hasher
 from castore.models import ManifestEntry
+
+if TYPE_CHECKING:
+    from castore.blobs import BlobStore
 
 __all__ = [
     "CHUNK",
@@ -38,10 +42,12 @@ __all__ = [
     "file_matches",
     "hash_fd",
     "make_readonly",
+    "open_source",
     "place_hardlink",
     "place_reflink",
     "place_stream",
     "place_symlink",
+    "ref_path",
     "reflink_supported",
 ]
 
@@ -308,3 +314,39 @@ def file_matches(
         return digest == entry.digest and size == entry.size, st
     finally:
         os.close(fd)
+
+
+def ref_path(entry: ManifestEntry) -> Path:
+    """The local file behind an external ``file://`` reference."""
+    ref = entry.ref or ""
+    parsed = urllib.parse.urlparse(ref)
+    if parsed.scheme != "file":
+        raise RemoteError(
+            f"cannot materialize {entry.path!r}: its reference {ref!r} is not a file:// URI, "
+            "and fetching other schemes is not supported yet; copy the data locally and add it "
+            "to a version instead"
+        )
+    return Path(urllib.parse.unquote(parsed.path))
+
+
+def open_source(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
+    """A streaming reader of one entry's content; digest and size are checked at EOF.
+
+    Raises:
+        NotFoundError: the blob (or referenced file) is missing.
+        IntegrityError: (while reading) the content does not match.
+        RemoteError: the entry references a non-``file://`` location.
+    """
+    if entry.ref is not None:
+        path = ref_path(entry)
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - the reader owns it
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"the file {str(path)!r} referenced by {entry.path!r} is missing", ref=entry.ref
+            ) from exc
+        what = f"the file {str(path)!r} referenced by {entry.path!r}"
+        return io.BufferedReader(HashingReader(fh, entry.digest, entry.size, what), CHUNK)
+    if entry.digest is None:
+        raise IntegrityError(f"entry {entry.path!r} has neither a digest nor a reference")
+    return blobs.open(entry.digest, size=entry.size)
