@@ -211,13 +211,17 @@ def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
             break
         first = False
         if char == "[" and pattern.startswith("[:", i):
-            end = pattern.find(":]", i + 2)
-            cls = _POSIX_CLASSES.get(pattern[i + 2 : end]) if end >= 0 else None
-            if cls is None:
+            end = pattern.find("]", i + 2)
+            if end < 0:
                 return None
-            parts.append(cls)
-            i = end + 2
-            continue
+            if pattern[end - 1] == ":" and end - 1 >= i + 2:
+                cls = _POSIX_CLASSES.get(pattern[i + 2 : end - 1])
+                if cls is None:
+                    return None  # unknown class: git's wildmatch aborts
+                parts.append(cls)
+                i = end + 1
+                continue
+            # no ":]" before the next "]": "[" is an ordinary member, as in git
         if char == "\\":
             i += 1
             if i >= n:
@@ -230,15 +234,15 @@ def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
                 if high_at >= n:
                     return None
             high = pattern[high_at]
-            if char <= high:  # a reversed range matches nothing, as in git
-                parts.append(f"{_class_char(char)}-{_class_char(high)}")
+            # git tests the low end as a member before the range, so "[b-a]" matches "b".
+            parts.append(
+                f"{_class_char(char)}-{_class_char(high)}" if char <= high else _class_char(char)
+            )
             i = high_at + 1
             continue
         parts.append(_class_char(char))
         i += 1
     body = "".join(parts)
-    if not body:  # only a reversed range: match nothing
-        return ("(?!)" if not negate else "[^/]"), i + 1
     # A bracket never matches "/" (wildmatch with WM_PATHNAME).
     return ("[^/" + body + "]" if negate else "(?!/)[" + body + "]"), i + 1
 
