@@ -124,8 +124,19 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    # fsck(repair=True) flags versions whose blobs are missing or corrupt (issue 5).
+    conn.executescript(
+        """
+        ALTER TABLE versions ADD COLUMN damaged INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX idx_versions_manifest ON versions(manifest_blob)
+            WHERE manifest_blob IS NOT NULL;
+        """
+    )
+
+
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
