@@ -226,12 +226,16 @@ def check_existing(
             return links_to_blob(dir_fd, entry, blobs) is not None
         if not stat.S_ISREG(st.st_mode):
             return False
-        if st.st_nlink > 1:
+        if mode in ("hardlink", "symlink") or st.st_nlink > 1:
             raw = blobs.raw_path(entry.digest)
-            if raw is not None and os.path.samestat(st, os.stat(raw)):
-                # the blob itself: right for hardlink mode; a copy must replace it so that an
-                # edit cannot damage the store
-                return mode == "hardlink"
+            if raw is not None:
+                if mode == "symlink":
+                    return False  # a linkable blob: the user asked for a link
+                is_blob = os.path.samestat(st, os.stat(raw))
+                if mode == "hardlink" or is_blob:
+                    # hardlink mode wants the blob itself; other modes must not keep it,
+                    # so that an edit in the target cannot damage the store (dvc#859)
+                    return is_blob and mode == "hardlink"
         abs_path = str(root / entry.path)
         if stat_cache is not None and stat_cache.lookup(abs_path, st) == entry.digest:
             return True
