@@ -350,6 +350,8 @@ def test_durable_store_add_and_finalize(durable_store: castore.Store, tree: Path
 
 def test_read_only_store_refuses_drafts(tmp_path: Path, tree: Path) -> None:
     castore.init(tmp_path / "s", durable=False).close()
-    with castore.open(tmp_path / "s", read_only=True) as ro:
-        with pytest.raises(castore.ReadOnlyStoreError):
-            ro.draft("ds")
+    with (
+        castore.open(tmp_path / "s", read_only=True) as ro,
+        pytest.raises(castore.ReadOnlyStoreError),
+    ):
+        ro.draft("ds")
