@@ -84,7 +84,7 @@ class _CappedDecoder:
         return data
 
     def close(self) -> None:
-        self._reader.close()
+        self._reader.close()  # type: ignore[no-untyped-call]
 
 
 def open_decoder(fh: BinaryIO, *, cap: int | None, name: str) -> _CappedDecoder:

@@ -112,9 +112,9 @@ class BlobStore:
 
     def _find(self, digest: str) -> tuple[Path, Codec] | None:
         for codec in ("raw", "zstd"):
-            path = self._name(digest, codec)  # type: ignore[arg-type]
+            path = self._name(digest, codec)
             if os.path.exists(path):
-                return path, codec  # type: ignore[return-value]
+                return path, codec
         return None
 
     def _require(self, digest: str) -> tuple[Path, Codec]:
@@ -180,7 +180,7 @@ class BlobStore:
         """
         with open(path, "rb", buffering=0) as fh:
             before = os.fstat(fh.fileno())
-            staged = self.stage_stream(fh, size=before.st_size, sync=sync)  # type: ignore[arg-type]
+            staged = self.stage_stream(fh, size=before.st_size, sync=sync)
             after = os.fstat(fh.fileno())
         if _changed(before, after) or staged.size != before.st_size:
             self.discard(staged)
@@ -319,7 +319,7 @@ class BlobStore:
         self._check_writable("delete a blob")
         freed = 0
         for codec in ("raw", "zstd"):
-            path = self._name(digest, codec)  # type: ignore[arg-type]
+            path = self._name(digest, codec)
             try:
                 freed += os.stat(path).st_size
                 os.unlink(path)
@@ -332,7 +332,7 @@ class BlobStore:
         self._check_writable("delete a blob")
         moved = 0
         for codec in ("raw", "zstd"):
-            path = self._name(digest, codec)  # type: ignore[arg-type]
+            path = self._name(digest, codec)
             try:
                 size = os.stat(path).st_size
                 os.rename(path, unique_tmp(self.layout.trash, suffix="." + path.name))

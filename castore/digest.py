@@ -67,7 +67,7 @@ class Digest(str):
         return self.partition(":")[0]
 
     @property
-    def hex(self) -> str:  # type: ignore[override]
+    def hex(self) -> str:
         """The lowercase hex digest, without the algorithm."""
         return self.partition(":")[2]
 
