@@ -1,0 +1,506 @@
+"""Verbs that change or clean up: ``alias``, ``tag``, ``ttl``, ``rm``, ``gc``, ``prune``,
+``fsck`` and ``du``.
+
+Destructive verbs (``rm``, ``gc``, ``prune``, ``fsck --repair``, ``alias rm``, ``ttl``) plan
+first, print the plan with ``--dry-run`` (changing nothing), and otherwise ask before acting
+unless ``-y`` (refusing at once when stdin is not a terminal).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from castore.cli import formatting as fmt
+from castore.cli.app import (
+    EXIT_VERIFY,
+    State,
+    cli,
+    confirm,
+    destructive_options,
+    output_options,
+    pass_state,
+)
+from castore.cli.parsing import DURATION, DurationType
+
+__all__ = ["alias", "du", "fsck", "gc", "prune", "rm", "tag", "ttl"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+# -- alias --------------------------------------------------------------------------------
+
+
+@cli.group()
+def alias() -> None:
+    """Set, remove and list aliases (movable names such as prod, best).
+
+    \b
+    Examples:
+      castore alias set mnist:v3 prod
+      castore alias rm mnist prod
+      castore alias ls mnist
+    """
+
+
+@alias.command("set")
+@click.argument("ref")
+@click.argument("name")
+@output_options
+@pass_state
+def alias_set(state: State, ref: str, name: str) -> None:
+    """Point alias NAME at the version REF (moving it from another version).
+
+    \b
+    Examples:
+      castore alias set mnist:v3 prod
+      castore alias set resnet@9f2c1a best
+    """
+    store = state.open()
+    v = store.get(ref)
+    before = store.collection(v.collection).aliases.get(name)
+    v.add_alias(name)
+    moved_from = f"{v.collection}:{before}" if before and before != v.version else None
+    if state.json:
+        fmt.echo_json({"collection": v.collection, "alias": name, "ref": v.ref,
+                       "previous": moved_from})
+    elif state.quiet:
+        click.echo(f"{v.collection}:{name}")
+    elif moved_from:
+        click.echo(f"{v.collection}:{name} moved from {moved_from} to {v.ref}")
+    else:
+        click.echo(f"{v.collection}:{name} -> {v.ref}")
+
+
+@alias.command("rm")
+@click.argument("collection")
+@click.argument("name", required=False)
+@destructive_options
+@output_options
+@pass_state
+def alias_rm(
+    state: State, collection: str, name: str | None, yes: bool, dry_run: bool
+) -> None:
+    """Remove alias NAME from COLLECTION (also written COLLECTION:NAME).
+
+    \b
+    Examples:
+      castore alias rm mnist prod
+      castore alias rm mnist:prod -y
+    """
+    if name is None:
+        collection, sep, name = collection.partition(":")
+        if not sep or not name:
+            raise click.UsageError("give COLLECTION NAME or COLLECTION:NAME")
+    v = state.open().get(f"{collection}:{name}")
+    record = {"collection": collection, "alias": name, "ref": v.ref, "dry_run": dry_run}
+    if dry_run:
+        _done(state, record, f"would remove {collection}:{name} (points at {v.ref})")
+        return
+    confirm(f"remove alias {collection}:{name} (points at {v.ref})?", yes=yes)
+    v.remove_alias(name)
+    _done(state, record, f"removed {collection}:{name} (was {v.ref})")
+
+
+@alias.command("ls")
+@click.argument("collection", required=False)
+@output_options
+@pass_state
+def alias_ls(state: State, collection: str | None) -> None:
+    """List aliases and the versions they point at (of COLLECTION, or of every collection).
+
+    \b
+    Examples:
+      castore alias ls
+      castore alias ls mnist --json
+    """
+    store = state.open()
+    colls = [store.collection(collection)] if collection else store.collections()
+    rows = [
+        {"collection": c.name, "alias": a, "ref": f"{c.name}:{vn}"}
+        for c in colls
+        for a, vn in sorted(c.aliases.items())
+    ]
+    if state.json:
+        fmt.echo_json(rows)
+    elif state.quiet:
+        for r in rows:
+            click.echo(f"{r['collection']}:{r['alias']}")
+    elif not rows:
+        fmt.err("No aliases found.")
+    else:
+        click.echo(fmt.render_table(
+            ["collection", "alias", "version"],
+            [(r["collection"], r["alias"], r["ref"]) for r in rows],
+        ))
+
+
+# -- tag ----------------------------------------------------------------------------------
+
+
+@cli.group()
+def tag() -> None:
+    """Add and remove tags of a version.
+
+    \b
+    Examples:
+      castore tag add mnist:v3 reviewed gold
+      castore tag rm mnist:v3 gold
+    """
+
+
+@tag.command("add")
+@click.argument("ref")
+@click.argument("tags", nargs=-1, required=True)
+@output_options
+@pass_state
+def tag_add(state: State, ref: str, tags: tuple[str, ...]) -> None:
+    """Add TAGS to the version REF.
+
+    \b
+    Example:
+      castore tag add mnist:v3 reviewed gold
+    """
+    v = state.open().get(ref).add_tags(list(tags))
+    _tags_done(state, v)
+
+
+@tag.command("rm")
+@click.argument("ref")
+@click.argument("tags", nargs=-1, required=True)
+@output_options
+@pass_state
+def tag_rm(state: State, ref: str, tags: tuple[str, ...]) -> None:
+    """Remove TAGS from the version REF (absent tags are ignored).
+
+    \b
+    Example:
+      castore tag rm mnist:v3 gold
+    """
+    v = state.open().get(ref).remove_tags(list(tags))
+    _tags_done(state, v)
+
+
+def _tags_done(state: State, v: Any) -> None:
+    if state.json:
+        fmt.echo_json({"ref": v.ref, "tags": v.tags})
+    elif state.quiet:
+        click.echo(v.ref)
+    else:
+        click.echo(f"{v.ref} tags: {', '.join(v.tags) or '(none)'}")
+
+
+# -- ttl, rm ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("duration", type=DurationType(allow_none=True), metavar="DURATION|none")
+@click.option("--default", "as_default", is_flag=True,
+              help="Set the collection's default TTL for versions created from now on.")
+@destructive_options
+@output_options
+@pass_state
+def ttl(
+    state: State, ref: str, duration: Any, as_default: bool, yes: bool, dry_run: bool
+) -> None:
+    """Expire a version DURATION after its creation (none: never expires).
+
+    An expired version disappears from listings at once and `castore gc` deletes it; a version
+    holding a user alias never expires.
+
+    \b
+    Examples:
+      castore ttl mnist:v1 30d
+      castore ttl mnist:v1 none
+      castore ttl mnist 90d --default      # versions created from now on
+    """
+    store = state.open()
+    shown = fmt.human_duration(duration)
+    if as_default:
+        c = store.collection(ref)
+        record = {"collection": c.name, "default_ttl": fmt.to_jsonable(duration),
+                  "dry_run": dry_run}
+        if dry_run:
+            _done(state, record, f"would set the default TTL of {c.name} to {shown}")
+            return
+        confirm(f"set the default TTL of {c.name} to {shown}?", yes=yes)
+        c.update(default_ttl=duration)
+        _done(state, record, f"default TTL of {c.name}: {shown}")
+        return
+    v = store.get(ref)
+    expires = v.created_at + duration if duration is not None else None
+    record = {"ref": v.ref, "ttl": fmt.to_jsonable(duration),
+              "expires_at": fmt.to_jsonable(expires), "dry_run": dry_run}
+    when = f", expires {fmt.relative_time(expires)}" if expires is not None else ""
+    if dry_run:
+        _done(state, record, f"would set the TTL of {v.ref} to {shown}{when}")
+        return
+    confirm(f"set the TTL of {v.ref} to {shown}{when}?", yes=yes)
+    v.set_ttl(duration)
+    _done(state, record, f"TTL of {v.ref}: {shown}{when}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--delete-aliases", is_flag=True,
+              help="Also remove the user aliases pointing at the version.")
+@click.option("--collection", "whole", is_flag=True,
+              help="Delete the collection REF names, with all its versions.")
+@destructive_options
+@output_options
+@pass_state
+def rm(
+    state: State, ref: str, delete_aliases: bool, whole: bool, yes: bool, dry_run: bool
+) -> None:
+    """Delete a version (latest moves back); its blobs go at the next `castore gc`.
+
+    A version holding aliases other than latest is kept (exit 5) unless --delete-aliases.
+
+    \b
+    Examples:
+      castore rm mnist:v2
+      castore rm mnist:v3 --delete-aliases -y
+      castore rm mnist --collection --dry-run
+    """
+    store = state.open()
+    if whole:
+        c = store.collection(ref)
+        count = store.count(collection=c.name)
+        record = {"collection": c.name, "versions": count, "dry_run": dry_run}
+        what = f"collection {c.name} and its {_plural(count, 'version')}"
+        if dry_run:
+            _done(state, record, f"would delete {what}")
+            return
+        confirm(f"delete {what}?", yes=yes)
+        c.delete()
+        _done(state, record, f"deleted {what}")
+        return
+    v = store.get(ref)
+    user_aliases = [a for a in v.aliases if a != "latest"]
+    record = {"ref": v.ref, "aliases": user_aliases, "delete_aliases": delete_aliases,
+              "dry_run": dry_run}
+    held = f" (aliases: {', '.join(user_aliases)})" if user_aliases else ""
+    if dry_run:
+        note = ""
+        if user_aliases and not delete_aliases:
+            note = "; it holds aliases, so it would be kept without --delete-aliases"
+        _done(state, record, f"would delete {v.ref}{held}{note}")
+        return
+    confirm(f"delete {v.ref}{held}?", yes=yes)
+    v.delete(delete_aliases=delete_aliases)
+    _done(state, record, f"deleted {v.ref}; its blobs go at the next `castore gc`")
+
+
+def _done(state: State, record: dict[str, Any], message: str) -> None:
+    if state.json:
+        fmt.echo_json(record)
+    elif not state.quiet:
+        click.echo(message)
+
+
+# -- gc, prune, fsck ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--grace", type=DURATION, metavar="DURATION",
+              help="Keep unreferenced blobs younger than this (default 1h).")
+@destructive_options
+@output_options
+@pass_state
+def gc(state: State, grace: Any, yes: bool, dry_run: bool) -> None:
+    """Delete expired versions and the blobs nothing references any more.
+
+    Safe beside writers in other processes.
+
+    \b
+    Examples:
+      castore gc --dry-run
+      castore gc -y --grace 0s
+    """
+    store = state.open()
+    kwargs: dict[str, Any] = {} if grace is None else {"grace": grace}
+    plan = store.gc(dry_run=True, **kwargs)
+    what = (
+        f"{_plural(len(plan.versions_deleted), 'expired version')} and "
+        f"{_plural(plan.blobs_deleted, 'blob')} ({fmt.human_size(plan.bytes_freed)})"
+    )
+    nothing = not plan.versions_deleted and not plan.blobs_deleted
+    if dry_run or nothing:
+        report = plan
+    else:
+        confirm(f"delete {what}?", yes=yes)
+        report = store.gc(**kwargs)
+    _gc_done(state, report)
+
+
+def _gc_done(state: State, report: Any) -> None:
+    if state.json:
+        fmt.echo_json(report)
+        return
+    if state.quiet:
+        for ref in report.versions_deleted:
+            click.echo(ref)
+        return
+    verb = "would delete" if report.dry_run else "deleted"
+    for ref in report.versions_deleted:
+        click.echo(f"{verb} {ref}")
+    freed = "would free" if report.dry_run else "freed"
+    click.echo(
+        f"{verb} {_plural(len(report.versions_deleted), 'version')} and "
+        f"{_plural(report.blobs_deleted, 'blob')}; {freed} {fmt.human_size(report.bytes_freed)}"
+    )
+
+
+@cli.command()
+@click.argument("collection", required=False)
+@click.option("--keep-last", type=click.IntRange(min=0), metavar="N",
+              help="Keep the newest N versions of each collection.")
+@click.option("--only-unused", is_flag=True,
+              help="Only versions no run used or produced.")
+@destructive_options
+@output_options
+@pass_state
+def prune(
+    state: State,
+    collection: str | None,
+    keep_last: int | None,
+    only_unused: bool,
+    yes: bool,
+    dry_run: bool,
+) -> None:
+    """Delete old versions by policy; versions holding an alias (latest too) are kept.
+
+    Blobs are freed by the next `castore gc`.
+
+    \b
+    Examples:
+      castore prune --keep-last 5 --dry-run
+      castore prune mnist --keep-last 2 -y
+    """
+    if keep_last is None and not only_unused:
+        raise click.UsageError("give a policy: --keep-last N and/or --only-unused")
+    store = state.open()
+    if collection is not None:
+        store.collection(collection)  # NotFoundError (exit 4)
+    kwargs = {"keep_last": keep_last, "only_unused": only_unused}
+    plan = store.prune(collection, dry_run=True, **kwargs)
+    if dry_run or not plan.versions_deleted:
+        report = plan
+    else:
+        confirm(f"delete {_plural(len(plan.versions_deleted), 'version')}?", yes=yes)
+        report = store.prune(collection, **kwargs)
+    if state.json:
+        fmt.echo_json(report)
+        return
+    verb = "would delete" if report.dry_run else "deleted"
+    for ref in report.versions_deleted:
+        click.echo(ref if state.quiet else f"{verb} {ref}")
+    if not state.quiet:
+        click.echo(f"{verb} {_plural(len(report.versions_deleted), 'version')}")
+
+
+@cli.command()
+@click.option("--repair", is_flag=True,
+              help="Fix what can be fixed: quarantine corrupt blobs, drop stale temp files.")
+@destructive_options
+@output_options
+@pass_state
+def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
+    """Check the whole store: every blob re-hashed, every entry and alias resolvable.
+
+    Exits 3 when it finds errors (warnings such as orphan blobs do not count).
+
+    \b
+    Examples:
+      castore fsck
+      castore fsck --repair --dry-run
+      castore fsck --repair -y
+    """
+    store = state.open()
+    with state.progress_bar("fsck") as bar:
+        report = _fsck(store, repair=False, progress=bar.callback)
+    if repair and not dry_run and report.findings:
+        confirm(f"repair {_plural(len(report.findings), 'finding')}?", yes=yes)
+        report = store.fsck(repair=True)
+    if state.json:
+        fmt.echo_json(report)
+    elif state.quiet:
+        for f in report.findings:
+            click.echo(f"{f.severity} {f.kind} {f.ref or f.path or f.digest or ''}".rstrip())
+    else:
+        rows = [
+            (f.severity, f.kind, f.ref or f.path or fmt.short_digest(f.digest),
+             f.message + (" [repaired]" if f.repaired else ""))
+            for f in report.findings
+        ]
+        if rows:
+            click.echo(fmt.render_table(["severity", "kind", "where", "message"], rows))
+        errors = sum(1 for f in report.findings if f.severity == "error")
+        warnings = len(report.findings) - errors
+        status = "ok" if report.ok else "damaged"
+        click.echo(f"{status}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
+    if not report.ok:
+        fmt.err("error: the store has errors (hint: `castore fsck --repair` fixes what it can)")
+        raise click.exceptions.Exit(EXIT_VERIFY)
+
+
+def _fsck(store: Any, *, repair: bool, progress: Any) -> Any:
+    if progress is None:
+        return store.fsck(repair=repair)
+    try:
+        return store.fsck(repair=repair, progress=progress)
+    except TypeError as exc:
+        if "progress" not in str(exc):
+            raise
+        return store.fsck(repair=repair)
+
+
+# -- du -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("collection", required=False)
+@output_options
+@pass_state
+def du(state: State, collection: str | None) -> None:
+    """Show sizes: per collection (logical bytes of live versions) and for the whole store.
+
+    \b
+    Examples:
+      castore du
+      castore du mnist --json
+    """
+    store = state.open()
+    colls = [store.collection(collection)] if collection else store.collections()
+    rows = []
+    for c in colls:
+        versions = store.versions(collection=c.name, limit=None).items
+        rows.append({"collection": c.name, "type": c.type, "versions": len(versions),
+                     "logical_bytes": sum(v.size for v in versions)})
+    stats = store.stats() if collection is None else None
+    if state.json:
+        fmt.echo_json({"collections": rows, "store": stats})
+        return
+    if state.quiet:
+        for r in rows:
+            click.echo(f"{r['logical_bytes']}\t{r['collection']}")
+        return
+    if rows:
+        click.echo(fmt.render_table(
+            ["collection", "type", "versions", "size"],
+            [(r["collection"], r["type"], r["versions"], fmt.human_size(r["logical_bytes"]))
+             for r in rows],
+            right=(2, 3),
+        ))
+    if stats is not None:
+        click.echo(
+            f"store: {_plural(stats.collections, 'collection')}, "
+            f"{_plural(stats.versions, 'version')}, {_plural(stats.blobs, 'blob')}; "
+            f"{fmt.human_size(stats.logical_bytes)} logical, "
+            f"{fmt.human_size(stats.stored_bytes)} stored "
+            f"(dedup ratio {stats.dedup_ratio:.2f})"
+        )
