@@ -15,11 +15,19 @@ from castore.hashing import DEFAULT_ALGORITHM, check_algorithm
 from castore.models import StoreConfig
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from castore.artifact import Draft
     from castore.handles import ArtifactVersion, Collection
-    from castore.models import Page, TypeInfo
+    from castore.models import (
+        Finding,
+        FsckReport,
+        GCReport,
+        Page,
+        PruneReport,
+        StoreStats,
+        TypeInfo,
+    )
 
 __all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open"]
 
@@ -327,6 +335,128 @@ class Store:
         ]
 
     # -- end of catalogue, drafts and queries (issue 3) -----------------------------------
+
+    # -- maintenance: gc, prune, fsck, stats (issue 5) ------------------------------------
+
+    def gc(self, dry_run: bool = False, grace: timedelta | None = None) -> GCReport:
+        """Delete expired versions, unreferenced blobs and stale temp files.
+
+        Plans, then acts: expired versions (TTL) are deleted with the alias rules (``latest``
+        repointed); blobs that no committed or pending version references and that are older
+        than ``grace`` are deleted after the catalogue commit, under the maintenance lock.
+        Safe beside writers in other processes, even with ``grace=timedelta(0)``.
+
+        Args:
+            dry_run: only report what would be deleted.
+            grace: how old an unreferenced blob must be (default one hour).
+
+        Returns:
+            A :class:`GCReport`.
+
+        Raises:
+            ReadOnlyStoreError: the store is read-only (a dry run works).
+            LockTimeoutError: another gc, prune or repair held the store too long.
+
+        Example:
+            >>> store.gc(dry_run=True).blobs_deleted  # doctest: +SKIP
+            0
+        """
+        from castore import maintenance
+
+        if not dry_run:
+            self._require_writable("run gc")
+        return maintenance.gc(self, dry_run=dry_run, grace=grace)
+
+    def prune(
+        self,
+        collection: str | None = None,
+        *,
+        keep_last: int | None = None,
+        only_unused: bool = False,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        """Delete versions by retention policy; their blobs go at the next :meth:`gc`.
+
+        Args:
+            collection: one collection (default: every collection).
+            keep_last: keep the newest ``keep_last`` versions of each collection.
+            only_unused: delete only versions no run used or produced (with ``keep_last``:
+                both conditions must hold).
+            dry_run: only report what would be deleted.
+
+        A version holding any alias, ``latest`` included, is never pruned.
+
+        Raises:
+            ValueError: no policy was given.
+            NotFoundError: ``collection`` does not exist.
+            ReadOnlyStoreError: the store is read-only (a dry run works).
+
+        Example:
+            >>> store.prune("mnist", keep_last=3).versions_deleted  # doctest: +SKIP
+            ['mnist:v0', 'mnist:v1']
+        """
+        from castore import maintenance
+
+        if not dry_run:
+            self._require_writable("prune versions")
+        return maintenance.prune(
+            self, collection, keep_last=keep_last, only_unused=only_unused, dry_run=dry_run
+        )
+
+    def fsck(self, repair: bool = False) -> FsckReport:
+        """Check the store's invariants: catalogue, blobs, aliases, temp files and drafts.
+
+        Every stored blob is re-hashed. Findings use a fixed vocabulary (``missing_blob``,
+        ``corrupt_blob``, ``dangling_ref``, ``alias_to_missing``, ``catalogue_integrity``:
+        errors; ``orphan_blob``, ``stale_tmp``, ``stale_draft``: warnings).
+
+        Args:
+            repair: quarantine corrupt blobs (never delete them), flag affected versions
+                damaged, remove stale temp files, and rebuild a damaged catalogue from the
+                manifest blobs.
+
+        Returns:
+            A :class:`FsckReport`; ``ok`` is False only when there is an error.
+
+        Raises:
+            ReadOnlyStoreError: ``repair`` on a read-only store.
+
+        Example:
+            >>> store.fsck().ok  # doctest: +SKIP
+            True
+        """
+        from castore import _fsck
+
+        if repair:
+            self._require_writable("repair the store")
+        return _fsck.fsck(self, repair=repair, rebuild=self._rebuild_catalog)
+
+    def _rebuild_catalog(self) -> list[Finding]:
+        """Set the damaged catalogue aside and rebuild it from the manifest blobs."""
+        from castore import _rebuild
+
+        with self._lock:
+            self.catalog.close()
+            self.catalog, notes = _rebuild.rebuild_catalog(
+                self.layout, self.blobs, durable=self.durable
+            )
+        return notes
+
+    def stats(self) -> StoreStats:
+        """Counts and sizes: collections, versions, blobs, logical and stored bytes.
+
+        ``dedup_ratio`` is the logical bytes of all versions over the bytes of their distinct
+        contents (1.0 without any sharing); ``stored_bytes`` is what the blob files take.
+
+        Example:
+            >>> store.stats().versions  # doctest: +SKIP
+            12
+        """
+        from castore import maintenance
+
+        return maintenance.stats(self)
+
+    # -- end of maintenance (issue 5) ------------------------------------------------------
 
 
 def _check_settings(hash: str, compression: str, level: int) -> None:

@@ -1,0 +1,293 @@
+"""fsck: check a store against its invariants, and repair what can be repaired.
+
+Findings use a fixed vocabulary (``models.FindingKind``); errors make ``ok`` False:
+
+| kind | severity | meaning |
+| --- | --- | --- |
+| ``catalogue_integrity`` | error | ``PRAGMA integrity_check`` / ``foreign_key_check`` failed |
+| ``missing_blob`` | error | a committed or pending version needs a blob that is not stored |
+| ``corrupt_blob`` | error | a stored blob does not hash to its name (or cannot be read) |
+| ``dangling_ref`` | error | an entry with neither a blob digest nor an external reference |
+| ``alias_to_missing`` | error | an alias points at a version that is not committed |
+| ``orphan_blob`` | warning | a blob nothing references (gc removes it after the grace) |
+| ``stale_tmp`` | warning | a temp file left by a crash (gc removes it) |
+| ``stale_draft`` | warning | a draft whose process is gone (gc discards it) |
+
+``repair=True`` quarantines corrupt blobs (moved to ``quarantine/``, never deleted), flags the
+versions that need a missing or corrupt blob as damaged (and clears the flag once their blobs
+are whole again), removes stale temp files and rebuilds a damaged catalogue from the manifest
+blobs (the damaged file is kept beside it).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from castore import catalog as _catalog
+from castore.errors import CastoreError, IntegrityError, NotFoundError
+from castore.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
+from castore.maintenance import (
+    STALE_DRAFT_AGE,
+    TMP_GRACE,
+    StoreParts,
+    now_us,
+    stale_tmp_files,
+    wall_clock,
+)
+from castore.models import Finding, FsckReport
+
+if TYPE_CHECKING:
+    from castore.blobs import BlobStore
+
+__all__ = ["fsck", "verify_blobs"]
+
+#: Threads re-hashing blobs at once (reads overlap; xxh3 and zstd release the GIL).
+VERIFY_WORKERS = min(4, (os.cpu_count() or 2) * 2)
+_MAX_NAMED = 10
+
+
+def _names(refs: list[str]) -> str:
+    shown = ", ".join(refs[:_MAX_NAMED])
+    return shown + (f" and {len(refs) - _MAX_NAMED} more" if len(refs) > _MAX_NAMED else "")
+
+
+def verify_blobs(
+    blobs: BlobStore, sizes: dict[str, int], digests: list[str]
+) -> dict[str, str]:
+    """Re-hash blobs; return ``{digest: problem}`` for those that do not verify.
+
+    ``sizes`` gives the expected content size where the catalogue knows it (-1: unknown).
+    A blob that cannot be read (EIO, permissions) is a problem too; checking goes on.
+    """
+
+    def check(digest: str) -> tuple[str, str | None]:
+        size = sizes.get(digest, -1)
+        try:
+            blobs.verify(digest, size=None if size < 0 else size)
+        except NotFoundError:
+            return digest, None  # deleted meanwhile (gc): not damage
+        except IntegrityError as exc:
+            return digest, str(exc)
+        except OSError as exc:
+            return digest, f"cannot be read: {exc}"
+        except CastoreError as exc:
+            return digest, str(exc)
+        return digest, None
+
+    bad: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
+        for digest, problem in pool.map(check, digests):
+            if problem is not None:
+                bad[digest] = problem
+    return bad
+
+
+def _catalogue_findings(store: StoreParts) -> list[Finding]:
+    try:
+        problems = _catalog.integrity_problems(store.catalog)
+    except (sqlite3.DatabaseError, CastoreError) as exc:
+        problems = [str(exc)]
+    return [
+        Finding(
+            kind="catalogue_integrity",
+            severity="error",
+            path=str(store.layout.catalog_path),
+            message=f"the catalogue is damaged: {problem}; run fsck(repair=True) to rebuild "
+            "it from the manifest blobs",
+        )
+        for problem in problems[:50]
+    ]
+
+
+def fsck(
+    store: StoreParts,
+    *,
+    repair: bool = False,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    rebuild: Callable[[], list[Finding]] | None = None,
+) -> FsckReport:
+    """Check every invariant of the store; with ``repair``, fix what can be fixed.
+
+    Args:
+        store: the store's parts.
+        repair: quarantine corrupt blobs, flag damaged versions, remove stale temp files and,
+            when the catalogue itself is damaged, call ``rebuild``.
+        lock_timeout: seconds to wait for the maintenance lock (repair only).
+        rebuild: rebuilds a damaged catalogue from the manifest blobs and returns findings
+            describing what it did (supplied by ``Store``, which owns the catalogue).
+    """
+    if not repair:
+        return _check(store, repair=False)
+    with maintenance_lock(store.layout.locks, timeout=lock_timeout):
+        report = _check(store, repair=True)
+        broken = [f for f in report.findings if f.kind == "catalogue_integrity"]
+        if broken and rebuild is not None:
+            notes = rebuild()
+            after = _check(store, repair=True)
+            findings = [
+                f.model_copy(update={"repaired": True}) for f in broken
+            ] + notes + after.findings
+            return FsckReport(
+                ok=not any(f.severity == "error" and not f.repaired for f in findings),
+                findings=findings,
+                repaired=True,
+            )
+        return report
+
+
+def _check(store: StoreParts, *, repair: bool) -> FsckReport:
+    catalog, blobs, layout = store.catalog, store.blobs, store.layout
+    findings = _catalogue_findings(store)
+    if findings:
+        return FsckReport(ok=False, findings=findings)
+    repaired = False
+
+    # What the catalogue needs, and what is stored.
+    with catalog.read_txn():
+        sizes = _catalog.referenced_digest_sizes(catalog)
+        dangling = catalog._all_rows(
+            "SELECT e.version_id, e.path, c.name AS collection, v.number FROM entries e "
+            "JOIN versions v ON v.id = e.version_id JOIN collections c ON c.id = v.collection_id "
+            "WHERE e.digest IS NULL AND e.ref IS NULL AND v.state IN ('COMMITTED', 'PENDING')"
+        )
+        aliases = _catalog.bad_aliases(catalog)
+        drafts = _catalog.stale_drafts(
+            catalog, now_us() - int(STALE_DRAFT_AGE.total_seconds() * 1_000_000)
+        )
+        damaged_before = _catalog.damaged_version_ids(catalog)
+    stored = set(blobs.iter_digests())
+    missing = sorted(set(sizes) - stored)
+    corrupt = verify_blobs(blobs, sizes, sorted(stored))
+    users = _catalog.users_of_digests(catalog, [*missing, *corrupt])
+
+    for row in dangling:
+        findings.append(
+            Finding(
+                kind="dangling_ref",
+                severity="error",
+                ref=f"{row['collection']}:v{row['number']}",
+                path=row["path"],
+                message=f"entry {row['path']!r} of {row['collection']}:v{row['number']} has "
+                "neither a blob digest nor an external reference",
+            )
+        )
+    for row in aliases:
+        target = (
+            "a version that does not exist"
+            if row["state"] is None
+            else f"a {row['state'].lower()} version"
+        )
+        findings.append(
+            Finding(
+                kind="alias_to_missing",
+                severity="error",
+                ref=f"{row['collection']}:{row['alias']}",
+                message=f"alias {row['collection']}:{row['alias']} points at {target} "
+                f"({row['version_id']}); move it with add_alias() or remove it",
+            )
+        )
+    for digest in missing:
+        refs = [ref for _, ref, _ in users.get(digest, [])]
+        paths = [p for _, _, p in users.get(digest, []) if p]
+        findings.append(
+            Finding(
+                kind="missing_blob",
+                severity="error",
+                digest=digest,
+                ref=refs[0] if refs else None,
+                path=paths[0] if paths else None,
+                message=f"blob {digest} is missing; needed by {_names(refs) or 'a version'}"
+                + (f" ({_names(paths)})" if paths else " (its manifest)")
+                + "; restore it by importing or pulling a copy",
+            )
+        )
+    quarantined: set[str] = set()
+    for digest, problem in sorted(corrupt.items()):
+        refs = [ref for _, ref, _ in users.get(digest, [])]
+        paths = [p for _, _, p in users.get(digest, []) if p]
+        fixed = False
+        if repair:
+            try:
+                where = blobs.quarantine(digest)
+            except (NotFoundError, OSError):
+                pass
+            else:
+                fixed = True
+                quarantined.add(digest)
+                problem += f"; moved to {where}"
+        findings.append(
+            Finding(
+                kind="corrupt_blob",
+                severity="error",
+                digest=digest,
+                ref=refs[0] if refs else None,
+                path=paths[0] if paths else None,
+                message=f"blob {digest} is damaged ({problem}); "
+                + (f"used by {_names(refs)}" if refs else "no version uses it"),
+                repaired=fixed,
+            )
+        )
+        repaired = repaired or fixed
+
+    # Orphans: stored, referenced by nothing committed or pending, and not damaged.
+    for digest in sorted(stored - set(sizes) - set(corrupt)):
+        findings.append(
+            Finding(
+                kind="orphan_blob",
+                severity="warning",
+                digest=digest,
+                message=f"blob {digest} is referenced by no version; gc removes it once it is "
+                "older than the grace period",
+            )
+        )
+    tmp_cutoff = wall_clock() - TMP_GRACE.total_seconds()
+    for path in stale_tmp_files(layout, older_than=tmp_cutoff):
+        fixed = False
+        if repair:
+            try:
+                path.unlink()
+                fixed = True
+            except FileNotFoundError:
+                fixed = True
+            except OSError:
+                pass
+        repaired = repaired or fixed
+        findings.append(
+            Finding(
+                kind="stale_tmp",
+                severity="warning",
+                path=str(path),
+                message=f"temp file {path.name} was left by an interrupted write",
+                repaired=fixed,
+            )
+        )
+    for draft in drafts:
+        findings.append(
+            Finding(
+                kind="stale_draft",
+                severity="warning",
+                ref=f"{draft['collection']}@draft:{draft['version_id']}",
+                message=f"a draft of {draft['collection']!r} (id {draft['version_id']}, "
+                f"process {draft['pid']} on {draft['host']}) was never finalized; "
+                "discard it or let gc remove it",
+            )
+        )
+
+    if repair and not store.read_only:
+        hurt = {vid for d in [*missing, *corrupt] for vid, _, _ in users.get(d, [])}
+        if hurt - damaged_before:
+            _catalog.set_damaged(catalog, hurt - damaged_before, True)
+            repaired = True
+        healed = damaged_before - hurt
+        if healed:
+            _catalog.set_damaged(catalog, healed, False)
+            repaired = True
+    return FsckReport(
+        ok=not any(f.severity == "error" for f in findings),
+        findings=findings,
+        repaired=repaired,
+    )
