@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from castore import _migrations
+from castore import _faults, _migrations
 from castore.errors import (
     AliasConflictError,
     CastoreError,
@@ -222,6 +222,7 @@ class Catalog:
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         local.depth = 1
+        _faults.point("cat.begin")
         try:
             yield conn
         except BaseException as exc:
@@ -234,12 +235,14 @@ class Catalog:
                     raise translated from exc
             raise
         local.depth = 0
+        _faults.point("cat.rows_inserted")
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._translate(exc) from exc
+        _faults.point("cat.committed")
 
     @contextmanager
     def read_txn(self) -> Iterator[sqlite3.Connection]:
@@ -577,6 +580,7 @@ class Catalog:
                 "VALUES (?, ?, ?, ?, ?)",
                 (collection_id, alias, previous, version_id, now),
             )
+            _faults.point("alias.moved")
 
     def remove_alias(self, collection_id: int, alias: str) -> bool:
         """Remove an alias; return whether it existed."""
