@@ -8,16 +8,20 @@ are loaded on first access, so ``store.get()`` costs one query.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from castore.errors import (
+    IntegrityError,
     InvalidReferenceError,
     MultipleResourcesFoundError,
     NotFoundError,
+    VerificationError,
 )
-from castore.models import Manifest, ManifestEntry
+from castore.models import Manifest, ManifestEntry, VerifyReport
 from castore.refs import LATEST, parse_ref, validate_alias, validate_tag
 
 if TYPE_CHECKING:
@@ -222,8 +226,146 @@ class ArtifactVersion:
             raise NotFoundError(f"{path!r} is not in {self.ref}", ref=path) from None
         return ManifestEntry(path=p, digest=digest, size=size, ref=ref)
 
-    # materialize methods (checkout, download, file, verify, open, read_bytes, read_text) are
-    # added by castore/materialize.py.
+    # -- materialize (issue 4): thin wrappers over castore/materialize.py ----------------------
+
+    def _stat_cache(self) -> Any:
+        return None if self._store.read_only else self._store.catalog.stat_cache
+
+    def checkout(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        link: str = "auto",
+        progress: Any = None,
+        force: bool = False,
+    ) -> Path:
+        """Make ``root`` hold exactly this version's files; extra files and dirs are removed.
+
+        Files already correct are skipped. Nothing outside ``root`` is written or followed; a
+        missing or damaged blob raises before the target changes. A non-empty directory that
+        castore did not check out before is refused unless ``force=True``.
+
+        Args:
+            root: the target directory (created if missing).
+            link: ``"auto"`` (reflink where possible, else copy), ``"copy"``, ``"hardlink"``,
+                ``"symlink"`` or ``"reflink"``; compressed blobs are always copied.
+            progress: a ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
+            force: allow deleting or overwriting files in an unmanaged directory.
+
+        Returns:
+            The resolved root.
+
+        Example:
+            >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
+        """
+        from castore import materialize
+
+        return materialize.checkout(
+            self._store.blobs, list(self.files()), root, link=link, force=force,
+            store_root=self._store.path, stat_cache=self._stat_cache(), progress=progress,
+        )
+
+    def _default_root(self) -> Path:
+        return Path("artifacts") / self.collection / (self.version or self.id)
+
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        path_prefix: str | None = None,
+        link: str = "auto",
+        progress: Any = None,
+    ) -> Path:
+        """Write this version's files (those under ``path_prefix``) into ``root``.
+
+        Other files in ``root`` are left alone. The default root is
+        ``./artifacts/<collection>/v<N>``. Same safety as :meth:`checkout`.
+
+        Returns:
+            The resolved root.
+        """
+        from castore import materialize
+
+        return materialize.download(
+            self._store.blobs, list(self.files()), root or self._default_root(),
+            path_prefix=path_prefix, link=link, store_root=self._store.path,
+            stat_cache=self._stat_cache(), progress=progress,
+        )
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> Path:
+        """Write the only file of a single-file version and return its path.
+
+        Raises:
+            ValueError: the version holds more (or fewer) than one file.
+        """
+        entries = list(self.files())
+        if len(entries) != 1:
+            raise ValueError(
+                f"{self.ref} holds {len(entries)} files, not one; use download() instead"
+            )
+        return self.download(root) / entries[0].path
+
+    def verify(self, root: str | os.PathLike[str] | None = None) -> VerifyReport:
+        """Check a directory against this version, or (no root) re-hash the stored blobs.
+
+        Returns:
+            A :class:`VerifyReport` that is ok.
+
+        Raises:
+            VerificationError: ``root`` differs (``.report`` says how).
+            IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
+                the files.
+        """
+        from castore import materialize
+
+        entries = list(self.files())
+        if root is not None:
+            report = materialize.verify_dir(
+                self._store.blobs, entries, root, stat_cache=self._stat_cache()
+            )
+            if not report.ok:
+                parts = [
+                    f"{len(v)} {k}" for k, v in
+                    (("missing", report.missing), ("modified", report.modified),
+                     ("extra", report.extra)) if v
+                ]
+                raise VerificationError(
+                    f"{str(root)!r} does not match {self.ref}: {', '.join(parts)} "
+                    f"(see .report; run checkout() to restore it)",
+                    report=report,
+                )
+            return report
+        damaged = materialize.verify_blobs(self._store.blobs, entries)
+        if damaged:
+            shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
+            raise IntegrityError(
+                f"{self.ref}: the stored content of {len(damaged)} file(s) is damaged or "
+                f"missing: {shown}; run store.fsck()",
+                paths=damaged,
+            )
+        return VerifyReport(ok=True)
+
+    def open(self, path: str) -> BinaryIO:
+        """A streaming binary reader of one file; its digest is checked when read to the end.
+
+        Raises:
+            NotFoundError: no such file in the version.
+            IntegrityError: (while reading) the stored content is damaged.
+        """
+        from castore import materialize
+
+        return materialize.open_entry(self._store.blobs, self.get_entry(path))
+
+    def read_bytes(self, path: str) -> bytes:
+        """The whole (verified) content of one file."""
+        with self.open(path) as fh:
+            return fh.read()
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """The whole (verified) content of one file, decoded."""
+        return self.read_bytes(path).decode(encoding)
+
+    # -- end of materialize (issue 4) ---------------------------------------------------------
 
     # -- changes ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from castore.artifact import Draft
     from castore.handles import ArtifactVersion, Collection
     from castore.models import (
+        Diff,
         Finding,
         FsckReport,
         GCReport,
@@ -457,6 +458,26 @@ class Store:
         return maintenance.stats(self)
 
     # -- end of maintenance (issue 5) ------------------------------------------------------
+
+    # -- materialize (issue 4) -------------------------------------------------------------
+
+    def diff(self, a: str | ArtifactVersion, b: str | ArtifactVersion) -> Diff:
+        """What changed from version ``a`` to version ``b`` (references or handles).
+
+        Returns:
+            A :class:`~castore.models.Diff`: ``added``, ``removed`` and ``modified`` entries
+            with paths, sizes and digests on each side, sorted by path.
+
+        Example:
+            >>> store.diff("ds:v1", "ds:v2").modified  # doctest: +SKIP
+        """
+        from castore import materialize
+
+        va = self.get(a) if isinstance(a, str) else a
+        vb = self.get(b) if isinstance(b, str) else b
+        return materialize.diff(va.files(), vb.files(), a=va.ref, b=vb.ref)
+
+    # -- end of materialize (issue 4) ------------------------------------------------------
 
 
 def _check_settings(hash: str, compression: str, level: int) -> None:
