@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "BlobStat": "castore.models",
     "BundleError": "castore.errors",
     "CastoreError": "castore.errors",
+    "CatalogCorruptError": "castore.errors",
     "Collection": "castore.handles",
     "CompressionConfig": "castore.models",
     "ConfigurationError": "castore.errors",
@@ -60,6 +61,7 @@ _LAZY: dict[str, str] = {
     "VersionConflictError": "castore.errors",
     "init": "castore.store",
     "open": "castore.store",
+    "repair": "castore.store",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -70,7 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from castore.errors import *  # noqa: F403
     from castore.handles import ArtifactVersion, Collection
     from castore.models import *  # noqa: F403
-    from castore.store import Store, init, open  # noqa: A004
+    from castore.store import Store, init, open, repair  # noqa: A004
 
 
 def __getattr__(name: str) -> Any:

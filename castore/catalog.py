@@ -28,6 +28,7 @@ from castore import _faults, _migrations
 from castore.errors import (
     AliasConflictError,
     CastoreError,
+    CatalogCorruptError,
     LockTimeoutError,
     OutOfSpaceError,
     ReadOnlyStoreError,
@@ -195,6 +196,8 @@ class Catalog:
             )
         if "readonly" in text or "read-only" in text:
             return ReadOnlyStoreError(self.path.parent, "write the catalogue")
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return CatalogCorruptError(self.path, str(exc))
         return exc
 
     @contextmanager

@@ -15,7 +15,8 @@ attributes and builds its own message::
     ├── VersionConflictError
     ├── VerificationError (ValueError)
     ├── IntegrityError
-    │   └── HashCollisionError
+    │   ├── HashCollisionError
+    │   └── CatalogCorruptError
     ├── UnsafeTargetError
     ├── OutOfSpaceError (OSError)
     ├── ReadOnlyStoreError
@@ -39,6 +40,7 @@ __all__ = [
     "ArtifactFinalizedError",
     "BundleError",
     "CastoreError",
+    "CatalogCorruptError",
     "ConfigurationError",
     "FileChangedError",
     "HashCollisionError",
@@ -163,6 +165,22 @@ class IntegrityError(CastoreError):
 
 class HashCollisionError(IntegrityError):
     """Two different contents arrived under one digest."""
+
+
+class CatalogCorruptError(IntegrityError):
+    """The catalogue database is damaged; ``fsck(repair=True)`` rebuilds it from the blobs."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        CastoreError.__init__(
+            self,
+            f"the catalogue {str(path)!r} is damaged ({detail}); blobs are untouched. Run "
+            "`castore fsck --repair` (castore.repair(path) in Python) to set it aside and "
+            "rebuild it from the manifest blobs",
+            digest=None,
+            paths=[str(path)],
+            path=path,
+            detail=detail,
+        )
 
 
 class UnsafeTargetError(CastoreError):

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         TypeInfo,
     )
 
-__all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open"]
+__all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open", "repair"]
 
 DEFAULT_HOME = "~/.castore"
 _COMPRESSIONS = ("zstd", "none")
@@ -577,3 +577,53 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
         return init(root, durable=durable, **settings)
     read_only = read_only or not layout.writable()
     return Store(root, config=config, read_only=read_only, durable=durable)
+
+
+def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckReport:
+    """Check and repair the store at ``path``, even when its catalogue is too damaged to open.
+
+    Runs ``fsck(repair=True)``: a catalogue that cannot be opened (or fails its integrity
+    check) is set aside as ``catalog.db.damaged-*`` and rebuilt from the manifest blobs.
+
+    Raises:
+        StoreNotFoundError: there is no store at ``path``.
+        LockTimeoutError: another maintenance run holds the store.
+
+    Example:
+        >>> castore.repair("path/to/store").ok  # doctest: +SKIP
+        True
+    """
+    from castore import _rebuild
+    from castore.errors import CatalogCorruptError
+    from castore.locking import maintenance_lock
+    from castore.models import FsckReport
+
+    root = Path(path).expanduser() if path is not None else default_path()
+    layout = Layout(root)
+    config = layout.read_config()
+    try:
+        store = Store(root, config=config, durable=durable)
+    except CatalogCorruptError:
+        blobs = BlobStore(
+            layout,
+            algorithm=config.hash,
+            compression=config.compression.codec,
+            level=config.compression.level,
+            durable=durable,
+        )
+        with maintenance_lock(layout.locks):
+            catalog, notes = _rebuild.rebuild_catalog(layout, blobs, durable=durable)
+            catalog.close()
+        store = Store(root, config=config, durable=durable)
+    else:
+        notes = []
+    with store:
+        report = store.fsck(repair=True)
+    if not notes:
+        return report
+    findings = [*notes, *report.findings]
+    return FsckReport(
+        ok=not any(f.severity == "error" and not f.repaired for f in findings),
+        findings=findings,
+        repaired=True,
+    )
