@@ -327,8 +327,13 @@ def test_file_references_are_copied_and_checked(store, tmp_path):
 
 def test_progress_callable_and_stderr_bar(store, entries, tmp_path, capsys):
     calls: list[tuple[int, int]] = []
-    m.checkout(store.blobs, entries, tmp_path / "a", store_root=store.path,
-               progress=lambda d, t: calls.append((d, t)))
+    m.checkout(
+        store.blobs,
+        entries,
+        tmp_path / "a",
+        store_root=store.path,
+        progress=lambda d, t: calls.append((d, t)),
+    )
     total = sum(e.size for e in entries)
     assert calls[0] == (0, total) and calls[-1] == (total, total)
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(calls))
@@ -355,3 +360,65 @@ def test_diff_lists_added_removed_and_modified_with_sizes(store):
     assert [x.path for x in d.removed] == ["gone"] and d.removed[0].size_a == 1
     assert [(x.path, x.size_a, x.size_b) for x in d.modified] == [("changed", 2, 3)]
     assert m.diff(a, a).empty
+
+
+# -- through the public handles ------------------------------------------------------------
+
+
+def _make(store, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha")
+    (src / "sub/b.bin").write_bytes(RAW(2048))
+    with store.draft("ds", type="dataset") as d:
+        d.add_dir(src)
+    return d.version, src
+
+
+def test_version_checkout_verify_and_reads(store, tmp_path, monkeypatch):
+    v, src = _make(store, tmp_path)
+    root = v.checkout(tmp_path / "co", link="hardlink")
+    assert (root / "sub/b.bin").read_bytes() == (src / "sub/b.bin").read_bytes()
+    assert v.verify(root).ok and v.verify().ok
+    (root / "extra").write_text("e")
+    with pytest.raises(castore.VerificationError) as info:
+        v.verify(root)
+    assert info.value.report.extra == ["extra"]
+    assert v.read_text("a.txt") == "alpha"
+    with v.open("sub/b.bin") as fh:
+        assert fh.read() == (src / "sub/b.bin").read_bytes()
+    with pytest.raises(NotFoundError):
+        v.open("nope")
+    monkeypatch.chdir(tmp_path)
+    assert v.download() == (tmp_path / "artifacts/ds/v0").resolve()
+    with pytest.raises(ValueError, match="2 files"):
+        v.file()
+
+
+def test_version_verify_without_root_names_damaged_paths(store, tmp_path):
+    v, _ = _make(store, tmp_path)
+    entry = v.get_entry("sub/b.bin")
+    blob = store.blobs.path_of(entry.digest)
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"\0" * entry.size)
+    with pytest.raises(IntegrityError) as info:
+        v.verify()
+    assert info.value.paths == ["sub/b.bin"]
+    with pytest.raises(IntegrityError):
+        v.checkout(tmp_path / "co")
+    assert not (tmp_path / "co").exists()
+
+
+def test_store_diff_and_single_file(store, tmp_path):
+    v0, _ = _make(store, tmp_path)
+    with v0.new_draft() as d:
+        d.add_bytes(b"new", name="new.txt")
+        d.remove("a.txt")
+    diff = store.diff("ds:v0", d.version)
+    assert [e.path for e in diff.added] == ["new.txt"]
+    assert [e.path for e in diff.removed] == ["a.txt"]
+    assert (diff.a, diff.b) == ("ds:v0", "ds:v1")
+    with store.draft("model", type="model") as d:
+        d.add_bytes(b"weights", name="w.pt")
+    path = d.version.file(tmp_path / "m")
+    assert path == (tmp_path / "m/w.pt").resolve() and path.read_bytes() == b"weights"
