@@ -33,10 +33,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
-import xxhash  # noqa: E402
+import _common
+import xxhash
 
-import castore  # noqa: E402
+import castore
 
 CASES = {
     # name: (gen_data kind, seed, distinct 64 MiB pieces (0 = all distinct))
@@ -181,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         if not a.dir:
             shutil.rmtree(work, ignore_errors=True)
     for r in results:
-        print(f"\n## {r['name']}: {r['size'] / _common.MiB:.0f} MiB, put stored it as "
-              f"{r['codec']} ({r['stored'] / r['size']:.1%} of the size)\n")
+        print(
+            f"\n## {r['name']}: {r['size'] / _common.MiB:.0f} MiB, put stored it as "
+            f"{r['codec']} ({r['stored'] / r['size']:.1%} of the size)\n"
+        )
         _common.print_table(
             ["operation", "MB/s", "x copy+fsync", "peak RSS MiB", "RSS after imports MiB"],
             r["rows"],
@@ -190,12 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## targets\n")
     for r in results:
         if r["name"] == "incompressible":
-            print(f"- incompressible put >= {TARGET_RATIO} x copy+fsync: {r['ratio']:.2f} x "
-                  f"-> {_common.verdict(r['ratio'] >= TARGET_RATIO)}")
+            print(
+                f"- incompressible put >= {TARGET_RATIO} x copy+fsync: {r['ratio']:.2f} x "
+                f"-> {_common.verdict(r['ratio'] >= TARGET_RATIO)}"
+            )
     for r in results:
-        print(f"- {r['name']} put peak RSS < {TARGET_RSS_MIB:.0f} MiB ({r['size'] / _common.MiB:.0f}"
-              f" MiB file): {r['put_rss']:.1f} MiB -> "
-              f"{_common.verdict(r['put_rss'] < TARGET_RSS_MIB)}")
+        print(
+            f"- {r['name']} put peak RSS < {TARGET_RSS_MIB:.0f} MiB ({r['size'] / _common.MiB:.0f}"
+            f" MiB file): {r['put_rss']:.1f} MiB -> "
+            f"{_common.verdict(r['put_rss'] < TARGET_RSS_MIB)}"
+        )
     return 0
 
 
