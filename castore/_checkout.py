@@ -38,6 +38,7 @@ __all__ = [
     "ProgressArg",
     "StatCache",
     "check_existing",
+    "check_sources",
     "links_to_blob",
     "materialize",
     "run_pool",
@@ -105,14 +106,29 @@ def validate_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
     return out
 
 
-def _check_sources(blobs: BlobStore, entries: Sequence[ManifestEntry]) -> None:
+def check_sources(blobs: BlobStore, entries: Sequence[ManifestEntry]) -> dict[str, Path | None]:
+    """Check that every entry's content is at hand; return each digest's raw blob (or None).
+
+    Raises:
+        IntegrityError: naming the paths and digests whose content is missing.
+    """
+    raws: dict[str, Path | None] = {}
     missing: list[tuple[str, str]] = []
     for entry in entries:
         if entry.ref is not None:
             if not _l.ref_path(entry).is_file():
                 missing.append((entry.path, entry.ref))
-        elif entry.digest is None or not blobs.exists(entry.digest):
-            missing.append((entry.path, entry.digest or "<no digest>"))
+            continue
+        digest = entry.digest
+        if digest is None:
+            missing.append((entry.path, "<no digest>"))
+            continue
+        if digest not in raws:
+            raw = blobs.raw_path(digest)
+            if raw is None and not blobs.exists(digest):
+                missing.append((entry.path, digest))
+                continue
+            raws[digest] = raw
     if missing:
         shown = ", ".join(f"{p!r} ({d})" for p, d in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -122,6 +138,7 @@ def _check_sources(blobs: BlobStore, entries: Sequence[ManifestEntry]) -> None:
             digest=missing[0][1],
             paths=[p for p, _ in missing],
         )
+    return raws
 
 
 class _Progress:
@@ -172,14 +189,24 @@ def _stderr_bar(done: int, total: int) -> None:
 
 
 def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -> list[_R]:
-    """Apply ``fn`` to each item, in a thread pool when there are many; first error wins."""
+    """Apply ``fn`` to each item, in a thread pool when there are many; first error wins.
+
+    Items go to the pool in batches, so that thread hand-offs do not cost more than small
+    files do.
+    """
     if len(items) < _POOL_MIN or workers == 1:
         return [fn(item) for item in items]
     n = workers or min(16, 4 * (os.cpu_count() or 1))
+    size = max(1, min(64, len(items) // (n * 4)))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+
+    def run_batch(batch: Sequence[_T]) -> list[_R]:
+        return [fn(item) for item in batch]
+
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="castore-io") as pool:
-        futures: list[Future[_R]] = [pool.submit(fn, item) for item in items]
+        futures: list[Future[list[_R]]] = [pool.submit(run_batch, b) for b in batches]
         try:
-            return [f.result() for f in futures]
+            return [r for f in futures for r in f.result()]
         except BaseException:
             for f in futures:
                 f.cancel()
@@ -196,8 +223,15 @@ def check_existing(
     stat_cache: StatCache | None,
     workers: int | None,
     progress: _Progress | None = None,
+    raws: dict[str, Path | None] | None = None,
 ) -> list[bool]:
     """For each entry: is the file at its path already right (content and link kind)?"""
+    raws = raws if raws is not None else {}
+    present = [e for e in entries if e.path in scan.files]
+    known: dict[tuple[int, int], str] = {}
+    lookup_many = getattr(stat_cache, "lookup_many", None)
+    if present and lookup_many is not None:
+        known = lookup_many([scan.files[e.path] for e in present])
     cursors = _c.ThreadCursors(root_fd)
     learned: list[tuple[str, os.stat_result, str]] = []
     lock = threading.Lock()
@@ -227,7 +261,7 @@ def check_existing(
         if not stat.S_ISREG(st.st_mode):
             return False
         if mode in ("hardlink", "symlink") or st.st_nlink > 1:
-            raw = blobs.raw_path(entry.digest)
+            raw = raws[entry.digest] if entry.digest in raws else blobs.raw_path(entry.digest)
             if raw is not None:
                 if mode == "symlink":
                     return False  # a linkable blob: the user asked for a link
@@ -236,8 +270,14 @@ def check_existing(
                     # hardlink mode wants the blob itself; other modes must not keep it,
                     # so that an edit in the target cannot damage the store (dvc#859)
                     return is_blob and mode == "hardlink"
+        if known.get((st.st_dev, st.st_ino)) == entry.digest:
+            return True
         abs_path = str(root / entry.path)
-        if stat_cache is not None and stat_cache.lookup(abs_path, st) == entry.digest:
+        if (
+            stat_cache is not None
+            and lookup_many is None
+            and stat_cache.lookup(abs_path, st) == entry.digest
+        ):
             return True
         try:
             dir_fd = cursors.get().dir_of(entry.path)
@@ -250,9 +290,10 @@ def check_existing(
         return ok
 
     try:
-        result = run_pool(check, entries, workers)
+        found = dict(zip((e.path for e in present), run_pool(check, present, workers), strict=True))
     finally:
         cursors.close()
+    result = [found.get(e.path, False) for e in entries]
     if learned and stat_cache is not None:
         stat_cache.record_many(learned)
     return result
@@ -323,12 +364,13 @@ def _plan_jobs(
     target: Path,
     root_fd: int,
     staging_fd: int,
+    raws: dict[str, Path | None],
 ) -> list[_Job]:
     jobs: list[_Job] = []
     reflink_ok: bool | None = None
     same_dev: bool | None = None
     for i, entry in enumerate(todo):
-        raw = blobs.raw_path(entry.digest) if entry.ref is None and entry.digest else None
+        raw = raws.get(entry.digest) if entry.ref is None and entry.digest else None
         if entry.ref is not None or raw is None or mode == "copy":
             how = "stream" if raw is None else "copy_raw"
         elif mode in ("auto", "reflink"):
@@ -367,8 +409,7 @@ def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: _Progress) -> 
                 raise IntegrityError(f"blob {entry.digest} is damaged", digest=entry.digest)
         else:
             assert job.raw is not None
-            _l.make_readonly(job.raw)
-            if os.stat(job.raw).st_size != entry.size:
+            if _l.make_readonly(job.raw).st_size != entry.size:
                 raise IntegrityError(f"blob {entry.digest} has the wrong size", digest=entry.digest)
             if job.how == "hardlink":
                 _l.place_hardlink(job.raw, staging_fd, job.name)
@@ -408,7 +449,7 @@ def materialize(
     mode = _l.check_mode(link)
     wanted_list = validate_entries(entries)
     target = _c.check_target(root, store_root)
-    _check_sources(blobs, wanted_list)
+    raws = check_sources(blobs, wanted_list)
     root_fd, created = _c.open_root(target, create=True)
     staging: str | None = None
     staging_fd = -1
@@ -423,7 +464,7 @@ def materialize(
                 del scan.files[f]
         tracker = _Progress(progress, sum(e.size for e in wanted_list))
         ok = check_existing(
-            wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker
+            wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker, raws=raws
         )
         todo = [e for e, good in zip(wanted_list, ok, strict=True) if not good]
         needed = {p for e in wanted_list for p in _c.iter_parents(e.path)}
@@ -462,8 +503,13 @@ def materialize(
             staging = _c.STAGING_PREFIX + secrets.token_hex(6)
             os.mkdir(staging, 0o700, dir_fd=root_fd)
             staging_fd = _c.open_subdir(root_fd, staging, create=False)
-            jobs = _plan_jobs(blobs, todo, mode, target, root_fd, staging_fd)
-            run_pool(lambda job: _stage(blobs, job, staging_fd, tracker), jobs, workers)
+            jobs = _plan_jobs(blobs, todo, mode, target, root_fd, staging_fd, raws)
+            # links are one syscall each: a pool would cost more than it saves
+            for job in jobs:
+                if job.how in ("hardlink", "symlink"):
+                    _stage(blobs, job, staging_fd, tracker)
+            data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
+            run_pool(lambda job: _stage(blobs, job, staging_fd, tracker), data_jobs, workers)
         else:
             jobs = []
         committing = True

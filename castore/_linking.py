@@ -136,7 +136,7 @@ def reflink_error(src: Path, target: Path) -> ConfigurationError:
     )
 
 
-def make_readonly(path: Path) -> None:
+def make_readonly(path: Path) -> os.stat_result:
     """chmod a blob read-only (0o444) before sharing it by a hard or symbolic link.
 
     Blobs never change, so this costs nothing; it stops an editor from writing through a link
@@ -145,6 +145,7 @@ def make_readonly(path: Path) -> None:
     st = os.stat(path)
     if st.st_mode & 0o222:
         os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
+    return st
 
 
 def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:

@@ -395,6 +395,20 @@ def test_version_checkout_verify_and_reads(store, tmp_path, monkeypatch):
         v.file()
 
 
+def test_version_checkout_uses_the_catalogue_stat_cache(store, tmp_path, monkeypatch):
+    v, _ = _make(store, tmp_path)
+    root = v.checkout(tmp_path / "co")
+    before = snapshot(root)
+
+    def boom(*args: object) -> None:
+        raise AssertionError("hashed a file the stat cache knows")
+
+    monkeypatch.setattr(_linking, "file_matches", boom)
+    v.checkout(root)
+    assert v.verify(root).ok
+    assert snapshot(root) == before
+
+
 def test_version_verify_without_root_names_damaged_paths(store, tmp_path):
     v, _ = _make(store, tmp_path)
     entry = v.get_entry("sub/b.bin")
