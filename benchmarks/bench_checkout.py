@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import castore  # noqa: E402
-from castore import materialize  # noqa: E402
+import castore
+from castore import materialize
 
 WORDS = b"the quick brown fox jumps over a lazy dog model weights tensor layer epoch".split()
 
