@@ -158,7 +158,9 @@ def _classify(exc: BaseException) -> tuple[int, str | None]:
         (e.VersionConflictError, EXIT_CONFLICT, None),
         (e.LockTimeoutError, EXIT_LOCK,
          "another castore process holds the store; retry when it is done"),
-        (e.UnsafeTargetError, EXIT_OTHER, "choose a directory outside the store"),
+        (e.UnsafeTargetError, EXIT_OTHER,
+         "`castore checkout --force` replaces a directory castore did not make; a target in "
+         "the store is never allowed"),
         (e.ReadOnlyStoreError, EXIT_OTHER, "check the permissions of the store directory"),
         (e.UnsupportedFormatError, EXIT_OTHER, "upgrade castore to open this store"),
         (FileNotFoundError, EXIT_NOT_FOUND, None),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -401,9 +402,15 @@ def cat(state: State, ref: str, path: str) -> None:
       castore cat castore-docs architecture.md
       castore cat mnist:prod data/train.csv | head
     """
+    import castore
+
     v = state.open().get(ref)
-    v.get_entry(path)  # NotFoundError (exit 4) before anything is written
-    out = click.get_binary_stream("stdout")
+    try:
+        v.get_entry(path)  # exit 4 before anything is written
+    except castore.NotFoundError as exc:
+        raise CliError(exc.message, hint=f"list its files with `castore files {v.ref}`",
+                       code=EXIT_NOT_FOUND) from exc
+    out = sys.stdout.buffer
     with v.open(path) as reader:
         shutil.copyfileobj(reader, out, 1024 * 1024)
     out.flush()
@@ -431,22 +438,26 @@ def _materialized(state: State, verb: str, v: Any, root: Path, link: str, extra:
 @click.option("--link", type=click.Choice(LINK_MODES), default="auto", show_default=True,
               help="auto: reflink where possible, else copy; hardlink/symlink share the stored "
                    "blob read-only.")
+@click.option("--force", is_flag=True,
+              help="Replace the contents of a non-empty directory castore did not check out.")
 @output_options
 @pass_state
-def checkout(state: State, ref: str, directory: Path, link: str) -> None:
+def checkout(state: State, ref: str, directory: Path, link: str, force: bool) -> None:
     """Make DIRECTORY exactly the version: write its files, remove any others.
 
     Files already correct are left alone; the directory is unchanged if the version cannot be
-    fully read.
+    fully read. A non-empty directory castore did not check out before is refused unless
+    --force.
 
     \b
     Examples:
       castore checkout castore-docs /tmp/castore-docs
       castore checkout mnist:prod work/mnist --link hardlink
+      castore checkout mnist:v2 old-copy/ --force
     """
     v = state.open().get(ref)
     with state.progress_bar(f"checkout {v.ref}") as bar:
-        result = v.checkout(directory, link=link, progress=bar.callback)
+        result = v.checkout(directory, link=link, progress=bar.callback, force=force)
     _materialized(state, "checked out", v, directory, link, result)
 
 
@@ -520,7 +531,11 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
             report = {"ref": v.ref, "path": where, **_report_dict(exc.report)}
             report["ok"] = False
             _print_verify(state, report)
-            fail(EXIT_VERIFY, exc.message, f"`castore checkout {ref} {directory}` restores it")
+            counts = ", ".join(
+                f"{len(report[k])} {k}" for k in ("missing", "modified", "extra") if report[k]
+            )
+            fail(EXIT_VERIFY, f"{str(directory)!r} does not match {v.ref}: {counts}",
+                 f"`castore checkout {ref} {directory}` restores it")
     _print_verify(state, report)
 
 

@@ -1,0 +1,669 @@
+"""The ``castore`` command through click's CliRunner: every verb, JSON, exit codes, safety."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import castore
+from castore.cli import cli
+from castore.cli.progress import ProgressBar, progress_enabled
+
+VERBS = [
+    "init", "add", "ls", "show", "files", "cat", "checkout", "download", "verify", "diff",
+    "alias", "tag", "ttl", "rm", "gc", "prune", "fsck", "du", "doctor",
+]
+SUBVERBS = [("alias", "set"), ("alias", "rm"), ("alias", "ls"), ("tag", "add"), ("tag", "rm")]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An initialized scratch store (durable=False)."""
+    path = tmp_path / "store"
+    castore.init(path, durable=False).close()
+    return path
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A small directory to log: two files and a nested one."""
+    d = tmp_path / "data"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.txt").write_text("alpha\n")
+    (d / "b.bin").write_bytes(bytes(range(256)) * 4)
+    (d / "sub" / "c.txt").write_text("gamma\n")
+    (d / "skip.tmp").write_text("ignored\n")
+    return d
+
+
+class Cli:
+    """Runs the command against one store; JSON helpers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, env: Any = None) -> Result:
+        return self.runner.invoke(
+            cli, ["--store", str(self.root), *args], input=input, env=env, catch_exceptions=False
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self("--json", *args)
+        assert result.exit_code == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def store(self) -> castore.Store:
+        return castore.open(self.root, create=False)
+
+
+@pytest.fixture
+def run(root: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """The CLI on ``root``, opening stores with durable=False (fsync is not tested here)."""
+    from castore.cli.app import State
+
+    def open_scratch(self: State, *, create: bool = False) -> Any:
+        if self._store is None:
+            self._store = castore.open(self.store_path, create=create, durable=False)
+        return self._store
+
+    monkeypatch.setattr(State, "open", open_scratch)
+    return Cli(root)
+
+
+@pytest.fixture
+def logged(run: Cli, data: Path) -> Iterator[Cli]:
+    """The store with ``ds:v0`` (the data directory) and ``ds:v1`` (a.txt changed)."""
+    assert run("add", str(data), "--name", "ds", "--ignore", "*.tmp").exit_code == 0
+    (data / "a.txt").write_text("alpha two\n")
+    (data / "new.txt").write_text("new\n")
+    assert run("add", str(data), "--name", "ds", "--ignore", "*.tmp").exit_code == 0
+    yield run
+
+
+# -- help, global options ------------------------------------------------------------------
+
+
+def test_root_help_lists_verbs_and_exit_codes() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for verb in VERBS:
+        assert f"  {verb} " in result.stdout
+    assert "130  interrupted" in result.stdout
+    assert "Examples:" in result.stdout
+
+
+@pytest.mark.parametrize("verb", VERBS + [" ".join(s) for s in SUBVERBS])
+def test_every_help_has_an_example(verb: str) -> None:
+    result = CliRunner().invoke(cli, [*verb.split(), "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+    assert "castore " in result.stdout.split("Example", 1)[1]
+
+
+def test_version_flag() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"castore {castore.__version__}"
+
+
+def test_usage_errors_exit_2(run: Cli) -> None:
+    assert run("show").exit_code == 2  # missing argument
+    assert run("nosuchverb").exit_code == 2
+    assert run("ls", "--limit", "-1").exit_code == 2
+    assert run("ls", "--sort", "colour").exit_code == 2
+    result = run("ttl", "x", "soon")
+    assert result.exit_code == 2
+    assert "not a duration" in result.stderr
+
+
+def test_store_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASTORE_HOME", str(root))
+    result = CliRunner().invoke(cli, ["--json", "doctor"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["store"]["path"] == str(root)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls"], ["show", "x"], ["files", "x"], ["cat", "x", "y"], ["checkout", "x", "d"],
+        ["download", "x", "d"], ["verify", "x"], ["diff", "a", "b"], ["alias", "ls"],
+        ["alias", "set", "x:v0", "p"], ["tag", "add", "x", "t"], ["ttl", "x", "1d"],
+        ["rm", "x", "-y"], ["gc", "-y"], ["prune", "--keep-last", "1", "-y"], ["fsck"], ["du"],
+        ["doctor"],
+    ],
+)
+def test_verbs_on_a_missing_store_exit_10_and_create_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "nostore"
+    result = CliRunner().invoke(cli, ["--store", str(missing), *args])
+    assert result.exit_code == 10, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("error: no castore store")
+    assert "hint: create it with `castore init`" in result.stderr
+    assert not missing.exists()
+
+
+# -- init, doctor --------------------------------------------------------------------------
+
+
+def test_init_creates_then_reopens(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    run = Cli(path)
+    first = run.json("init", "--hash", "sha256", "--compression", "none")
+    assert first["created"] is True
+    assert first["config"]["hash"] == "sha256"
+    assert first["config"]["compression"]["codec"] == "none"
+    again = run.json("init", "--hash", "sha256", "--compression", "none")
+    assert again["created"] is False
+    assert again["config"]["store_id"] == first["config"]["store_id"]
+    clash = run("init", "--hash", "blake3")
+    assert clash.exit_code == 1
+    assert clash.stderr.startswith("error: ") and "sha256" in clash.stderr
+
+
+def test_init_takes_a_path_argument(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "p")])
+    assert result.exit_code == 0
+    assert "initialized store at" in result.stdout
+    assert (tmp_path / "p" / "castore.json").is_file()
+
+
+def test_doctor_reports_store_space_links_and_locks(run: Cli, root: Path) -> None:
+    report = run.json("doctor")
+    assert report["versions"]["castore"] == castore.__version__
+    assert report["store"]["exists"] is True
+    assert report["store"]["format"] == 1
+    assert report["store"]["hash"] == "xxh3-128"
+    assert report["disk"]["free"] > 0
+    assert report["link_modes"]["copy"] is True
+    assert report["link_modes"]["hardlink"] is True  # tmp_path is on one local filesystem
+    assert isinstance(report["locks"], dict)
+    assert not [p for p in (root / "tmp").iterdir() if p.name.startswith(".doctor-")]
+    human = run("doctor")
+    assert human.exit_code == 0
+    assert "link modes" in human.stdout and "free space" in human.stdout
+
+
+# -- add -----------------------------------------------------------------------------------
+
+
+def test_add_directory_then_unchanged(run: Cli, data: Path) -> None:
+    first = run("add", str(data), "--name", "ds", "--ignore", "*.tmp")
+    assert first.exit_code == 0
+    assert first.stdout.startswith("added ds:v0 (3 files, ")
+    again = run("add", str(data), "--name", "ds", "--ignore", "*.tmp")
+    assert again.exit_code == 0
+    assert again.stdout.startswith("unchanged, still ds:v0")
+    record = run.json("add", str(data), "--name", "ds", "--ignore", "*.tmp")
+    assert record["unchanged"] is True and record["ref"] == "ds:v0"
+    with run.store() as store:
+        assert store.count(collection="ds") == 1
+        assert [e.path for e in store.get("ds").files()] == ["a.txt", "b.bin", "sub/c.txt"]
+
+
+def test_add_file_with_every_option(run: Cli, data: Path) -> None:
+    record = run.json(
+        "add", str(data / "a.txt"), "--name", "model", "--type", "model",
+        "--description", "first", "--metadata", "f1:=0.96", "--metadata", "split=train",
+        "--tag", "raw", "--tag", "gold", "--alias", "prod", "--ttl", "30d",
+    )
+    assert record["ref"] == "model:v0"
+    assert record["type"] == "model"
+    assert record["file_count"] == 1 and record["size"] == len("alpha\n")
+    assert record["aliases"] == ["latest", "prod"]
+    assert record["tags"] == ["gold", "raw"]
+    assert record["metadata"] == {"f1": 0.96, "split": "train"}
+    assert record["description"] == "first"
+    assert record["ttl"] == timedelta(days=30).total_seconds()
+    assert record["expires_at"] is not None
+    assert record["unchanged"] is False
+
+
+def test_add_name_defaults_to_basename(run: Cli, data: Path) -> None:
+    assert run("-q", "add", str(data)).stdout.strip() == "data:v0"
+
+
+def test_add_missing_path_exits_4_and_bad_metadata_2(run: Cli, tmp_path: Path) -> None:
+    missing = run("add", str(tmp_path / "nope"), "--name", "x")
+    assert missing.exit_code == 4
+    assert "does not exist" in missing.stderr
+    bad = run("add", str(tmp_path), "--name", "x", "--metadata", "novalue")
+    assert bad.exit_code == 2
+    with run.store() as store:
+        assert store.collections() == []
+
+
+def test_add_creates_a_missing_store(tmp_path: Path, data: Path) -> None:
+    result = Cli(tmp_path / "fresh")("add", str(data / "a.txt"), "--name", "one")
+    assert result.exit_code == 0
+    assert (tmp_path / "fresh" / "castore.json").is_file()
+
+
+def test_interrupted_add_exits_130_and_leaves_no_draft(
+    run: Cli, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from castore.artifact import Draft
+
+    def interrupt(self: Draft, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Draft, "finalize", interrupt)
+    result = run("add", str(data), "--name", "ds")
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "error: interrupted"
+    monkeypatch.undo()
+    with run.store() as store:
+        assert store.drafts() == []
+        assert store.count() == 0
+        assert store.fsck().ok
+
+
+# -- ls, show, files, cat ------------------------------------------------------------------
+
+
+def test_ls_collections_and_versions(logged: Cli, data: Path) -> None:
+    logged("add", str(data / "a.txt"), "--name", "m", "--type", "model")
+    colls = logged.json("ls")
+    assert [c["name"] for c in colls] == ["ds", "m"]
+    assert colls[0]["versions"] == 2 and colls[0]["latest"]["ref"] == "ds:v1"
+    assert colls[0]["aliases"] == {"latest": "v1"}
+    human = logged("ls").stdout.splitlines()
+    assert human[0].split() == ["NAME", "TYPE", "VERSIONS", "LATEST", "SIZE", "UPDATED"]
+    assert logged("-q", "ls").stdout.split() == ["ds", "m"]
+    assert logged("ls", "--type", "model", "-q").stdout.split() == ["m"]
+
+    page = logged.json("ls", "ds")
+    assert [v["ref"] for v in page["items"]] == ["ds:v1", "ds:v0"]
+    assert page["total"] == 2 and page["has_more"] is False
+    assert logged("ls", "ds", "--sort", "number", "-q").stdout.split() == ["ds:v0", "ds:v1"]
+    limited = logged.json("ls", "ds", "--limit", "1")
+    assert len(limited["items"]) == 1 and limited["has_more"] is True
+    table = logged("ls", "ds").stdout.splitlines()
+    assert table[0].split() == ["REF", "ALIASES", "TAGS", "FILES", "SIZE", "CREATED"]
+    assert table[1].startswith("ds:v1")
+
+
+def test_ls_filters(logged: Cli) -> None:
+    logged("tag", "add", "ds:v0", "gold")
+    assert logged("-q", "ls", "--tag", "gold").stdout.split() == ["ds:v0"]
+    assert logged("-q", "ls", "--alias", "latest").stdout.split() == ["ds:v1"]
+    assert logged("-q", "ls", "--since", "1h").stdout.split() == ["ds:v1", "ds:v0"]
+    assert logged("-q", "ls", "--before", "1h").stdout.split() == []
+    big = logged.json("ls", "--min-size", "1KiB")
+    assert big["total"] == 2
+    assert logged.json("ls", "--max-size", "10B")["items"] == []
+    assert logged("ls", "--tag", "nothing").stderr.strip() == "No versions found."
+
+
+def test_ls_missing_collection_exits_4(logged: Cli) -> None:
+    result = logged("ls", "nope")
+    assert result.exit_code == 4
+    assert result.stderr.startswith("error: no collection named 'nope'")
+
+
+def test_show(logged: Cli) -> None:
+    record = logged.json("show", "ds:v0")
+    assert record["ref"] == "ds:v0" and record["number"] == 0 and record["version"] == "v0"
+    assert record["state"] == "COMMITTED" and record["file_count"] == 3
+    assert record["digest"].startswith("xxh3-128:")
+    by_digest = logged.json("show", "ds@" + record["digest"].split(":")[1][:8])
+    assert by_digest["id"] == record["id"]
+    assert logged.json("show", record["id"])["ref"] == "ds:v0"
+    human = logged("show", "ds").stdout
+    assert "ds:v1" in human and "latest" in human
+    assert logged("show", "ds:v9").exit_code == 4
+    assert logged("show", "ds:bad alias!").exit_code == 2
+
+
+def test_files_and_cat(logged: Cli, data: Path) -> None:
+    entries = logged.json("files", "ds:v1")
+    assert [e["path"] for e in entries] == ["a.txt", "b.bin", "new.txt", "sub/c.txt"]
+    assert entries[1]["size"] == 1024 and entries[1]["digest"].startswith("xxh3-128:")
+    assert logged("-q", "files", "ds", "--prefix", "sub/").stdout.split() == ["sub/c.txt"]
+    cat = logged.runner.invoke(cli, ["--store", str(logged.root), "cat", "ds:v0", "b.bin"])
+    assert cat.exit_code == 0, cat.stderr
+    assert cat.stdout_bytes == bytes(range(256)) * 4
+    assert logged("cat", "ds:v0", "a.txt").stdout == "alpha\n"
+    missing = logged("cat", "ds:v0", "new.txt")
+    assert missing.exit_code == 4
+    assert "castore files ds:v0" in missing.stderr
+
+
+# -- checkout, download, verify, diff -------------------------------------------------------
+
+
+def test_readme_flow_checkout_verify_and_mirror(logged: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    assert logged("checkout", "ds:v0", str(target)).exit_code == 0
+    assert logged("verify", "ds:v0", str(target)).exit_code == 0
+    # an older copy castore checked out is mirrored to the new version
+    result = logged("checkout", "ds", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert (target / "a.txt").read_text() == "alpha two\n"
+    assert (target / "new.txt").exists()
+    ok = logged.json("verify", "ds", str(target))
+    assert ok == {"ref": "ds:v1", "path": str(target), "ok": True, "missing": [],
+                  "modified": [], "extra": []}
+    logged("checkout", "ds:v0", str(target))
+    assert not (target / "new.txt").exists()
+
+
+def test_verify_failure_exits_3_with_report(logged: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    logged("checkout", "ds:v0", str(target))
+    (target / "a.txt").write_text("changed\n")
+    (target / "sub" / "c.txt").unlink()
+    (target / "stray").write_text("x")
+    result = logged("verify", "ds:v0", str(target))
+    assert result.exit_code == 3
+    assert result.stdout.splitlines() == [
+        "missing   sub/c.txt", "modified  a.txt", "extra     stray"
+    ]
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    as_json = logged("--json", "verify", "ds:v0", str(target))
+    assert as_json.exit_code == 3
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    assert (report["missing"], report["modified"], report["extra"]) == (
+        ["sub/c.txt"], ["a.txt"], ["stray"]
+    )
+    assert logged("verify", "ds:v0", str(tmp_path / "absent")).exit_code == 4
+
+
+def _corrupt_first_blob(run: Cli, ref: str) -> str:
+    with run.store() as store:
+        entry = next(iter(store.get(ref).files()))
+        path = store.blobs.path_of(entry.digest)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00" if path.stat().st_size else b"x")
+    return entry.path
+
+
+def test_verify_stored_blobs_and_fsck_find_corruption(logged: Cli) -> None:
+    assert logged("verify", "ds:v0").exit_code == 0
+    assert logged("fsck").exit_code == 0
+    damaged = _corrupt_first_blob(logged, "ds:v0")
+    result = logged("verify", "ds:v0")
+    assert result.exit_code == 3
+    assert f"corrupt   {damaged}" in result.stdout
+    fsck = logged("--json", "fsck")
+    assert fsck.exit_code == 3
+    report = json.loads(fsck.stdout)
+    assert report["ok"] is False
+    assert any(f["kind"] == "corrupt_blob" for f in report["findings"])
+    assert logged("checkout", "ds:v0", str(logged.root.parent / "x")).exit_code == 3
+
+
+def test_fsck_repair_dry_run_and_refusal_change_nothing(logged: Cli) -> None:
+    _corrupt_first_blob(logged, "ds:v0")
+    quarantine = logged.root / "quarantine"
+    before = sorted(quarantine.rglob("*")) if quarantine.exists() else []
+    assert logged("fsck", "--repair", "--dry-run").exit_code == 3
+    refused = logged("fsck", "--repair")  # stdin is not a terminal and no -y
+    assert refused.exit_code == 1
+    assert "pass -y" in refused.stderr
+    after = sorted(quarantine.rglob("*")) if quarantine.exists() else []
+    assert before == after
+    repaired = logged("--json", "fsck", "--repair", "-y")
+    assert any(f["repaired"] for f in json.loads(repaired.stdout)["findings"])
+
+
+def test_download_with_prefix_leaves_other_files(logged: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "dl"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep")
+    record = logged.json("download", "ds:v1", str(target), "--prefix", "sub/")
+    assert record["ref"] == "ds:v1"
+    assert (target / "sub" / "c.txt").read_text() == "gamma\n"
+    assert not (target / "a.txt").exists()
+    assert (target / "mine.txt").read_text() == "keep"
+
+
+def test_checkout_refuses_unmanaged_directory_without_force(logged: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "precious").write_text("x")
+    result = logged("checkout", "ds", str(target))
+    assert result.exit_code == 1
+    assert "--force" in result.stderr
+    assert (target / "precious").exists()
+    assert logged("checkout", "ds", str(target), "--force").exit_code == 0
+    assert not (target / "precious").exists()
+
+
+def test_checkout_hardlink_mode(logged: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "hl"
+    assert logged("checkout", "ds:v0", str(target), "--link", "hardlink").exit_code == 0
+    assert logged("verify", "ds:v0", str(target)).exit_code == 0
+    assert logged("checkout", "ds:v0", str(target), "--link", "sideways").exit_code == 2
+
+
+def test_checkout_into_the_store_is_refused(logged: Cli) -> None:
+    result = logged("checkout", "ds", str(logged.root / "inside"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+
+
+def test_diff(logged: Cli) -> None:
+    d = logged.json("diff", "ds:v0", "ds:v1")
+    assert [e["path"] for e in d["added"]] == ["new.txt"]
+    assert [e["path"] for e in d["modified"]] == ["a.txt"]
+    assert d["removed"] == []
+    human = logged("diff", "ds:v0", "ds:v1")
+    assert human.stdout.splitlines()[0].startswith("M a.txt")
+    assert "1 added, 0 removed, 1 modified" in human.stderr
+    assert logged("diff", "ds:v0", "ds:v1", "--exit-code").exit_code == 1
+    assert logged("diff", "ds:v1", "ds:v1", "--exit-code").exit_code == 0
+    assert logged("diff", "ds:v0", "ds:v7").exit_code == 4
+
+
+# -- alias, tag, ttl, rm -------------------------------------------------------------------
+
+
+def test_alias_set_ls_rm(logged: Cli) -> None:
+    assert logged("alias", "set", "ds:v0", "prod").stdout.strip() == "ds:prod -> ds:v0"
+    moved = logged.json("alias", "set", "ds:v1", "prod")
+    assert moved == {"collection": "ds", "alias": "prod", "ref": "ds:v1", "previous": "ds:v0"}
+    listing = logged.json("alias", "ls")
+    assert {"collection": "ds", "alias": "prod", "ref": "ds:v1"} in listing
+    assert logged("alias", "set", "ds:v0", "latest").exit_code == 2
+    # destructive: dry run and refusal change nothing
+    assert logged("alias", "rm", "ds", "prod", "--dry-run").exit_code == 0
+    refused = logged("alias", "rm", "ds:prod")
+    assert refused.exit_code == 1 and "pass -y" in refused.stderr
+    assert logged.json("show", "ds:prod")["ref"] == "ds:v1"
+    assert logged("alias", "rm", "ds:prod", "-y").exit_code == 0
+    assert logged("show", "ds:prod").exit_code == 4
+    assert logged("alias", "rm", "ds", "prod", "-y").exit_code == 4
+
+
+def test_alias_rm_asks_at_a_terminal(logged: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import castore.cli.app as app
+
+    logged("alias", "set", "ds:v0", "prod")
+    monkeypatch.setattr(app, "_stdin_is_tty", lambda: True)
+    no = logged("alias", "rm", "ds:prod", input="n\n")
+    assert no.exit_code == 1 and "nothing was changed" in no.stderr
+    assert logged("show", "ds:prod").exit_code == 0
+    yes = logged("alias", "rm", "ds:prod", input="y\n")
+    assert yes.exit_code == 0
+    assert logged("show", "ds:prod").exit_code == 4
+
+
+def test_tag_add_rm(logged: Cli) -> None:
+    assert logged.json("tag", "add", "ds:v0", "b", "a") == {"ref": "ds:v0", "tags": ["a", "b"]}
+    assert logged.json("tag", "rm", "ds:v0", "a", "zzz") == {"ref": "ds:v0", "tags": ["b"]}
+    assert logged("tag", "add", "ds:v0").exit_code == 2
+
+
+def test_ttl(logged: Cli) -> None:
+    planned = logged.json("ttl", "ds:v0", "30d", "--dry-run")
+    assert planned["dry_run"] is True and planned["ttl"] == 30 * 86400
+    assert logged.json("show", "ds:v0")["ttl"] is None
+    assert logged("ttl", "ds:v0", "30d").exit_code == 1  # no -y, no terminal
+    assert logged("ttl", "ds:v0", "30d", "-y").exit_code == 0
+    assert logged.json("show", "ds:v0")["ttl"] == 30 * 86400
+    assert logged("ttl", "ds:v0", "none", "-y").exit_code == 0
+    assert logged.json("show", "ds:v0")["ttl"] is None
+    assert logged("ttl", "ds", "90d", "--default", "-y").exit_code == 0
+    with logged.store() as store:
+        assert store.collection("ds").default_ttl == timedelta(days=90)
+
+
+def test_rm(logged: Cli) -> None:
+    assert logged("rm", "ds:v0", "--dry-run").exit_code == 0
+    assert logged("rm", "ds:v0").exit_code == 1
+    assert logged("-q", "ls", "ds").stdout.split() == ["ds:v1", "ds:v0"]
+    assert logged("rm", "ds:v0", "-y").exit_code == 0
+    assert logged("-q", "ls", "ds").stdout.split() == ["ds:v1"]
+    logged("alias", "set", "ds:v1", "prod")
+    conflict = logged("rm", "ds:v1", "-y")
+    assert conflict.exit_code == 5
+    assert logged("rm", "ds:v1", "-y", "--delete-aliases").exit_code == 0
+    assert logged("show", "ds").exit_code == 4
+    assert logged("rm", "ds:v1", "-y").exit_code == 4
+
+
+def test_rm_collection(logged: Cli) -> None:
+    assert logged.json("rm", "ds", "--collection", "--dry-run")["versions"] == 2
+    assert logged("-q", "ls").stdout.split() == ["ds"]
+    assert logged("rm", "ds", "--collection", "-y").exit_code == 0
+    assert logged("-q", "ls").stdout.split() == []
+
+
+# -- gc, prune, du -------------------------------------------------------------------------
+
+
+def test_gc_dry_run_then_real(logged: Cli) -> None:
+    logged("rm", "ds:v0", "-y")
+    blobs = sorted(p for p in (logged.root / "blobs").rglob("*") if p.is_file())
+    plan = logged.json("gc", "--dry-run", "--grace", "0s")
+    assert plan["dry_run"] is True and plan["blobs_deleted"] >= 1
+    assert sorted(p for p in (logged.root / "blobs").rglob("*") if p.is_file()) == blobs
+    assert logged("gc", "--grace", "0s").exit_code == 1  # refuses without -y
+    done = logged.json("gc", "--grace", "0s", "-y")
+    assert done["dry_run"] is False and done["blobs_deleted"] == plan["blobs_deleted"]
+    assert logged("verify", "ds:v1").exit_code == 0
+    assert logged("fsck").exit_code == 0
+
+
+def test_prune(logged: Cli, data: Path) -> None:
+    (data / "a.txt").write_text("three\n")
+    logged("add", str(data), "--name", "ds")
+    assert logged("prune").exit_code == 2
+    plan = logged.json("prune", "ds", "--keep-last", "1", "--dry-run")
+    assert plan == {"versions_deleted": ["ds:v0", "ds:v1"], "dry_run": True} or sorted(
+        plan["versions_deleted"]
+    ) == ["ds:v0", "ds:v1"]
+    assert logged.json("ls", "ds")["total"] == 3
+    assert logged("prune", "--keep-last", "1").exit_code == 1
+    assert logged("prune", "ds", "--keep-last", "1", "-y").exit_code == 0
+    assert logged("-q", "ls", "ds").stdout.split() == ["ds:v2"]
+    assert logged("prune", "nope", "--keep-last", "1", "-y").exit_code == 4
+
+
+def test_du(logged: Cli) -> None:
+    report = logged.json("du")
+    assert report["collections"][0]["collection"] == "ds"
+    assert report["collections"][0]["versions"] == 2
+    assert report["store"]["versions"] == 2
+    assert report["store"]["logical_bytes"] == report["collections"][0]["logical_bytes"]
+    assert "dedup ratio" in logged("du").stdout
+
+
+# -- errors, JSON, progress ----------------------------------------------------------------
+
+
+def test_json_flag_before_or_after_the_verb(logged: Cli) -> None:
+    before = logged("--json", "show", "ds")
+    after = logged("show", "ds", "--json")
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+
+
+def test_json_errors_also_go_to_stdout(logged: Cli) -> None:
+    result = logged("--json", "show", "ds:v9")
+    assert result.exit_code == 4
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "NotFoundError" and error["exit_code"] == 4
+    assert result.stderr.startswith("error: ds has no version v9")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (castore.LockTimeoutError("the store is busy", timeout=1.0), 11),
+        (castore.AliasConflictError("alias in the way", alias="prod"), 5),
+        (castore.VersionConflictError("v3 is taken"), 5),
+        (castore.MultipleResourcesFoundError("two matches"), 5),
+        (castore.IntegrityError("bad blob"), 3),
+        (castore.StoreNotFoundError("/x"), 10),
+        (castore.OutOfSpaceError("disk full"), 1),
+        (RuntimeError("boom"), 1),
+    ],
+)
+def test_errors_map_to_exit_codes(
+    logged: Cli, monkeypatch: pytest.MonkeyPatch, error: Exception, code: int
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(castore.Store, "get", fail)
+    result = logged("show", "ds")
+    assert result.exit_code == code
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_env_shows_traceback(logged: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(castore.Store, "get", fail)
+    quiet = logged("show", "ds")
+    assert "CASTORE_DEBUG=1" in quiet.stderr
+    loud = logged("show", "ds", env={"CASTORE_DEBUG": "1"})
+    assert loud.exit_code == 1
+    assert "Traceback" in loud.stderr and "RuntimeError: boom" in loud.stderr
+
+
+def test_no_progress_written_when_stderr_is_not_a_terminal(logged: Cli, tmp_path: Path) -> None:
+    result = logged("checkout", "ds", str(tmp_path / "p"))
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    assert logged("verify", "ds", str(tmp_path / "p")).stderr == ""
+
+
+def test_progress_enabled_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    import castore.cli.progress as progress
+
+    monkeypatch.setattr(progress, "_stderr_is_tty", lambda: True)
+    monkeypatch.delenv("CASTORE_DISABLE_PROGRESS_BARS", raising=False)
+    assert progress_enabled() is True
+    assert progress_enabled(requested=False) is False
+    monkeypatch.setenv("CASTORE_DISABLE_PROGRESS_BARS", "1")
+    assert progress_enabled() is False
+    monkeypatch.setattr(progress, "_stderr_is_tty", lambda: False)
+    monkeypatch.delenv("CASTORE_DISABLE_PROGRESS_BARS")
+    assert progress_enabled() is False
+
+
+def test_progress_bar_draws_on_stderr_only(capsys: pytest.CaptureFixture[str]) -> None:
+    with ProgressBar("work", enabled=True) as bar:
+        assert bar.callback is bar
+        bar(10, 100)
+        bar(100, 100)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "work" in err
+    with ProgressBar("off", enabled=False) as off:
+        assert off.callback is None
+    assert capsys.readouterr() == ("", "")
