@@ -125,6 +125,16 @@ def fsck(
     with maintenance_lock(store.layout.locks, timeout=lock_timeout):
         report = _check(store, repair=True)
         broken = [f for f in report.findings if f.kind == "catalogue_integrity"]
+        if not broken and _catalogue_lost(store):
+            broken = [
+                Finding(
+                    kind="catalogue_integrity",
+                    severity="error",
+                    path=str(store.layout.catalog_path),
+                    message="the catalogue holds no version but the store holds blobs: it "
+                    "was lost or replaced; rebuilding it from the manifest blobs",
+                )
+            ]
         if broken and rebuild is not None:
             notes = rebuild()
             after = _check(store, repair=True)
@@ -137,6 +147,13 @@ def fsck(
                 repaired=True,
             )
         return report
+
+
+def _catalogue_lost(store: StoreParts) -> bool:
+    """No version row at all (not even deleted ones) while blobs are stored."""
+    row = store.catalog.execute("SELECT 1 FROM versions LIMIT 1").fetchone()
+    # Count them all: leaving iter_digests half-way would leave its scandir open.
+    return row is None and sum(1 for _ in store.blobs.iter_digests()) > 0
 
 
 def _check(store: StoreParts, *, repair: bool) -> FsckReport:
