@@ -1,0 +1,146 @@
+"""The ``castore`` command as real processes: the README flow, exit codes, pipes, Ctrl-C,
+and a ``--help`` that imports nothing heavy."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import castore
+
+BIN = Path(sys.executable).parent
+CASTORE = str(BIN / "castore") if (BIN / "castore").exists() else None
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASTORE_")}
+    env["CASTORE_HOME"] = str(home)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _castore(*args: str, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "castore", *args],
+        env=_env(home), cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    """A ``docs`` directory to log, like the repository's."""
+    d = tmp_path / "work" / "docs"
+    (d / "guides").mkdir(parents=True)
+    (d / "index.md").write_text("# castore\n")
+    (d / "guides" / "offline.md").write_text("sneakernet\n" * 100)
+    return d
+
+
+@pytest.mark.skipif(CASTORE is None, reason="the castore console script is not installed")
+def test_readme_first_command_verbatim_twice(tmp_path: Path, docs: Path) -> None:
+    target = tmp_path / "castore-docs"
+    line = (
+        f"castore add docs --name castore-docs && castore checkout castore-docs {target} && "
+        f"castore verify castore-docs {target}"
+    )
+    home = tmp_path / "home"
+    first = subprocess.run(["bash", "-c", line], cwd=docs.parent, env=_env(home),
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0].startswith("added castore-docs:v0 (2 files, ")
+    assert f"ok: {target} matches castore-docs:v0" in first.stdout
+    assert first.stderr == ""  # no progress bar, no \r, into a pipe
+    # the second run mirrors the new version over the older copy
+    (docs / "index.md").write_text("# castore, edited\n")
+    (docs / "guides" / "offline.md").unlink()
+    second = subprocess.run(["bash", "-c", line], cwd=docs.parent, env=_env(home),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "castore-docs:v1" in second.stdout
+    assert (target / "index.md").read_text() == "# castore, edited\n"
+    assert not (target / "guides").exists()
+
+
+def test_exit_codes_and_json_across_processes(tmp_path: Path, docs: Path) -> None:
+    home = tmp_path / "home"
+    assert _castore("ls", home=home).returncode == 10
+    assert _castore("add", str(docs), "--name", "d", "-q", home=home).stdout == "d:v0\n"
+    listing = _castore("--json", "ls", "d", home=home)
+    assert listing.returncode == 0
+    assert [v["ref"] for v in json.loads(listing.stdout)["items"]] == ["d:v0"]
+    assert _castore("show", "d:v5", home=home).returncode == 4
+    assert _castore("show", "d:v0", "--bogus", home=home).returncode == 2
+    out = tmp_path / "out"
+    assert _castore("checkout", "d", str(out), home=home).returncode == 0
+    (out / "index.md").write_text("tampered\n")
+    failed = _castore("verify", "d", str(out), home=home)
+    assert failed.returncode == 3
+    assert failed.stdout.strip() == "modified  index.md"
+    assert failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
+
+
+def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    code = (
+        "import json, sys\n"
+        "from castore.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "heavy = ['sqlite_utils', 'pydantic', 'zstandard', 'sqlite3', 'castore.store']\n"
+        "sys.stderr.write(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=_env(tmp_path), timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: castore" in result.stdout
+    assert json.loads(result.stderr) == []
+
+
+def test_ctrl_c_exits_130(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4 * 1024 * 1024))  # far more than a pipe buffer
+    with castore.open(home, durable=False) as store:
+        store.draft("big").add_file(big).finalize()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "castore", "cat", "big", "big.bin"],
+        env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "castore cat wrote nothing"
+        proc.send_signal(signal.SIGINT)  # it is blocked writing into the full pipe
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert err.decode().strip().splitlines()[-1] == "error: interrupted"
+    with castore.open(home, create=False) as store:
+        assert store.fsck().ok
+
+
+def test_cat_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    big = tmp_path / "big.txt"
+    big.write_text("line\n" * 200_000)
+    with castore.open(home, durable=False) as store:
+        store.draft("t").add_file(big).finalize()
+    if shutil.which("head") is None:
+        pytest.skip("no head(1)")
+    result = subprocess.run(
+        f"{sys.executable} -m castore cat t big.txt | head -n 2",
+        shell=True, env=_env(home), capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.stdout == "line\nline\n"
+    assert "Traceback" not in result.stderr
