@@ -106,6 +106,12 @@ class State:
     def open(self, *, create: bool = False) -> Any:
         """Open the store (once); a missing store raises ``StoreNotFoundError`` unless create."""
         if self._store is None:
+            if not create and not (self.store_path / "castore.json").is_file():
+                # The same test castore.open() makes, before importing the heavy modules, so
+                # a script probing for a store gets its exit 10 quickly.
+                from castore.errors import StoreNotFoundError
+
+                raise StoreNotFoundError(self.store_path)
             import castore
 
             self._store = castore.open(self.store_path, create=create)
@@ -173,9 +179,11 @@ def _classify(exc: BaseException) -> tuple[int, str | None]:
 
 
 def _error_line(exc: BaseException, hint: str | None) -> str:
-    from castore.errors import CastoreError
+    from castore.errors import CastoreError, StoreNotFoundError
 
-    if isinstance(exc, (CliError, CastoreError)):
+    if isinstance(exc, StoreNotFoundError):
+        message = f"no castore store at {str(exc.path)!r}"
+    elif isinstance(exc, (CliError, CastoreError)):
         message = exc.message if hasattr(exc, "message") else str(exc)
     elif isinstance(exc, OSError) and exc.strerror:
         where = f": {exc.filename!r}" if exc.filename else ""
