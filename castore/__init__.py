@@ -72,7 +72,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from castore.errors import *  # noqa: F403
     from castore.handles import ArtifactVersion, Collection
     from castore.models import *  # noqa: F403
-    from castore.store import Store, init, open, repair  # noqa: A004
+    from castore.store import Store as Store
+    from castore.store import init as init
+    from castore.store import open as open  # noqa: A004
+    from castore.store import repair as repair
 
 
 def __getattr__(name: str) -> Any:

@@ -182,7 +182,7 @@ def _error_line(exc: BaseException, hint: str | None) -> str:
     from castore.errors import CastoreError, StoreNotFoundError
 
     if isinstance(exc, StoreNotFoundError):
-        message = f"no castore store at {str(exc.path)!r}"
+        message = f"no castore store at {str(getattr(exc, 'path', '?'))!r}"
     elif isinstance(exc, (CliError, CastoreError)):
         message = exc.message if hasattr(exc, "message") else str(exc)
     elif isinstance(exc, OSError) and exc.strerror:

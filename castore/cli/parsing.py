@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any, Any]
+else:  # click before 8.2 has no generic ParamType
+    _ParamType = click.ParamType
 
 __all__ = [
     "DURATION",
@@ -144,7 +149,7 @@ def parse_metadata(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
-class DurationType(click.ParamType):
+class DurationType(_ParamType):
     """A click type for durations (``30d``); with ``allow_none``, ``none`` gives None."""
 
     name = "duration"
@@ -161,7 +166,7 @@ class DurationType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class SizeType(click.ParamType):
+class SizeType(_ParamType):
     """A click type for sizes (``10GB``, ``512MiB``) converted to bytes."""
 
     name = "size"

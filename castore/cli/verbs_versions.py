@@ -243,7 +243,7 @@ def ls(
     if not items:
         fmt.err("No versions found.")
         return
-    rows = [
+    rows: list[tuple[Any, ...]] = [
         (
             v.ref,
             v.type if name is None else None,
@@ -528,7 +528,8 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
                 result = _call_progress(lambda **kw: v.verify(directory, **kw), bar.callback)
             report = {"ref": v.ref, "path": where, **_report_dict(result)}
         except castore.VerificationError as exc:
-            report = {"ref": v.ref, "path": where, **_report_dict(exc.report)}
+            report = {"ref": v.ref, "path": where,
+                      **_report_dict(getattr(exc, "report", None))}
             report["ok"] = False
             _print_verify(state, report)
             counts = ", ".join(
