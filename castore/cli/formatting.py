@@ -7,7 +7,6 @@ prints exactly one JSON document per invocation, built from the pydantic records
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -158,6 +157,8 @@ def to_jsonable(value: Any) -> Any:
 
 def dump_json(value: Any) -> str:
     """The JSON text of ``value`` (indented, keys in the records' order)."""
+    import json
+
     return json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
 
 

@@ -7,7 +7,6 @@ errors (exit 2) through the click parameter types below.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -133,6 +132,8 @@ def parse_metadata(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"metadata {item!r} has no '='; write key=value or key:=<json>")
         if key.endswith(":"):
+            import json
+
             key = key[:-1]
             try:
                 parsed: Any = json.loads(value)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
-import platform
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +77,8 @@ def probe_link_modes(directory: Path) -> dict[str, bool | None]:
 
     Creates two small files with unique names and removes them again.
     """
+    import fcntl
+
     result: dict[str, bool | None] = {"copy": True, "hardlink": None, "symlink": None,
                                       "reflink": None}
     if not os.access(directory, os.W_OK):
@@ -119,6 +117,9 @@ def probe_link_modes(directory: Path) -> dict[str, bool | None]:
 
 def _lock_state(root: Path) -> dict[str, str]:
     """``{lock file: "held" | "free"}`` for the store's maintenance locks (nothing is created)."""
+    import errno
+    import fcntl
+
     out: dict[str, str] = {}
     locks = root / "locks"
     if not locks.is_dir():
@@ -143,6 +144,7 @@ def _lock_state(root: Path) -> dict[str, str]:
 
 
 def _versions() -> dict[str, str | None]:
+    import platform
     from importlib import metadata
 
     import castore
@@ -175,6 +177,9 @@ def doctor(state: State) -> None:
       castore doctor
       castore --store /data/castore doctor --json
     """
+    import platform
+    import shutil
+
     import castore
 
     root = state.store_path

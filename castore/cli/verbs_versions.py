@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -410,6 +409,8 @@ def cat(state: State, ref: str, path: str) -> None:
     except castore.NotFoundError as exc:
         raise CliError(exc.message, hint=f"list its files with `castore files {v.ref}`",
                        code=EXIT_NOT_FOUND) from exc
+    import shutil
+
     out = sys.stdout.buffer
     with v.open(path) as reader:
         shutil.copyfileobj(reader, out, 1024 * 1024)
