@@ -392,9 +392,12 @@ def files(state: State, ref: str, prefix: str | None) -> None:
 @cli.command()
 @click.argument("ref")
 @click.argument("path")
+@output_options
 @pass_state
 def cat(state: State, ref: str, path: str) -> None:
     """Write one file of a version to stdout (checked against its digest).
+
+    With --json: the file's entry and its content (text, or base64 for binary data).
 
     \b
     Examples:
@@ -409,6 +412,17 @@ def cat(state: State, ref: str, path: str) -> None:
     except castore.NotFoundError as exc:
         raise CliError(exc.message, hint=f"list its files with `castore files {v.ref}`",
                        code=EXIT_NOT_FOUND) from exc
+    if state.json:
+        data = v.read_bytes(path)
+        record = v.get_entry(path).model_dump(mode="json")
+        try:
+            record.update(encoding="utf-8", content=data.decode("utf-8"))
+        except UnicodeDecodeError:
+            import base64
+
+            record.update(encoding="base64", content=base64.b64encode(data).decode("ascii"))
+        fmt.echo_json(record)
+        return
     import shutil
 
     out = sys.stdout.buffer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -187,6 +188,11 @@ def test_doctor_reports_store_space_links_and_locks(run: Cli, root: Path) -> Non
     assert report["link_modes"]["hardlink"] is True  # tmp_path is on one local filesystem
     assert isinstance(report["locks"], dict)
     assert not [p for p in (root / "tmp").iterdir() if p.name.startswith(".doctor-")]
+    from castore.locking import StoreLock
+
+    with StoreLock(root / "locks", timeout=0):
+        assert run.json("doctor")["locks"] == {"maintenance.lock": "held"}
+    assert run.json("doctor")["locks"] == {"maintenance.lock": "free"}
     human = run("doctor")
     assert human.exit_code == 0
     assert "link modes" in human.stdout and "free space" in human.stdout
@@ -332,6 +338,11 @@ def test_files_and_cat(logged: Cli, data: Path) -> None:
     assert cat.exit_code == 0, cat.stderr
     assert cat.stdout_bytes == bytes(range(256)) * 4
     assert logged("cat", "ds:v0", "a.txt").stdout == "alpha\n"
+    text = logged.json("cat", "ds:v0", "a.txt")
+    assert (text["path"], text["encoding"], text["content"]) == ("a.txt", "utf-8", "alpha\n")
+    binary = logged.json("cat", "ds:v0", "b.bin")
+    assert binary["encoding"] == "base64"
+    assert base64.b64decode(binary["content"]) == bytes(range(256)) * 4
     missing = logged("cat", "ds:v0", "new.txt")
     assert missing.exit_code == 4
     assert "castore files ds:v0" in missing.stderr
