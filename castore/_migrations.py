@@ -135,8 +135,52 @@ def _v2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    # Listing speed at 100k versions (issue 3): ``hide_at`` is ``expires_at`` unless a user
+    # alias pins the version (then NULL), so "is it visible" reads one column that the
+    # covering indexes hold, instead of a correlated alias lookup per row. ``version_meta``
+    # indexes the top-level scalar metadata values (kept by triggers, whoever writes), so
+    # ``metadata={"k": v}`` filters are index lookups instead of a json_extract per row.
+    conn.executescript(
+        """
+        ALTER TABLE versions ADD COLUMN hide_at INTEGER;
+        UPDATE versions SET hide_at = expires_at WHERE expires_at IS NOT NULL AND NOT EXISTS
+            (SELECT 1 FROM aliases a WHERE a.version_id = versions.id AND a.alias != 'latest');
+        DROP INDEX idx_versions_state_created;
+        CREATE INDEX idx_versions_state_created ON versions(state, created_at, hide_at);
+        CREATE INDEX idx_versions_coll_created
+            ON versions(collection_id, state, created_at, hide_at);
+        CREATE INDEX idx_versions_hide ON versions(hide_at) WHERE hide_at IS NOT NULL;
+        DROP INDEX idx_aliases_version;
+        CREATE INDEX idx_aliases_version ON aliases(version_id, alias);
+
+        CREATE TABLE version_meta (
+            version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value,
+            PRIMARY KEY (version_id, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX idx_version_meta ON version_meta(key, value);
+        CREATE TRIGGER versions_meta_insert AFTER INSERT ON versions BEGIN
+            INSERT INTO version_meta (version_id, key, value)
+            SELECT NEW.id, key, value FROM json_each(NEW.metadata)
+            WHERE type NOT IN ('object', 'array', 'null');
+        END;
+        CREATE TRIGGER versions_meta_update AFTER UPDATE OF metadata ON versions BEGIN
+            DELETE FROM version_meta WHERE version_id = NEW.id;
+            INSERT INTO version_meta (version_id, key, value)
+            SELECT NEW.id, key, value FROM json_each(NEW.metadata)
+            WHERE type NOT IN ('object', 'array', 'null');
+        END;
+        INSERT INTO version_meta (version_id, key, value)
+            SELECT v.id, j.key, j.value FROM versions v, json_each(v.metadata) j
+            WHERE j.type NOT IN ('object', 'array', 'null');
+        """
+    )
+
+
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -38,10 +38,13 @@ __all__ = ["LATEST", "Catalog", "StatCache", "now_us", "uuid7"]
 
 LATEST = "latest"
 DEFAULT_TIMEOUT = 30.0
-#: Versions hidden because they expired: past ``expires_at`` and holding no user alias.
-_LIVE = (
-    "NOT (v.expires_at IS NOT NULL AND v.expires_at <= :now AND NOT EXISTS "
-    "(SELECT 1 FROM aliases ua WHERE ua.version_id = v.id AND ua.alias != 'latest'))"
+#: Versions hidden because they expired: ``hide_at`` is ``expires_at`` unless a user alias pins
+#: the version (see ``_migrations._v3``); kept up to date by every write that changes either.
+_LIVE = "(v.hide_at IS NULL OR v.hide_at > :now)"
+_PIN = (
+    "UPDATE versions SET hide_at = CASE WHEN EXISTS (SELECT 1 FROM aliases a "
+    "WHERE a.version_id = versions.id AND a.alias != 'latest') THEN NULL ELSE expires_at END "
+    "WHERE id = ?"
 )
 _VERSION_SELECT = (
     "SELECT v.*, c.name AS collection, c.type AS type FROM versions v "
@@ -270,6 +273,12 @@ class Catalog:
 
     def close(self) -> None:
         """Close every connection this catalogue opened (in any thread)."""
+        if not self._closed and not self.read_only:
+            # SQLite's advice: let the planner gather statistics before closing.
+            conn = getattr(self._local, "conn", None)
+            if conn is not None and self._local.pid == os.getpid() and not conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("PRAGMA optimize")
         self._closed = True
         with self._all_lock:
             conns, self._all = self._all, []
@@ -470,6 +479,7 @@ class Catalog:
                 return
             expires = None if ttl is None else row["created_at"] + int(ttl * 1_000_000)
             self.update_version(version_id, ttl=ttl, expires_at=expires)
+            self.execute(_PIN, (version_id,))
 
     def commit_version(
         self,
@@ -497,9 +507,9 @@ class Catalog:
         expires = None if ttl is None else now + int(ttl * 1_000_000)
         self.execute(
             "UPDATE versions SET state = 'COMMITTED', number = ?, digest = ?, size = ?, "
-            "file_count = ?, created_at = ?, updated_at = ?, ttl = ?, expires_at = ? "
-            "WHERE id = ?",
-            (number, digest, size, file_count, now, now, ttl, expires, version_id),
+            "file_count = ?, created_at = ?, updated_at = ?, ttl = ?, expires_at = ?, "
+            "hide_at = ? WHERE id = ?",
+            (number, digest, size, file_count, now, now, ttl, expires, expires, version_id),
         )
         self.execute("DELETE FROM drafts WHERE version_id = ?", (version_id,))
         self.set_alias(row["collection_id"], LATEST, version_id)
@@ -583,6 +593,10 @@ class Catalog:
                 "VALUES (?, ?, ?, ?, ?)",
                 (collection_id, alias, previous, version_id, now),
             )
+            if alias != LATEST:  # a user alias pins its version against expiry
+                self.execute(_PIN, (version_id,))
+                if previous is not None:
+                    self.execute(_PIN, (previous,))
             _faults.point("alias.moved")
 
     def remove_alias(self, collection_id: int, alias: str) -> bool:
@@ -602,6 +616,8 @@ class Catalog:
                 "VALUES (?, ?, ?, NULL, ?)",
                 (collection_id, alias, old["version_id"], now_us()),
             )
+            if alias != LATEST:
+                self.execute(_PIN, (old["version_id"],))
             return True
 
     def alias_history(self, collection_id: int, alias: str | None = None) -> list[dict[str, Any]]:
@@ -767,28 +783,41 @@ class Catalog:
         if collection is not None:
             names = [collection] if isinstance(collection, str) else list(collection)
             keys = [f":coll{i}" for i in range(len(names))]
-            filters.append(f"c.name IN ({', '.join(keys) or 'NULL'})")
+            filters.append(
+                "v.collection_id IN (SELECT id FROM collections "
+                f"WHERE name IN ({', '.join(keys) or 'NULL'}))"
+            )
             params.update({k[1:]: n for k, n in zip(keys, names, strict=True)})
         if type is not None:
-            filters.append("c.type = :type")
+            filters.append("v.collection_id IN (SELECT id FROM collections WHERE type = :type)")
             params["type"] = type
         if tags:
-            tag_keys = [f":tag{i}" for i in range(len(tags))]
-            params.update({k[1:]: t for k, t in zip(tag_keys, tags, strict=True)})
-            if match == "all":
+            tag_keys = ", ".join(f":tag{i}" for i in range(len(tags)))
+            params.update({f"tag{i}": t for i, t in enumerate(tags)})
+            # With a collection to drive the search, check tags per row (cheap); without one,
+            # an IN (subquery) is computed once and may drive the search itself.
+            if match == "all" and collection is not None:
                 filters.append(
-                    f"(SELECT COUNT(DISTINCT tag) FROM version_tags t WHERE t.version_id = v.id "
-                    f"AND t.tag IN ({', '.join(tag_keys)})) = {len(set(tags))}"
+                    "(SELECT COUNT(*) FROM version_tags t WHERE t.version_id = v.id "
+                    f"AND t.tag IN ({tag_keys})) = {len(set(tags))}"
+                )
+            elif match == "all":
+                filters.append(
+                    f"v.id IN (SELECT version_id FROM version_tags WHERE tag IN ({tag_keys}) "
+                    f"GROUP BY version_id HAVING COUNT(*) = {len(set(tags))})"
                 )
             else:
                 filters.append(
-                    f"EXISTS (SELECT 1 FROM version_tags t WHERE t.version_id = v.id "
-                    f"AND t.tag IN ({', '.join(tag_keys)}))"
+                    f"v.id IN (SELECT version_id FROM version_tags WHERE tag IN ({tag_keys}))"
                 )
         if alias is not None:
-            filters.append(
-                "EXISTS (SELECT 1 FROM aliases a WHERE a.version_id = v.id AND a.alias = :alias)"
-            )
+            if collection is not None:
+                filters.append(
+                    "EXISTS (SELECT 1 FROM aliases a WHERE a.version_id = v.id "
+                    "AND a.alias = :alias)"
+                )
+            else:
+                filters.append("v.id IN (SELECT version_id FROM aliases WHERE alias = :alias)")
             params["alias"] = alias
         for i, (key, value) in enumerate((metadata or {}).items()):
             path = '$."' + str(key).replace('"', '\\"') + '"'
@@ -799,8 +828,15 @@ class Catalog:
             elif isinstance(value, dict | list):
                 filters.append(f"({expr} = json(:mv{i}))")
                 params[f"mv{i}"] = json.dumps(value, separators=(",", ":"))
-            else:
+            elif collection is not None and match == "all":  # the collection drives
                 filters.append(f"({expr} = :mv{i})")
+                params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
+            else:  # scalar: an index lookup in version_meta (see _migrations._v3)
+                filters.append(
+                    f"v.id IN (SELECT version_id FROM version_meta WHERE key = :mn{i} "
+                    f"AND value = :mv{i})"
+                )
+                params[f"mn{i}"] = str(key)
                 params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
         if created_after is not None:
             filters.append("v.created_at >= :after")
@@ -845,8 +881,7 @@ class Catalog:
         """The number of versions matching a WHERE clause built by :meth:`_where`."""
         params = {k: v for k, v in params.items() if k not in ("limit", "offset")}
         row = self.execute(
-            "SELECT COUNT(*) FROM versions v JOIN collections c ON c.id = v.collection_id "
-            f"WHERE {where}",
+            f"SELECT COUNT(*) FROM versions v WHERE {where}",  # no filter needs collections
             params,
         ).fetchone()
         return int(row[0])

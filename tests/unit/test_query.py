@@ -178,3 +178,17 @@ def test_latest_types_and_state(populated: castore.Store) -> None:
     s.get("ds-a:v0").delete()
     assert s.count(state="DELETED") == 1 and s.count(state=None) == 4
     assert {t.name: t.versions for t in s.types()}["dataset"] == 2
+
+
+def test_metadata_filters_follow_updates_and_odd_keys(store: castore.Store) -> None:
+    v = commit(store, "c", b"0", metadata={"a.b": 1, 'q"k': "x", "f": 0.5, "flag": False})
+    assert store.count(metadata={"a.b": 1}) == 1
+    assert store.count(metadata={'q"k': "x"}) == 1
+    assert store.count(metadata={"f": 0.5, "flag": False}) == 1
+    assert store.count(metadata={"flag": True}) == 0
+    assert store.count(metadata={"missing": None}) == 1
+    assert store.count("c", metadata={"a.b": 1}) == 1  # the per-row form, driven by collection
+    v.update(metadata={"a.b": 2})
+    assert store.count(metadata={"a.b": 1}) == 0
+    assert store.count(metadata={"a.b": 2}) == 1
+    assert store.count(metadata={"f": 0.5}) == 0
