@@ -324,13 +324,16 @@ def gc(state: State, grace: Any, yes: bool, dry_run: bool) -> None:
     store = state.open()
     kwargs: dict[str, Any] = {} if grace is None else {"grace": grace}
     plan = store.gc(dry_run=True, **kwargs)
+    tmp_files = getattr(plan, "tmp_files_deleted", 0)
     what = (
         f"{_plural(len(plan.versions_deleted), 'expired version')} and "
         f"{_plural(plan.blobs_deleted, 'blob')} ({fmt.human_size(plan.bytes_freed)})"
+        + (f" and {_plural(tmp_files, 'stale temp file')}" if tmp_files else "")
     )
-    nothing = not plan.versions_deleted and not plan.blobs_deleted
-    if dry_run or nothing:
+    if dry_run:
         report = plan
+    elif not plan.versions_deleted and not plan.blobs_deleted and not tmp_files:
+        report = plan.model_copy(update={"dry_run": False})  # nothing to do, nothing asked
     else:
         confirm(f"delete {what}?", yes=yes)
         report = store.gc(**kwargs)
@@ -388,8 +391,10 @@ def prune(
         store.collection(collection)  # NotFoundError (exit 4)
     kwargs = {"keep_last": keep_last, "only_unused": only_unused}
     plan = store.prune(collection, dry_run=True, **kwargs)
-    if dry_run or not plan.versions_deleted:
+    if dry_run:
         report = plan
+    elif not plan.versions_deleted:
+        report = plan.model_copy(update={"dry_run": False})  # nothing to do, nothing asked
     else:
         confirm(f"delete {_plural(len(plan.versions_deleted), 'version')}?", yes=yes)
         report = store.prune(collection, **kwargs)
