@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +145,36 @@ def test_cat_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     )
     assert result.stdout == "line\nline\n"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_every_verb_as_a_process(tmp_path: Path, docs: Path) -> None:
+    """One real process per verb, each with --json, checking exit codes and documents."""
+    home = tmp_path / "home"
+
+    def ok(*args: str) -> Any:
+        result = _castore("--json", *args, home=home)
+        assert result.returncode == 0, (args, result.stderr)
+        return json.loads(result.stdout)
+
+    assert ok("init")["created"] is True
+    ok("add", str(docs), "--name", "d")
+    (docs / "index.md").write_text("v1\n")
+    ok("add", str(docs), "--name", "d", "--tag", "t")
+    assert len(ok("files", "d")) == 2
+    assert ok("cat", "d", "index.md")["content"] == "v1\n"
+    ok("download", "d:v0", str(tmp_path / "dl"), "--prefix", "guides/")
+    assert (tmp_path / "dl" / "guides" / "offline.md").is_file()
+    assert [e["path"] for e in ok("diff", "d:v0", "d:v1")["modified"]] == ["index.md"]
+    ok("alias", "set", "d:v0", "prod")
+    assert {"collection": "d", "alias": "prod", "ref": "d:v0"} in ok("alias", "ls")
+    ok("alias", "rm", "d:prod", "-y")
+    assert ok("tag", "rm", "d:v1", "t")["tags"] == []
+    ok("ttl", "d:v0", "30d", "-y")
+    ok("rm", "d:v0", "-y")
+    assert ok("gc", "-y", "--grace", "0s")["dry_run"] is False
+    assert ok("prune", "--keep-last", "1", "-y")["versions_deleted"] == []
+    assert ok("fsck")["ok"] is True
+    assert ok("du")["store"]["versions"] == 1
+    assert ok("doctor")["store"]["exists"] is True
+    assert ok("show", "d")["ref"] == "d:v1"
