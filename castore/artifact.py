@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import stat as stat_mod
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -373,66 +374,89 @@ class Draft:
         merge: bool = True,
         replace_ok: bool = True,
     ) -> None:
-        """Stage ``(name, local path, stat)`` files in a thread pool; record them in batches."""
-        catalog, blobs = self._store.catalog, self._store.blobs
-        cache = catalog.stat_cache
+        """Stage ``(name, local path, stat)`` files in a thread pool; record them in batches.
+
+        Staging runs up to two batches ahead of recording, so hashing and writing new files
+        overlaps with the catalogue transaction (and blob publishing) of the previous batch.
+        """
+        blobs = self._store.blobs
+        window: deque[_Batch] = deque()
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for start in range(0, len(items), BATCH_SIZE):
-                batch = items[start : start + BATCH_SIZE]
-                known = cache.lookup_many(st for _, _, st in batch)
-                todo = []
-                results: dict[str, tuple[str, int]] = {}
-                for name, abspath, st in batch:
-                    digest = known.get((st.st_dev, st.st_ino))
-                    if digest is not None and blobs.exists(digest):
-                        results[name] = (digest, st.st_size)
-                    else:
-                        todo.append((name, abspath))
-                staged: list[StagedBlob] = []
-                try:
-                    futures = [
-                        (n, p, pool.submit(blobs.stage_file, p, sync=False)) for n, p in todo
-                    ]
-                    errors: list[BaseException] = []
-                    for name, _local, future in futures:
-                        try:
-                            blob = future.result()
-                        except BaseException as exc:  # wait for all, then raise the first
-                            errors.append(exc)
-                            continue
-                        staged.append(blob)
-                        results[name] = (blob.digest, blob.size)
-                    if errors:
-                        raise errors[0]
-                    rows: list[Row] = []
-                    for name, _, _ in batch:
-                        digest, size = results[name]
-                        old = self._entries.get(name)
-                        if old is not None and old[1] != digest and not replace_ok:
-                            raise ValueError(
-                                f"{name!r} is already in the draft with other content; pass "
-                                "merge=True to replace it"
-                            )
-                        rows.append((name, digest, size, None))
-                except BaseException:
-                    for blob in staged:
-                        blobs.discard(blob)
-                    raise
-                cached = {results[name][0] for name, _, _ in batch} - {b.digest for b in staged}
-                try:
-                    self._record(rows, staged, expect=cached)
-                except _BlobsGone as gone:
-                    # gc removed cached blobs between lookup and record: store them again.
-                    again = [(n, p) for n, p, _ in batch if results[n][0] in gone.digests]
-                    for _, local in again:
-                        staged.append(blobs.stage_file(local, sync=False))
-                    todo.extend(again)
-                    self._record(rows, staged, expect=cached - gone.digests)
-                stamp = [
-                    (abspath, blob.source_stat or st, str(blob.digest))
-                    for blob, (_, abspath, st) in zip(staged, _matching(batch, todo), strict=True)
-                ]
-                cache.record_many(stamp)
+            try:
+                for start in range(0, len(items), BATCH_SIZE):
+                    window.append(self._prepare(pool, items[start : start + BATCH_SIZE]))
+                    if len(window) > 2:
+                        self._finish(window.popleft(), replace_ok=replace_ok)
+                while window:
+                    self._finish(window.popleft(), replace_ok=replace_ok)
+            except BaseException:
+                for batch in window:  # wait for staging in flight, then drop its temp files
+                    for _, _, future in batch.futures:
+                        with suppress(BaseException):
+                            blobs.discard(future.result())
+                raise
+
+    def _prepare(self, pool: ThreadPoolExecutor, batch: list[tuple[str, str, os.stat_result]]):
+        """Look a batch up in the stat cache and submit the other files for staging."""
+        blobs = self._store.blobs
+        known = self._store.catalog.stat_cache.lookup_many(st for _, _, st in batch)
+        prepared = _Batch(batch)
+        for name, abspath, st in batch:
+            digest = known.get((st.st_dev, st.st_ino))
+            if digest is not None and blobs.exists(digest):
+                prepared.results[name] = (digest, st.st_size)
+            else:
+                future = pool.submit(blobs.stage_file, abspath, sync=False)
+                prepared.futures.append((name, abspath, future))
+        return prepared
+
+    def _finish(self, batch: _Batch, *, replace_ok: bool) -> None:
+        """Wait for a batch's staging, then record it (one transaction) and stamp the cache."""
+        blobs, cache = self._store.blobs, self._store.catalog.stat_cache
+        staged: list[tuple[str, str, StagedBlob]] = []
+        errors: list[BaseException] = []
+        for name, abspath, future in batch.futures:
+            try:
+                blob = future.result()
+            except BaseException as exc:  # wait for all, then raise the first
+                errors.append(exc)
+                continue
+            staged.append((name, abspath, blob))
+            batch.results[name] = (blob.digest, blob.size)
+        batch.futures = []
+        try:
+            if errors:
+                raise errors[0]
+            rows: list[Row] = []
+            for name, _, _ in batch.items:
+                digest, size = batch.results[name]
+                old = self._entries.get(name)
+                if old is not None and old[1] != digest and not replace_ok:
+                    raise ValueError(
+                        f"{name!r} is already in the draft with other content; pass "
+                        "merge=True to replace it"
+                    )
+                rows.append((name, digest, size, None))
+        except BaseException:
+            for _, _, blob in staged:
+                blobs.discard(blob)
+            raise
+        cached = {batch.results[n][0] for n, _, _ in batch.items} - {b.digest for *_, b in staged}
+        try:
+            self._record(rows, [b for *_, b in staged], expect=cached)
+        except _BlobsGone as gone:
+            # gc removed cached blobs between lookup and record: store them again.
+            for name, abspath, _ in batch.items:
+                if batch.results[name][0] in gone.digests:
+                    staged.append((name, abspath, blobs.stage_file(abspath, sync=False)))
+            self._record(rows, [b for *_, b in staged], expect=cached - gone.digests)
+        stat_of = {name: st for name, _, st in batch.items}
+        cache.record_many(
+            [
+                (abspath, blob.source_stat or stat_of[name], str(blob.digest))
+                for name, abspath, blob in staged
+            ]
+        )
 
     def remove(self, path: str) -> Draft:
         """Remove a file, or every file under a directory prefix.
@@ -536,6 +560,15 @@ class Draft:
             self.discard()
 
 
+class _Batch:
+    """Files of one ``add_dir`` batch: digests known so far and staging in flight."""
+
+    def __init__(self, items: list[tuple[str, str, os.stat_result]]) -> None:
+        self.items = items
+        self.results: dict[str, tuple[str, int]] = {}
+        self.futures: list[tuple[str, str, Future[StagedBlob]]] = []
+
+
 class _BlobsGone(Exception):
     def __init__(self, digests: set[str]) -> None:
         super().__init__(sorted(digests))
@@ -581,11 +614,3 @@ def _user_alias(alias: str) -> str:
             ref=alias,
         )
     return alias
-
-
-def _matching(
-    batch: list[tuple[str, str, os.stat_result]], todo: list[tuple[str, str]]
-) -> list[tuple[str, str, os.stat_result]]:
-    """The batch items that were staged, in ``todo`` order."""
-    by_name = {name: item for item in batch for name in (item[0],)}
-    return [by_name[name] for name, _ in todo]

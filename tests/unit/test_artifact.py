@@ -355,3 +355,29 @@ def test_read_only_store_refuses_drafts(tmp_path: Path, tree: Path) -> None:
         pytest.raises(castore.ReadOnlyStoreError),
     ):
         ro.draft("ds")
+
+
+def test_error_in_one_batch_leaves_no_temp_files(
+    store: castore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import castore.artifact as artifact_module
+
+    src = make_tree(tmp_path / "many", {f"f{i:02d}.txt": f"content {i}" for i in range(12)})
+    monkeypatch.setattr(artifact_module, "BATCH_SIZE", 2)
+    real = BlobStore.stage_file
+
+    def failing(self, path, **kwargs):
+        if str(path).endswith("f05.txt"):
+            raise FileChangedError(path)
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(BlobStore, "stage_file", failing)
+    draft = store.draft("ds")
+    with pytest.raises(FileChangedError, match=r"f05\.txt"):
+        draft.add_dir(src)
+    assert list(store.blobs.iter_tmp()) == []
+    assert "f05.txt" not in draft.paths
+    assert set(draft.paths) <= {f"f{i:02d}.txt" for i in range(4)}  # earlier batches only
+    monkeypatch.setattr(BlobStore, "stage_file", real)
+    version = draft.add_dir(src).finalize()
+    assert version.file_count == 12
