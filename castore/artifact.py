@@ -127,7 +127,9 @@ class Draft:
                 del self._dirs[parent]
                 self._keys.pop(collision_key(parent), None)
 
-    def _check_name(self, path: str, *, overwrite: bool, pending: dict[str, str] | None = None):
+    def _check_name(
+        self, path: str, *, overwrite: bool, pending: dict[str, str] | None = None
+    ) -> None:
         """Validate ``path`` and check it against the draft (and ``pending`` new names)."""
         validate_path(path)
         if path in self._dirs:
@@ -396,7 +398,9 @@ class Draft:
                             blobs.discard(future.result())
                 raise
 
-    def _prepare(self, pool: ThreadPoolExecutor, batch: list[tuple[str, str, os.stat_result]]):
+    def _prepare(
+        self, pool: ThreadPoolExecutor, batch: list[tuple[str, str, os.stat_result]]
+    ) -> _Batch:
         """Look a batch up in the stat cache and submit the other files for staging."""
         blobs = self._store.blobs
         known = self._store.catalog.stat_cache.lookup_many(st for _, _, st in batch)

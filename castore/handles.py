@@ -110,7 +110,8 @@ class ArtifactVersion:
     @property
     def number(self) -> int | None:
         """The version number (None while pending)."""
-        return self._row["number"]
+        number: int | None = self._row["number"]
+        return number
 
     @property
     def version(self) -> str | None:
@@ -125,7 +126,8 @@ class ArtifactVersion:
     @property
     def digest(self) -> str | None:
         """The content digest over sorted paths, digests and sizes."""
-        return self._row["digest"]
+        digest: str | None = self._row["digest"]
+        return digest
 
     @property
     def size(self) -> int:
@@ -165,7 +167,8 @@ class ArtifactVersion:
     @property
     def description(self) -> str | None:
         """The description."""
-        return self._row["description"]
+        text: str | None = self._row["description"]
+        return text
 
     @property
     def created_at(self) -> datetime:
@@ -520,7 +523,8 @@ class Collection:
     @property
     def description(self) -> str | None:
         """The description."""
-        return self._row["description"]
+        text: str | None = self._row["description"]
+        return text
 
     @property
     def tags(self) -> list[str]:
