@@ -426,8 +426,7 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
       castore fsck --repair -y
     """
     store = state.open()
-    with state.progress_bar("fsck") as bar:
-        report = _fsck(store, repair=False, progress=bar.callback)
+    report = store.fsck(repair=False)
     if repair and not dry_run and report.findings:
         confirm(f"repair {_plural(len(report.findings), 'finding')}?", yes=yes)
         report = store.fsck(repair=True)
@@ -451,17 +450,6 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
     if not report.ok:
         fmt.err("error: the store has errors (hint: `castore fsck --repair` fixes what it can)")
         raise click.exceptions.Exit(EXIT_VERIFY)
-
-
-def _fsck(store: Any, *, repair: bool, progress: Any) -> Any:
-    if progress is None:
-        return store.fsck(repair=repair)
-    try:
-        return store.fsck(repair=repair, progress=progress)
-    except TypeError as exc:
-        if "progress" not in str(exc):
-            raise
-        return store.fsck(repair=repair)
 
 
 # -- du -----------------------------------------------------------------------------------

@@ -520,8 +520,7 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
     where = str(directory.absolute()) if directory is not None else None
     if directory is None:
         try:
-            with state.progress_bar(f"verify {v.ref}") as bar:
-                _call_progress(v.verify, bar.callback)
+            v.verify()
         except castore.IntegrityError as exc:
             damaged = list(getattr(exc, "paths", []) or [])
             if state.json:
@@ -539,9 +538,7 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
                            hint=f"check it out with `castore checkout {ref} {directory}`",
                            code=EXIT_NOT_FOUND)
         try:
-            with state.progress_bar(f"verify {v.ref}") as bar:
-                result = _call_progress(lambda **kw: v.verify(directory, **kw), bar.callback)
-            report = {"ref": v.ref, "path": where, **_report_dict(result)}
+            report = {"ref": v.ref, "path": where, **_report_dict(v.verify(directory))}
         except castore.VerificationError as exc:
             report = {"ref": v.ref, "path": where,
                       **_report_dict(getattr(exc, "report", None))}
@@ -553,18 +550,6 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
             fail(EXIT_VERIFY, f"{str(directory)!r} does not match {v.ref}: {counts}",
                  f"`castore checkout {ref} {directory}` restores it")
     _print_verify(state, report)
-
-
-def _call_progress(func: Any, callback: Any) -> Any:
-    """Call ``func`` with ``progress=callback`` when there is one (not every API takes it)."""
-    if callback is None:
-        return func()
-    try:
-        return func(progress=callback)
-    except TypeError as exc:
-        if "progress" not in str(exc):
-            raise
-        return func()
 
 
 def _report_dict(report: Any) -> dict[str, Any]:
