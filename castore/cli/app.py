@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -37,6 +37,7 @@ __all__ = [
     "cli",
     "confirm",
     "destructive_options",
+    "fail",
     "main",
     "output_options",
     "pass_state",
@@ -283,6 +284,15 @@ def destructive_options(func: F) -> F:
     return func
 
 
+def fail(code: int, message: str, hint: str | None = None) -> NoReturn:
+    """Print ``error: ...`` on stderr and exit with ``code`` (after a verb printed its data)."""
+    line = f"error: {' '.join(message.split())}"
+    if hint:
+        line += f" (hint: {hint})"
+    fmt.err(line)
+    raise click.exceptions.Exit(code)
+
+
 def _stdin_is_tty() -> bool:
     try:
         return sys.stdin.isatty()
@@ -360,8 +370,9 @@ def cli(ctx: click.Context, store: str | None, json_: bool, quiet: bool, no_prog
 # Verbs register themselves on `cli` when their modules are imported (all light: click only).
 from castore.cli import (  # noqa: E402
     verbs_care,  # noqa: F401  alias, tag, ttl, rm, gc, prune, fsck, du
+    verbs_materialize,  # noqa: F401  checkout, download, verify, diff
     verbs_store,  # noqa: F401  init, doctor
-    verbs_versions,  # noqa: F401  add, ls, show, files, cat, checkout, download, verify, diff
+    verbs_versions,  # noqa: F401  add, ls, show, files, cat
 )
 
 # Room for the verbs that come with their issues: `export`, `import` (verbs_transfer.py:

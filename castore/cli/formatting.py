@@ -22,6 +22,7 @@ __all__ = [
     "relative_time",
     "render_table",
     "short_digest",
+    "summary",
     "to_jsonable",
     "version_dict",
 ]
@@ -196,6 +197,12 @@ def version_dict(v: Any) -> dict[str, Any]:
         "ttl": ttl.total_seconds() if isinstance(ttl, timedelta) else ttl,
         "expires_at": to_jsonable(_get(v, "expires_at")),
     }
+
+
+def summary(v: Any) -> str:
+    """``"12 files, 45.2 KiB"`` for a version."""
+    files = f"{v.file_count} file{'s' if v.file_count != 1 else ''}"
+    return f"{files}, {human_size(v.size)}"
 
 
 def err(message: str) -> None:

@@ -426,10 +426,13 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
       castore fsck --repair -y
     """
     store = state.open()
-    report = store.fsck(repair=False)
-    if repair and not dry_run and report.findings:
-        confirm(f"repair {_plural(len(report.findings), 'finding')}?", yes=yes)
+    if repair and not dry_run and yes:  # one pass: re-hashing every blob twice is slow
         report = store.fsck(repair=True)
+    else:
+        report = store.fsck(repair=False)
+        if repair and not dry_run and report.findings:
+            confirm(f"repair {_plural(len(report.findings), 'finding')}?", yes=yes)
+            report = store.fsck(repair=True)
     if state.json:
         fmt.echo_json(report)
     elif state.quiet:

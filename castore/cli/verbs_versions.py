@@ -1,5 +1,4 @@
-"""Verbs about versions: ``add``, ``ls``, ``show``, ``files``, ``cat``, ``checkout``,
-``download``, ``verify`` and ``diff``."""
+"""Verbs that log and inspect versions: ``add``, ``ls``, ``show``, ``files`` and ``cat``."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import click
 from castore.cli import formatting as fmt
 from castore.cli.app import (
     EXIT_NOT_FOUND,
-    EXIT_VERIFY,
     CliError,
     State,
     cli,
@@ -22,9 +20,8 @@ from castore.cli.app import (
 )
 from castore.cli.parsing import DURATION, SIZE, parse_metadata
 
-__all__ = ["add", "cat", "checkout", "diff", "download", "files", "ls", "show", "verify"]
+__all__ = ["add", "cat", "files", "ls", "show"]
 
-LINK_MODES = ["auto", "copy", "hardlink", "symlink", "reflink"]
 SORT_KEYS = ["created_at", "updated_at", "size", "number", "name"]
 
 
@@ -35,20 +32,6 @@ def _metadata(items: tuple[str, ...]) -> dict[str, Any] | None:
         return parse_metadata(items)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--metadata") from exc
-
-
-def _summary(v: Any) -> str:
-    files = f"{v.file_count} file{'s' if v.file_count != 1 else ''}"
-    return f"{files}, {fmt.human_size(v.size)}"
-
-
-def fail(code: int, message: str, hint: str | None = None) -> None:
-    """Print ``error: ...`` on stderr and exit with ``code`` (the verb printed its data)."""
-    line = f"error: {' '.join(message.split())}"
-    if hint:
-        line += f" (hint: {hint})"
-    fmt.err(line)
-    raise click.exceptions.Exit(code)
 
 
 # -- add ----------------------------------------------------------------------------------
@@ -130,9 +113,9 @@ def add(
     elif state.quiet:
         click.echo(version.ref)
     elif unchanged:
-        click.echo(f"unchanged, still {version.ref} ({_summary(version)})")
+        click.echo(f"unchanged, still {version.ref} ({fmt.summary(version)})")
     else:
-        click.echo(f"added {version.ref} ({_summary(version)})")
+        click.echo(f"added {version.ref} ({fmt.summary(version)})")
 
 
 # -- ls -----------------------------------------------------------------------------------
@@ -429,185 +412,3 @@ def cat(state: State, ref: str, path: str) -> None:
     with v.open(path) as reader:
         shutil.copyfileobj(reader, out, 1024 * 1024)
     out.flush()
-
-
-# -- checkout, download, verify, diff -----------------------------------------------------
-
-
-def _materialized(state: State, verb: str, v: Any, root: Path, link: str, extra: Any) -> None:
-    if state.json:
-        record = {"ref": v.ref, "path": str(root.absolute()), "file_count": v.file_count,
-                  "size": v.size, "link": link}
-        if hasattr(extra, "model_dump"):
-            record["result"] = extra.model_dump(mode="json")
-        fmt.echo_json(record)
-    elif state.quiet:
-        click.echo(str(root.absolute()))
-    else:
-        click.echo(f"{verb} {v.ref} into {root} ({_summary(v)})")
-
-
-@cli.command()
-@click.argument("ref")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--link", type=click.Choice(LINK_MODES), default="auto", show_default=True,
-              help="auto: reflink where possible, else copy; hardlink/symlink share the stored "
-                   "blob read-only.")
-@click.option("--force", is_flag=True,
-              help="Replace the contents of a non-empty directory castore did not check out.")
-@output_options
-@pass_state
-def checkout(state: State, ref: str, directory: Path, link: str, force: bool) -> None:
-    """Make DIRECTORY exactly the version: write its files, remove any others.
-
-    Files already correct are left alone; the directory is unchanged if the version cannot be
-    fully read. A non-empty directory castore did not check out before is refused unless
-    --force.
-
-    \b
-    Examples:
-      castore checkout castore-docs /tmp/castore-docs
-      castore checkout mnist:prod work/mnist --link hardlink
-      castore checkout mnist:v2 old-copy/ --force
-    """
-    v = state.open().get(ref)
-    with state.progress_bar(f"checkout {v.ref}") as bar:
-        result = v.checkout(directory, link=link, progress=bar.callback, force=force)
-    _materialized(state, "checked out", v, directory, link, result)
-
-
-@cli.command()
-@click.argument("ref")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--prefix", metavar="PATH", help="Only files under this path prefix.")
-@click.option("--link", type=click.Choice(LINK_MODES), default="auto", show_default=True,
-              help="How files are placed (see `castore checkout --help`).")
-@output_options
-@pass_state
-def download(state: State, ref: str, directory: Path, prefix: str | None, link: str) -> None:
-    """Write the version's files into DIRECTORY, leaving other files there alone.
-
-    \b
-    Examples:
-      castore download mnist work/mnist
-      castore download mnist:v3 work/images --prefix images/
-    """
-    v = state.open().get(ref)
-    with state.progress_bar(f"download {v.ref}") as bar:
-        result = v.download(directory, path_prefix=prefix, link=link, progress=bar.callback)
-    root = Path(result) if isinstance(result, (str, Path)) else directory
-    _materialized(state, "downloaded", v, root, link, result)
-
-
-@cli.command()
-@click.argument("ref")
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-@output_options
-@pass_state
-def verify(state: State, ref: str, directory: Path | None) -> None:
-    """Check DIRECTORY against the version byte for byte, or re-hash the stored blobs.
-
-    Exits 3 when anything differs, listing missing, modified and extra files.
-
-    \b
-    Examples:
-      castore verify castore-docs /tmp/castore-docs
-      castore verify mnist:prod            # re-hash the stored blobs of the version
-    """
-    import castore
-
-    v = state.open().get(ref)
-    where = str(directory.absolute()) if directory is not None else None
-    if directory is None:
-        try:
-            v.verify()
-        except castore.IntegrityError as exc:
-            damaged = list(getattr(exc, "paths", []) or [])
-            if state.json:
-                fmt.echo_json({"ref": v.ref, "path": None, "ok": False, "missing": [],
-                               "modified": damaged, "extra": []})
-            elif not state.quiet:
-                for p in damaged:
-                    click.echo(f"corrupt   {p}")
-            fail(EXIT_VERIFY, exc.message, "run `castore fsck` to see what is damaged")
-        report: dict[str, Any] = {"ref": v.ref, "path": None, "ok": True, "missing": [],
-                                  "modified": [], "extra": []}
-    else:
-        if not directory.is_dir():
-            raise CliError(f"{str(directory)!r} is not a directory",
-                           hint=f"check it out with `castore checkout {ref} {directory}`",
-                           code=EXIT_NOT_FOUND)
-        try:
-            report = {"ref": v.ref, "path": where, **_report_dict(v.verify(directory))}
-        except castore.VerificationError as exc:
-            report = {"ref": v.ref, "path": where,
-                      **_report_dict(getattr(exc, "report", None))}
-            report["ok"] = False
-            _print_verify(state, report)
-            counts = ", ".join(
-                f"{len(report[k])} {k}" for k in ("missing", "modified", "extra") if report[k]
-            )
-            fail(EXIT_VERIFY, f"{str(directory)!r} does not match {v.ref}: {counts}",
-                 f"`castore checkout {ref} {directory}` restores it")
-    _print_verify(state, report)
-
-
-def _report_dict(report: Any) -> dict[str, Any]:
-    if report is None or not hasattr(report, "model_dump"):
-        return {"ok": True, "missing": [], "modified": [], "extra": []}
-    data: dict[str, Any] = report.model_dump(mode="json")
-    return data
-
-
-def _print_verify(state: State, report: dict[str, Any]) -> None:
-    if state.json:
-        fmt.echo_json(report)
-        return
-    if state.quiet:
-        for kind in ("missing", "modified", "extra"):
-            for p in report[kind]:
-                click.echo(p)
-        return
-    for kind in ("missing", "modified", "extra"):
-        for p in report[kind]:
-            click.echo(f"{kind.ljust(9)} {p}")
-    if report["ok"]:
-        target = report["path"] or "the stored blobs"
-        click.echo(f"ok: {target} matches {report['ref']}")
-
-
-@cli.command()
-@click.argument("a")
-@click.argument("b")
-@click.option("--exit-code", is_flag=True, help="Exit 1 when the versions differ (as git).")
-@output_options
-@pass_state
-def diff(state: State, a: str, b: str, exit_code: bool) -> None:
-    """Show the files added, removed and modified from version A to version B.
-
-    \b
-    Examples:
-      castore diff mnist:v1 mnist:v2
-      castore diff mnist:prod mnist:latest --json
-    """
-    d = state.open().diff(a, b)
-    if state.json:
-        fmt.echo_json(d)
-    elif state.quiet:
-        for e in [*d.added, *d.removed, *d.modified]:
-            click.echo(e.path)
-    else:
-        rows = [("A", e.path, fmt.human_size(e.size_b)) for e in d.added]
-        rows += [("D", e.path, fmt.human_size(e.size_a)) for e in d.removed]
-        rows += [
-            ("M", e.path, f"{fmt.human_size(e.size_a)} -> {fmt.human_size(e.size_b)}")
-            for e in d.modified
-        ]
-        rows.sort(key=lambda r: r[1])
-        for status, path, size in rows:
-            click.echo(f"{status} {path}  ({size})")
-        fmt.err(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.modified)} modified")
-    if exit_code and (d.added or d.removed or d.modified):
-        raise click.exceptions.Exit(1)
-
-
