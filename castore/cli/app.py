@@ -158,6 +158,8 @@ def _classify(exc: BaseException) -> tuple[int, str | None]:
          "run `castore fsck` to see what is damaged"),
         (e.InvalidReferenceError, EXIT_USAGE,
          "refs look like NAME, NAME:ALIAS, NAME:vN, NAME@DIGEST or a version id"),
+        (e.InvalidPathError, EXIT_USAGE,
+         "artifact paths are relative POSIX paths: no '..', backslashes or reserved names"),
         (e.NotFoundError, EXIT_NOT_FOUND, "list what exists with `castore ls`"),
         (e.MultipleResourcesFoundError, EXIT_CONFLICT,
          "give more digest characters, or a NAME:vN ref"),

@@ -623,6 +623,9 @@ def test_json_errors_also_go_to_stdout(logged: Cli) -> None:
         (castore.IntegrityError("bad blob"), 3),
         (castore.StoreNotFoundError("/x"), 10),
         (castore.OutOfSpaceError("disk full"), 1),
+        (castore.InvalidPathError("a/../b", "'..' is not allowed"), 2),
+        (castore.UnsafeTargetError("into the store"), 1),
+        (castore.ConfigurationError("bad setting"), 1),
         (RuntimeError("boom"), 1),
     ],
 )
