@@ -177,6 +177,8 @@ def _classify(exc: BaseException) -> tuple[int, str | None]:
     ]
     for kind, code, hint in table:
         if isinstance(exc, kind):
+            if kind is e.InvalidReferenceError and "reference" not in str(exc):
+                hint = None  # a bad name, alias or tag: the message says what is allowed
             return code, hint
     return EXIT_OTHER, None
 
