@@ -156,10 +156,12 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
-def dump_json(value: Any) -> str:
-    """The JSON text of ``value`` (indented, keys in the records' order)."""
+def dump_json(value: Any, *, compact: bool = False) -> str:
+    """The JSON text of ``value`` (indented, or on one line; keys in the records' order)."""
     import json
 
+    if compact:
+        return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"))
     return json.dumps(to_jsonable(value), indent=2, ensure_ascii=False)
 
 

@@ -333,8 +333,8 @@ def show(state: State, ref: str) -> None:
     if v.description:
         rows.append(("description", v.description))
     for key, value in sorted(v.metadata.items()):
-        rows.append((f"metadata.{key}", fmt.dump_json(value) if not isinstance(value, str)
-                     else value))
+        shown = value if isinstance(value, str) else fmt.dump_json(value, compact=True)
+        rows.append((f"metadata.{key}", shown))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key.ljust(width)}  {value}")

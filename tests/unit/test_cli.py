@@ -231,6 +231,9 @@ def test_add_file_with_every_option(run: Cli, data: Path) -> None:
     assert record["ttl"] == timedelta(days=30).total_seconds()
     assert record["expires_at"] is not None
     assert record["unchanged"] is False
+    shown = run("show", "model").stdout.splitlines()
+    assert "metadata.f1     0.96" in shown and "metadata.split  train" in shown
+    assert any(line.startswith("expires ") and "(in 4 weeks)" in line for line in shown)
 
 
 def test_add_name_defaults_to_basename(run: Cli, data: Path) -> None:
