@@ -40,7 +40,7 @@ def _materialized(state: State, verb: str, v: Any, root: Path, link: str, extra:
         click.echo(f"{verb} {v.ref} into {root} ({fmt.summary(v)})")
 
 
-@cli.command()
+@cli.command(short_help="Make a directory exactly a version (mirror).")
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--link", type=click.Choice(LINK_MODES), default="auto", show_default=True,
@@ -69,7 +69,7 @@ def checkout(state: State, ref: str, directory: Path, link: str, force: bool) ->
     _materialized(state, "checked out", v, directory, link, result)
 
 
-@cli.command()
+@cli.command(short_help="Write a version's files into a directory.")
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prefix", metavar="PATH", help="Only files under this path prefix.")
@@ -92,7 +92,7 @@ def download(state: State, ref: str, directory: Path, prefix: str | None, link: 
     _materialized(state, "downloaded", v, root, link, result)
 
 
-@cli.command()
+@cli.command(short_help="Check a directory or the stored blobs against a version.")
 @click.argument("ref")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @output_options
@@ -169,7 +169,7 @@ def _print_verify(state: State, report: dict[str, Any]) -> None:
         click.echo(f"ok: {target} matches {report['ref']}")
 
 
-@cli.command()
+@cli.command(short_help="Show what changed between two versions.")
 @click.argument("a")
 @click.argument("b")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when the versions differ (as git).")

@@ -121,7 +121,7 @@ def add(
 # -- ls -----------------------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="List collections, or versions with filters.")
 @click.argument("name", required=False)
 @click.option("--type", "type_", metavar="TYPE", help="Only this collection type.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG",
@@ -293,7 +293,7 @@ def _ls_collections(state: State, store: Any, type_: str | None) -> None:
 # -- show, files, cat ---------------------------------------------------------------------
 
 
-@cli.command()
+@cli.command(short_help="Show one version's details.")
 @click.argument("ref")
 @output_options
 @pass_state
@@ -372,7 +372,7 @@ def files(state: State, ref: str, prefix: str | None) -> None:
     click.echo(fmt.render_table(["path", "size", "digest"], rows, right=(1,)))
 
 
-@cli.command()
+@cli.command(short_help="Write one file of a version to stdout.")
 @click.argument("ref")
 @click.argument("path")
 @output_options
