@@ -129,11 +129,6 @@ class State:
         wanted = self.progress and not self.json and not self.quiet
         return ProgressBar(label, enabled=progress_enabled(requested=wanted))
 
-    def info(self, message: str) -> None:
-        """A message for people, on stderr; silent with ``-q`` or ``--json``."""
-        if not self.quiet and not self.json:
-            fmt.err(message)
-
 
 pass_state = click.make_pass_decorator(State, ensure=True)
 
@@ -316,7 +311,11 @@ def confirm(question: str, *, yes: bool) -> None:
             f"refusing to {question.rstrip('?')} without confirmation",
             hint="pass -y to go ahead, or --dry-run to see what would change",
         )
-    if not click.confirm(question.capitalize(), default=False, err=True):
+    try:
+        agreed = click.confirm(question[:1].upper() + question[1:], default=False, err=True)
+    except click.Abort:  # Ctrl-C or end of input at the prompt
+        agreed = False
+    if not agreed:
         raise CliError("cancelled; nothing was changed")
 
 

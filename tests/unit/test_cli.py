@@ -506,6 +506,8 @@ def test_alias_rm_asks_at_a_terminal(logged: Cli, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(app, "_stdin_is_tty", lambda: True)
     no = logged("alias", "rm", "ds:prod", input="n\n")
     assert no.exit_code == 1 and "nothing was changed" in no.stderr
+    eof = logged("alias", "rm", "ds:prod", input="")
+    assert eof.exit_code == 1 and "nothing was changed" in eof.stderr
     assert logged("show", "ds:prod").exit_code == 0
     yes = logged("alias", "rm", "ds:prod", input="y\n")
     assert yes.exit_code == 0
