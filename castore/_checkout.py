@@ -223,10 +223,8 @@ def check_existing(
     stat_cache: StatCache | None,
     workers: int | None,
     progress: _Progress | None = None,
-    raws: dict[str, Path | None] | None = None,
 ) -> list[bool]:
     """For each entry: is the file at its path already right (content and link kind)?"""
-    raws = raws if raws is not None else {}
     present = [e for e in entries if e.path in scan.files]
     known: dict[tuple[int, int], str] = {}
     lookup_many = getattr(stat_cache, "lookup_many", None)
@@ -261,7 +259,7 @@ def check_existing(
         if not stat.S_ISREG(st.st_mode):
             return False
         if mode in ("hardlink", "symlink") or st.st_nlink > 1:
-            raw = raws[entry.digest] if entry.digest in raws else blobs.raw_path(entry.digest)
+            raw = blobs.raw_path(entry.digest)
             if raw is not None:
                 if mode == "symlink":
                     return False  # a linkable blob: the user asked for a link
@@ -449,14 +447,18 @@ def materialize(
     mode = _l.check_mode(link)
     wanted_list = validate_entries(entries)
     target = _c.check_target(root, store_root)
-    raws = check_sources(blobs, wanted_list)
-    root_fd, created = _c.open_root(target, create=True)
+    created = False
+    root_fd = -1
+    if os.path.isdir(target):
+        root_fd, _ = _c.open_root(target, create=False)
     staging: str | None = None
     staging_fd = -1
     committing = False
     try:
         wanted = {e.path for e in wanted_list}
-        scan = _c.scan_tree(root_fd, skip_top=frozenset({_c.MARKER_NAME} - wanted))
+        scan = _c.Scan()
+        if root_fd >= 0:
+            scan = _c.scan_tree(root_fd, skip_top=frozenset({_c.MARKER_NAME} - wanted))
         stale = {d for d in scan.dirs if "/" not in d and d.startswith(_c.STAGING_PREFIX)}
         for d in stale:
             scan.dirs.difference_update({x for x in scan.dirs if x == d or x.startswith(d + "/")})
@@ -464,9 +466,13 @@ def materialize(
                 del scan.files[f]
         tracker = _Progress(progress, sum(e.size for e in wanted_list))
         ok = check_existing(
-            wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker, raws=raws
+            wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker
         )
         todo = [e for e, good in zip(wanted_list, ok, strict=True) if not good]
+        # only the content still to write must be at hand (an already-right file needs no blob)
+        raws = check_sources(blobs, todo)
+        if root_fd < 0:
+            root_fd, created = _c.open_root(target, create=True)
         needed = {p for e in wanted_list for p in _c.iter_parents(e.path)}
         removals: list[tuple[str, bool]] = []
         if exact:
@@ -538,7 +544,8 @@ def materialize(
             os.close(staging_fd)
         if staging is not None:
             _c.remove_entry(root_fd, staging, is_dir=True)
-        os.close(root_fd)
+        if root_fd >= 0:
+            os.close(root_fd)
     return target
 
 
