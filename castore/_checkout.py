@@ -97,12 +97,16 @@ def validate_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
         if entry.path in paths:
             raise InvalidPathError(entry.path, "listed twice (collision)")
         paths.add(entry.path)
+    dirs: set[str] = set()
     for entry in out:
         for parent in _c.iter_parents(entry.path):
-            if parent in paths:
-                raise InvalidPathError(
-                    entry.path, f"collision: {parent!r} is both a file and a directory"
-                )
+            if parent in dirs:
+                break  # its ancestors are in already
+            dirs.add(parent)
+    both = paths & dirs
+    if both:
+        clash = min(both)
+        raise InvalidPathError(clash, f"collision: {clash!r} is both a file and a directory")
     return out
 
 

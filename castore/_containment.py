@@ -305,9 +305,10 @@ class DirCursor:
 
 def iter_parents(path: str) -> Iterator[str]:
     """``"a/b/c"`` → ``"a/b"``, ``"a"``: every ancestor directory of a relative path."""
-    parts = path.split("/")
-    for i in range(len(parts) - 1, 0, -1):
-        yield "/".join(parts[:i])
+    end = path.rfind("/")
+    while end > 0:
+        yield path[:end]
+        end = path.rfind("/", 0, end)
 
 
 class ThreadCursors:
