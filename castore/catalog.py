@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import quote
 
 from castore import _faults, _migrations
+from castore._catalog_query import LIVE, build_where, order_by
+from castore._statcache import StatCache
 from castore.errors import (
     AliasConflictError,
     CastoreError,
@@ -38,9 +40,7 @@ __all__ = ["LATEST", "Catalog", "StatCache", "now_us", "uuid7"]
 
 LATEST = "latest"
 DEFAULT_TIMEOUT = 30.0
-#: Versions hidden because they expired: ``hide_at`` is ``expires_at`` unless a user alias pins
-#: the version (see ``_migrations._v3``); kept up to date by every write that changes either.
-_LIVE = "(v.hide_at IS NULL OR v.hide_at > :now)"
+_LIVE = LIVE
 _PIN = (
     "UPDATE versions SET hide_at = CASE WHEN EXISTS (SELECT 1 FROM aliases a "
     "WHERE a.version_id = versions.id AND a.alias != 'latest') THEN NULL ELSE expires_at END "
@@ -50,13 +50,6 @@ _VERSION_SELECT = (
     "SELECT v.*, c.name AS collection, c.type AS type FROM versions v "
     "JOIN collections c ON c.id = v.collection_id"
 )
-_SORT_KEYS = {
-    "created_at": "v.created_at",
-    "updated_at": "v.updated_at",
-    "size": "v.size",
-    "number": "v.number",
-    "name": "c.name",
-}
 
 _uuid_lock = threading.Lock()
 _uuid_last = [0, 0]  # last millisecond, last counter
@@ -83,11 +76,6 @@ def uuid7() -> str:
 def now_us() -> int:
     """The current time in microseconds since the epoch."""
     return time.time_ns() // 1000
-
-
-def _signed64(value: int) -> int:
-    # st_ino/st_dev are unsigned 64-bit on some filesystems; SQLite integers are signed.
-    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -758,97 +746,8 @@ class Catalog:
 
     # -- queries ---------------------------------------------------------------------------
 
-    def _where(
-        self,
-        *,
-        collection: str | list[str] | None,
-        type: str | None,
-        tags: list[str] | None,
-        alias: str | None,
-        state: str | None,
-        metadata: dict[str, Any] | None,
-        created_after: int | None,
-        created_before: int | None,
-        match: str,
-        now: int,
-    ) -> tuple[str, dict[str, Any]]:
-        params: dict[str, Any] = {"now": now}
-        always = [_LIVE]
-        if state is not None:
-            always.append("v.state = :state")
-            params["state"] = state
-        else:
-            always.append("v.state != 'DELETED'")
-        filters: list[str] = []
-        if collection is not None:
-            names = [collection] if isinstance(collection, str) else list(collection)
-            keys = [f":coll{i}" for i in range(len(names))]
-            filters.append(
-                "v.collection_id IN (SELECT id FROM collections "
-                f"WHERE name IN ({', '.join(keys) or 'NULL'}))"
-            )
-            params.update({k[1:]: n for k, n in zip(keys, names, strict=True)})
-        if type is not None:
-            filters.append("v.collection_id IN (SELECT id FROM collections WHERE type = :type)")
-            params["type"] = type
-        if tags:
-            tag_keys = ", ".join(f":tag{i}" for i in range(len(tags)))
-            params.update({f"tag{i}": t for i, t in enumerate(tags)})
-            # With a collection to drive the search, check tags per row (cheap); without one,
-            # an IN (subquery) is computed once and may drive the search itself.
-            if match == "all" and collection is not None:
-                filters.append(
-                    "(SELECT COUNT(*) FROM version_tags t WHERE t.version_id = v.id "
-                    f"AND t.tag IN ({tag_keys})) = {len(set(tags))}"
-                )
-            elif match == "all":
-                filters.append(
-                    f"v.id IN (SELECT version_id FROM version_tags WHERE tag IN ({tag_keys}) "
-                    f"GROUP BY version_id HAVING COUNT(*) = {len(set(tags))})"
-                )
-            else:
-                filters.append(
-                    f"v.id IN (SELECT version_id FROM version_tags WHERE tag IN ({tag_keys}))"
-                )
-        if alias is not None:
-            if collection is not None:
-                filters.append(
-                    "EXISTS (SELECT 1 FROM aliases a WHERE a.version_id = v.id "
-                    "AND a.alias = :alias)"
-                )
-            else:
-                filters.append("v.id IN (SELECT version_id FROM aliases WHERE alias = :alias)")
-            params["alias"] = alias
-        for i, (key, value) in enumerate((metadata or {}).items()):
-            path = '$."' + str(key).replace('"', '\\"') + '"'
-            params[f"mk{i}"] = path
-            expr = f"json_extract(v.metadata, :mk{i})"
-            if value is None:
-                filters.append(f"({expr} IS NULL)")
-            elif isinstance(value, dict | list):
-                filters.append(f"({expr} = json(:mv{i}))")
-                params[f"mv{i}"] = json.dumps(value, separators=(",", ":"))
-            elif collection is not None and match == "all":  # the collection drives
-                filters.append(f"({expr} = :mv{i})")
-                params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
-            else:  # scalar: an index lookup in version_meta (see _migrations._v3)
-                filters.append(
-                    f"v.id IN (SELECT version_id FROM version_meta WHERE key = :mn{i} "
-                    f"AND value = :mv{i})"
-                )
-                params[f"mn{i}"] = str(key)
-                params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
-        if created_after is not None:
-            filters.append("v.created_at >= :after")
-            params["after"] = created_after
-        if created_before is not None:
-            filters.append("v.created_at < :before")
-            params["before"] = created_before
-        where = " AND ".join(always)
-        if filters:
-            joiner = " AND " if match == "all" else " OR "
-            where += " AND (" + joiner.join(filters) + ")"
-        return where, params
+    def _where(self, *, now: int, **filters: Any) -> tuple[str, dict[str, Any]]:
+        return build_where(now=now, **filters)
 
     def query_versions(
         self,
@@ -861,7 +760,7 @@ class Catalog:
     ) -> tuple[list[dict[str, Any]], int]:
         """Version rows matching the filters of ``Store.versions``, and the total count."""
         where, params = self._where(now=now or now_us(), **filters)
-        order = _order_by(sort)
+        order = order_by(sort)
         sql = f"{_VERSION_SELECT} WHERE {where} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT :limit OFFSET :offset"
@@ -919,96 +818,6 @@ class Catalog:
             {"now": now or now_us()},
         )
         return [(row[0], int(row[1]), int(row[2])) for row in rows]
-
-
-def _order_by(sort: str | list[str]) -> str:
-    keys = sort.split(",") if isinstance(sort, str) else list(sort)
-    parts = []
-    for key in keys:
-        key = key.strip()
-        desc = key.startswith("-")
-        name = key.lstrip("+-")
-        if name not in _SORT_KEYS:
-            raise ValueError(
-                f"cannot sort versions by {name!r}; use one of {', '.join(_SORT_KEYS)} "
-                "(prefix '-' for descending)"
-            )
-        parts.append(f"{_SORT_KEYS[name]} {'DESC' if desc else 'ASC'}")
-    tie = "DESC" if keys and keys[0].strip().startswith("-") else "ASC"
-    parts.append(f"v.id {tie}")
-    return ", ".join(parts)
-
-
-class StatCache:
-    """``(device, inode, size, mtime_ns, ctime_ns) → digest``, so unchanged files are not re-read.
-
-    Every field of the key must match: a file rewritten in place keeps its inode but changes
-    ``ctime``, which no user can set back (DVC and git key their caches the same way).
-    """
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    def lookup(self, path: str, st: os.stat_result) -> str | None:
-        """The digest recorded for this exact file state, or None."""
-        row = self._catalog.execute(
-            "SELECT size, mtime_ns, ctime_ns, digest FROM stat_cache "
-            "WHERE device = ? AND inode = ?",
-            (_signed64(st.st_dev), _signed64(st.st_ino)),
-        ).fetchone()
-        if row is None:
-            return None
-        if (row[0], row[1], row[2]) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            return None
-        return str(row[3])
-
-    def lookup_many(self, stats: Iterable[os.stat_result]) -> dict[tuple[int, int], str]:
-        """Digests of many file states at once, keyed by ``(st_dev, st_ino)``."""
-        found: dict[tuple[int, int], str] = {}
-        wanted = {(_signed64(st.st_dev), _signed64(st.st_ino)): st for st in stats}
-        keys = list(wanted)
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            clause = " OR ".join(["(device = ? AND inode = ?)"] * len(chunk))
-            rows = self._catalog.execute(
-                "SELECT device, inode, size, mtime_ns, ctime_ns, digest FROM stat_cache "
-                f"WHERE {clause}",
-                [value for key in chunk for value in key],
-            )
-            for row in rows:
-                st = wanted[(row[0], row[1])]
-                if (row[2], row[3], row[4]) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-                    found[(st.st_dev, st.st_ino)] = row[5]
-        return found
-
-    def record_many(self, rows: list[tuple[str, os.stat_result, str]]) -> None:
-        """Remember ``(path, stat, digest)`` triples (a no-op on a read-only store)."""
-        if not rows or self._catalog.read_only:
-            return
-        now = now_us()
-        with self._catalog.write_txn():
-            self._catalog.conn.executemany(
-                "INSERT OR REPLACE INTO stat_cache (device, inode, size, mtime_ns, ctime_ns, "
-                "digest, path, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        _signed64(st.st_dev),
-                        _signed64(st.st_ino),
-                        st.st_size,
-                        st.st_mtime_ns,
-                        st.st_ctime_ns,
-                        digest,
-                        path,
-                        now,
-                    )
-                    for path, st, digest in rows
-                ],
-            )
-
-    def clear(self) -> None:
-        """Forget every recorded file state."""
-        with self._catalog.write_txn():
-            self._catalog.execute("DELETE FROM stat_cache")
 
 
 # -- maintenance queries: gc, prune, fsck, stats (issue 5) ---------------------------------
