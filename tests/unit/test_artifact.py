@@ -381,3 +381,26 @@ def test_error_in_one_batch_leaves_no_temp_files(
     monkeypatch.setattr(BlobStore, "stage_file", real)
     version = draft.add_dir(src).finalize()
     assert version.file_count == 12
+
+
+def test_threads_share_one_store(store: castore.Store) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(10):
+                with store.draft("shared") as draft:
+                    draft.add_bytes(f"{worker}-{i}".encode(), name="f.txt")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    numbers = sorted(v.number for v in store.versions("shared", limit=None))
+    assert numbers == list(range(40))
