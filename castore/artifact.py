@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["BATCH_SIZE", "Draft", "artifact_digest", "manifest_document"]
 
 #: Files recorded per catalogue transaction by ``add_dir``.
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 #: Threads staging files at once (I/O overlaps; hashing releases the GIL).
 WORKERS = min(8, (os.cpu_count() or 2) * 2)
 
@@ -127,9 +127,7 @@ class Draft:
                 del self._dirs[parent]
                 self._keys.pop(collision_key(parent), None)
 
-    def _check_name(
-        self, path: str, *, overwrite: bool, pending: dict[str, str] | None = None
-    ) -> None:
+    def _check_name(self, path: str, *, overwrite: bool, pending: _Pending | None = None) -> None:
         """Validate ``path`` and check it against the draft (and ``pending`` new names)."""
         validate_path(path)
         if path in self._dirs:
@@ -146,8 +144,10 @@ class Draft:
                 f"{path!r} is already in the draft; pass overwrite=True to replace it"
             )
         for name in [*self._parents(path), path]:
+            if name != path and (name in self._dirs or (pending and name in pending.dirs)):
+                continue  # a directory already checked: its spelling is registered
             key = collision_key(name)
-            other = self._keys.get(key) or (pending or {}).get(key)
+            other = self._keys.get(key) or (pending.keys.get(key) if pending else None)
             if other is not None and other != name:
                 raise InvalidPathError(
                     path,
@@ -155,10 +155,16 @@ class Draft:
                     "would collide on macOS and Windows; rename one",
                 )
             if pending is not None:
-                pending[key] = name
+                pending.keys[key] = name
+                if name != path:
+                    pending.dirs.add(name)
 
     def _record(
-        self, rows: list[Row], staged: list[StagedBlob], expect: Iterable[str] = ()
+        self,
+        rows: list[Row],
+        staged: list[StagedBlob],
+        expect: Iterable[str] = (),
+        stamps: list[tuple[str, os.stat_result, str]] | None = None,
     ) -> None:
         """Record entries on the pending row and publish their blobs, in one transaction.
 
@@ -168,7 +174,9 @@ class Draft:
         """
         catalog, blobs = self._store.catalog, self._store.blobs
         try:
-            with catalog.write_txn():
+            # A draft's batches need no fsync: a crash loses the draft anyway, and finalize
+            # commits durably (blobs synced first) before anything counts as a version.
+            with catalog.write_txn(sync=False):
                 state = catalog.execute(
                     "SELECT state FROM versions WHERE id = ?", (self.id,)
                 ).fetchone()
@@ -184,6 +192,8 @@ class Draft:
                 catalog.put_entries(self.id, rows)
                 for blob in staged:
                     blobs.publish(blob, sync=False)
+                if stamps:  # the stat cache, in the same commit
+                    catalog.stat_cache.record_many(stamps)
         except _BlobsGone:
             raise  # the staged blobs are kept for the retry
         except BaseException:
@@ -311,7 +321,7 @@ class Draft:
             raise NotADirectoryError(f"{str(root)!r} is not a directory")
         prefix = "" if not name else validate_path(name.rstrip("/")) + "/"
         files = list(self._walk(root, IgnoreRules.from_dir(root, ignore)))
-        pending: dict[str, str] = {}
+        pending = _Pending()
         items = []
         for rel, abspath, st in files:
             target = prefix + rel
@@ -407,7 +417,7 @@ class Draft:
         prepared = _Batch(batch)
         for name, abspath, st in batch:
             digest = known.get((st.st_dev, st.st_ino))
-            if digest is not None and blobs.exists(digest):
+            if digest is not None:  # the blob's presence is checked inside the transaction
                 prepared.results[name] = (digest, st.st_size)
             else:
                 future = pool.submit(blobs.stage_file, abspath, sync=False)
@@ -416,7 +426,7 @@ class Draft:
 
     def _finish(self, batch: _Batch, *, replace_ok: bool) -> None:
         """Wait for a batch's staging, then record it (one transaction) and stamp the cache."""
-        blobs, cache = self._store.blobs, self._store.catalog.stat_cache
+        blobs = self._store.blobs
         staged: list[tuple[str, str, StagedBlob]] = []
         errors: list[BaseException] = []
         for name, abspath, future in batch.futures:
@@ -446,21 +456,24 @@ class Draft:
                 blobs.discard(blob)
             raise
         cached = {batch.results[n][0] for n, _, _ in batch.items} - {b.digest for *_, b in staged}
+        stat_of = {name: st for name, _, st in batch.items}
+
+        def stamps() -> list[tuple[str, os.stat_result, str]]:
+            return [
+                (abspath, blob.source_stat or stat_of[name], str(blob.digest))
+                for name, abspath, blob in staged
+            ]
+
         try:
-            self._record(rows, [b for *_, b in staged], expect=cached)
+            self._record(rows, [b for *_, b in staged], expect=cached, stamps=stamps())
         except _BlobsGone as gone:
             # gc removed cached blobs between lookup and record: store them again.
             for name, abspath, _ in batch.items:
                 if batch.results[name][0] in gone.digests:
                     staged.append((name, abspath, blobs.stage_file(abspath, sync=False)))
-            self._record(rows, [b for *_, b in staged], expect=cached - gone.digests)
-        stat_of = {name: st for name, _, st in batch.items}
-        cache.record_many(
-            [
-                (abspath, blob.source_stat or stat_of[name], str(blob.digest))
-                for name, abspath, blob in staged
-            ]
-        )
+            self._record(
+                rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
+            )
 
     def remove(self, path: str) -> Draft:
         """Remove a file, or every file under a directory prefix.
@@ -562,6 +575,17 @@ class Draft:
                 self.finalize()
         elif not self._done:
             self.discard()
+
+
+class _Pending:
+    """Names an ``add_dir`` is about to add: collision key → spelling, and directories."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+        self.dirs: set[str] = set()
+
+    def __bool__(self) -> bool:
+        return True
 
 
 class _Batch:

@@ -192,8 +192,13 @@ class Catalog:
         return exc
 
     @contextmanager
-    def write_txn(self) -> Iterator[sqlite3.Connection]:
+    def write_txn(self, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction (re-entrant: inner calls join it).
+
+        Args:
+            sync: on a durable catalogue, False commits with ``synchronous=NORMAL`` (no fsync
+                of the WAL; a power loss may undo it, never corrupt it), for writes a crash
+                may lose, such as a draft's intermediate batches.
 
         Raises:
             ReadOnlyStoreError: the catalogue was opened read-only.
@@ -204,6 +209,14 @@ class Catalog:
             raise ReadOnlyStoreError(self.path.parent, "write the catalogue")
         conn = self.conn
         local = self._local
+        if self.durable and not sync and not local.depth:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with self.write_txn() as joined:
+                    yield joined
+            finally:
+                conn.execute("PRAGMA synchronous = FULL")
+            return
         if local.depth:
             local.depth += 1
             try:

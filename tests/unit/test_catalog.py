@@ -228,3 +228,19 @@ def test_referenced_digests_cover_pending_committed_and_manifests(catalog: Catal
     assert catalog.referenced_digests() == {"xxh3-128:" + "a" * 32}
     catalog.discard_draft(pending)
     assert catalog.referenced_digests() == set()
+
+
+def test_unsynced_txn_restores_full_sync(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path / "c.db", durable=True)
+    try:
+        assert cat.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        with cat.write_txn(sync=False):
+            assert cat.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+            cat.ensure_collection("a", None)
+        assert cat.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        with pytest.raises(RuntimeError), cat.write_txn(sync=False):
+            raise RuntimeError
+        assert cat.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert cat.get_collection("a") is not None
+    finally:
+        cat.close()
