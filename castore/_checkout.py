@@ -448,6 +448,7 @@ def materialize(
     progress: ProgressArg,
     workers: int | None,
 ) -> Path:
+    """Plan, stage and commit ``entries`` into ``root`` (``exact``: checkout, else download)."""
     mode = _l.check_mode(link)
     wanted_list = validate_entries(entries)
     target = _c.check_target(root, store_root)
@@ -488,8 +489,12 @@ def materialize(
                 if p not in wanted and not any(q in under for q in _c.iter_parents(p))
             ]
             if not force and not _has_marker(root_fd):
+                # empty directories are no loss; files (and links) are
+                holding = {p for f in scan.files for p in _c.iter_parents(f)}
                 doomed = sorted(
-                    extra_files + extra_dirs + [e.path for e in todo if e.path in scan.files]
+                    extra_files
+                    + [d for d in extra_dirs if d in holding]
+                    + [e.path for e in todo if e.path in scan.files]
                 )
                 if doomed:
                     raise UnsafeTargetError(

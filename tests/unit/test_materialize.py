@@ -132,9 +132,11 @@ def test_unmanaged_non_empty_target_is_refused_without_force(store, entries, tmp
 
 def test_unmanaged_target_holding_only_correct_files_is_accepted(store, entries, tmp_path):
     root = tmp_path / "mine"
+    (root / "hollow/dirs").mkdir(parents=True)
     m.download(store.blobs, entries, root, store_root=store.path)
-    m.checkout(store.blobs, entries, root, store_root=store.path)  # nothing to delete
+    m.checkout(store.blobs, entries, root, store_root=store.path)  # nothing of value to delete
     assert (root / ".castore-checkout").is_file()
+    assert not (root / "hollow").exists()
 
 
 def test_download_leaves_other_files_and_selects_by_prefix(store, entries, tmp_path):
