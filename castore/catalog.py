@@ -78,6 +78,28 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch a connection's database to WAL, waiting for the other processes doing the same.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked"
+    at once instead of calling the busy handler (diskcache #266): 50 processes opening a new
+    store together failed this way. Retry until ``timeout``; once the file is in WAL mode (it
+    is persistent) nothing needs changing.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == 13
 
@@ -164,7 +186,7 @@ class Catalog:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.row_factory = sqlite3.Row
             if not self.read_only:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(conn, self.timeout)
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:

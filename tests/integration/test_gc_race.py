@@ -84,16 +84,18 @@ def test_gc_between_stat_cache_hit_and_record(
     harness.finalize(store, "ds", {"x": b"other"})
     old.delete()
     other = castore.open(store.path, durable=False)
-    real = store.blobs.exists
+    cache = store.catalog.stat_cache
+    real = cache.lookup_many
     runs: list[int] = []
 
-    def exists(digest):
-        found = real(digest)
+    def lookup_many(stats):
+        found = real(stats)
+        assert found  # the file is known: it will not be staged again
         if not store.catalog.conn.in_transaction:
             runs.append(other.gc(grace=ZERO).blobs_deleted)
         return found
 
-    monkeypatch.setattr(store.blobs, "exists", exists)
+    monkeypatch.setattr(cache, "lookup_many", lookup_many)
     draft = store.draft("ds")
     draft.add_file(src)
     v = draft.finalize()

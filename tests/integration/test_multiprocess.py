@@ -46,13 +46,18 @@ def test_fifty_processes_open_one_new_store(tmp_path: Path) -> None:
                 with castore.open(path, durable=False) as store:
                     store.stats()
                 code = 0
+            except BaseException as exc:
+                import traceback
+
+                (tmp_path / f"error-{os.getpid()}").write_text(repr(exc) + traceback.format_exc())
             finally:
                 os._exit(code)
         pids.append(pid)
     go.write_text("go")
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    statuses = [os.waitpid(pid, 0)[1] for pid in pids]
+    errors = [p.read_text() for p in tmp_path.glob("error-*")]
+    assert errors == []
+    assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses)
     with castore.open(path, durable=False) as store:
         version = store.catalog.execute("PRAGMA user_version").fetchone()[0]
         from castore._migrations import SCHEMA_VERSION
