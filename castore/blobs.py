@@ -147,19 +147,23 @@ class BlobStore:
         """Every blob in the store (order unspecified)."""
         if not self.layout.blobs.is_dir():
             return
-        for shard in sorted(os.scandir(self.layout.blobs), key=lambda e: e.name):
-            if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
-                continue
-            for entry in os.scandir(shard.path):
-                name = entry.name.removesuffix(_ZST)
-                if name.startswith(shard.name) and _is_hex(name):
+        with os.scandir(self.layout.blobs) as it:
+            shards = sorted(
+                e.name for e in it if e.is_dir(follow_symlinks=False) and len(e.name) == 2
+            )
+        for shard in shards:
+            with os.scandir(self.layout.blobs / shard) as it:
+                names = [e.name.removesuffix(_ZST) for e in it]
+            for name in names:
+                if name.startswith(shard) and _is_hex(name):
                     yield Digest.of(self.algorithm, name)
 
     def iter_tmp(self) -> Iterator[Path]:
         """Temp files in ``tmp/`` (in-flight or left by a crash)."""
         if self.layout.tmp.is_dir():
-            for entry in os.scandir(self.layout.tmp):
-                yield Path(entry.path)
+            with os.scandir(self.layout.tmp) as it:
+                paths = [Path(entry.path) for entry in it]
+            yield from paths
 
     # -- writing -------------------------------------------------------------------------
 
@@ -345,8 +349,10 @@ class BlobStore:
         """Delete what :meth:`move_to_trash` moved aside; return how many files."""
         count = 0
         if self.layout.trash.is_dir():
-            for entry in os.scandir(self.layout.trash):
-                os.unlink(entry.path)
+            with os.scandir(self.layout.trash) as it:
+                paths = [entry.path for entry in it]
+            for path in paths:
+                os.unlink(path)
                 count += 1
         return count
 
