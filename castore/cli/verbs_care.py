@@ -425,8 +425,21 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
       castore fsck --repair --dry-run
       castore fsck --repair -y
     """
-    store = state.open()
-    if repair and not dry_run and yes:  # one pass: re-hashing every blob twice is slow
+    import castore
+
+    try:
+        store = state.open()
+    except castore.CatalogCorruptError:
+        # The catalogue cannot even be opened: only a repair (which rebuilds it from the
+        # manifest blobs, keeping the damaged file aside) can help.
+        if not repair or dry_run:
+            raise
+        confirm("the catalogue is damaged: set it aside and rebuild it from the blobs?", yes=yes)
+        report = castore.repair(state.store_path)
+        store = None
+    if store is None:
+        pass
+    elif repair and not dry_run and yes:  # one pass: re-hashing every blob twice is slow
         report = store.fsck(repair=True)
     else:
         report = store.fsck(repair=False)

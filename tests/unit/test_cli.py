@@ -692,3 +692,18 @@ def test_progress_bar_draws_on_stderr_only(capsys: pytest.CaptureFixture[str]) -
     with ProgressBar("off", enabled=False) as off:
         assert off.callback is None
     assert capsys.readouterr() == ("", "")
+
+
+def test_fsck_repair_rebuilds_a_catalogue_too_damaged_to_open(logged: Cli) -> None:
+    catalog = logged.root / "catalog.db"
+    for suffix in ("-wal", "-shm"):
+        (logged.root / f"catalog.db{suffix}").unlink(missing_ok=True)
+    catalog.write_bytes(b"\0" * 4096 + catalog.read_bytes()[4096:])
+    plain = logged("fsck")
+    assert plain.exit_code == 3
+    assert "fsck --repair" in plain.stderr
+    repaired = logged("fsck", "--repair", "-y")
+    assert repaired.exit_code == 0, repaired.stderr
+    refs = [v["ref"] for v in logged.json("ls", "ds")["items"]]
+    assert sorted(refs) == ["ds:v0", "ds:v1"]
+    assert list(logged.root.glob("catalog.db.damaged-*"))
