@@ -95,13 +95,19 @@ def bench_files(workdir: Path, nfiles: int, durable: bool) -> None:
     )
 
 
-def bench_versions(workdir: Path, nversions: int) -> None:
+def bench_versions(workdir: Path, nversions: int, reuse: bool = False) -> None:
     store_dir = workdir / "store-versions"
+    per = 100
+    ncoll = max(1, nversions // per)
+    if reuse and store_dir.exists():
+        store = castore.open(store_dir, durable=False)
+        if store.count() == ncoll * per:
+            print(f"\n== catalogue at {ncoll * per} versions (reused from {store_dir})")
+            return _measure(store, ncoll)
+        store.close()
     shutil.rmtree(store_dir, ignore_errors=True)
     store = castore.init(store_dir, durable=False)
     catalog = store.catalog
-    per = 100
-    ncoll = max(1, nversions // per)
     start = time.perf_counter()
     made = 0
     for first in range(0, ncoll, 100):  # one write transaction per 100 collections
@@ -131,7 +137,10 @@ def bench_versions(workdir: Path, nversions: int) -> None:
         f"({made / build:.0f} versions/s)"
     )
     assert store.count() == made
+    _measure(store, ncoll)
 
+
+def _measure(store: castore.Store, ncoll: int) -> None:
     def ms(fn, repeat: int) -> float:
         fn()  # warm
         times = []
@@ -181,6 +190,9 @@ def main() -> None:
     parser.add_argument("--no-durable", action="store_true")
     parser.add_argument("--skip-files", action="store_true")
     parser.add_argument("--skip-versions", action="store_true")
+    parser.add_argument(
+        "--reuse-versions", action="store_true", help="measure an existing 100k catalogue"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(
@@ -189,7 +201,7 @@ def main() -> None:
     if not args.skip_files:
         bench_files(args.workdir, args.files, not args.no_durable)
     if not args.skip_versions:
-        bench_versions(args.workdir, args.versions)
+        bench_versions(args.workdir, args.versions, args.reuse_versions)
 
 
 if __name__ == "__main__":

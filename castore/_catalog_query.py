@@ -89,6 +89,7 @@ def build_where(
         else:
             filters.append("v.id IN (SELECT version_id FROM aliases WHERE alias = :alias)")
         params["alias"] = alias
+    others = any(f is not None for f in (collection, type, alias)) or bool(tags)
     for i, (key, value) in enumerate((metadata or {}).items()):
         path = '$."' + str(key).replace('"', '\\"') + '"'
         params[f"mk{i}"] = path
@@ -98,10 +99,14 @@ def build_where(
         elif isinstance(value, dict | list):
             filters.append(f"({expr} = json(:mv{i}))")
             params[f"mv{i}"] = json.dumps(value, separators=(",", ":"))
-        elif collection is not None and match == "all":  # the collection drives
-            filters.append(f"({expr} = :mv{i})")
+        elif others or match == "any":  # another filter drives: a key lookup per row
+            filters.append(
+                f"EXISTS (SELECT 1 FROM version_meta m WHERE m.version_id = v.id "
+                f"AND m.key = :mn{i} AND m.value = :mv{i})"
+            )
+            params[f"mn{i}"] = str(key)
             params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
-        else:  # scalar: an index lookup in version_meta (see _migrations._v3)
+        else:  # metadata alone: the (key, value) index of version_meta drives the search
             filters.append(
                 f"v.id IN (SELECT version_id FROM version_meta WHERE key = :mn{i} "
                 f"AND value = :mv{i})"
