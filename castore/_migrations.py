@@ -138,7 +138,8 @@ def _v2(conn: sqlite3.Connection) -> None:
 def _v3(conn: sqlite3.Connection) -> None:
     # Listing speed at 100k versions (issue 3): ``hide_at`` is ``expires_at`` unless a user
     # alias pins the version (then NULL), so "is it visible" reads one column that the
-    # covering indexes hold, instead of a correlated alias lookup per row. ``version_meta``
+    # covering indexes hold, instead of a correlated alias lookup per row; triggers keep it
+    # right whoever writes versions or aliases (catalog methods, rebuild, import). ``version_meta``
     # indexes the top-level scalar metadata values (kept by triggers, whoever writes), so
     # ``metadata={"k": v}`` filters are index lookups instead of a json_extract per row.
     conn.executescript(
@@ -153,6 +154,33 @@ def _v3(conn: sqlite3.Connection) -> None:
         CREATE INDEX idx_versions_hide ON versions(hide_at) WHERE hide_at IS NOT NULL;
         DROP INDEX idx_aliases_version;
         CREATE INDEX idx_aliases_version ON aliases(version_id, alias);
+
+        CREATE TRIGGER versions_hide_insert AFTER INSERT ON versions
+            WHEN NEW.expires_at IS NOT NULL AND NEW.hide_at IS NULL BEGIN
+            UPDATE versions SET hide_at = NEW.expires_at WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER versions_hide_update AFTER UPDATE OF expires_at ON versions BEGIN
+            UPDATE versions SET hide_at = CASE WHEN EXISTS (SELECT 1 FROM aliases a
+                WHERE a.version_id = NEW.id AND a.alias != 'latest') THEN NULL
+                ELSE NEW.expires_at END WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER aliases_pin_insert AFTER INSERT ON aliases
+            WHEN NEW.alias != 'latest' BEGIN
+            UPDATE versions SET hide_at = NULL WHERE id = NEW.version_id;
+        END;
+        CREATE TRIGGER aliases_pin_update AFTER UPDATE OF version_id ON aliases
+            WHEN NEW.alias != 'latest' BEGIN
+            UPDATE versions SET hide_at = NULL WHERE id = NEW.version_id;
+            UPDATE versions SET hide_at = CASE WHEN EXISTS (SELECT 1 FROM aliases a
+                WHERE a.version_id = OLD.version_id AND a.alias != 'latest') THEN NULL
+                ELSE expires_at END WHERE id = OLD.version_id;
+        END;
+        CREATE TRIGGER aliases_pin_delete AFTER DELETE ON aliases
+            WHEN OLD.alias != 'latest' BEGIN
+            UPDATE versions SET hide_at = CASE WHEN EXISTS (SELECT 1 FROM aliases a
+                WHERE a.version_id = OLD.version_id AND a.alias != 'latest') THEN NULL
+                ELSE expires_at END WHERE id = OLD.version_id;
+        END;
 
         CREATE TABLE version_meta (
             version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,

@@ -244,3 +244,42 @@ def test_unsynced_txn_restores_full_sync(tmp_path: Path) -> None:
         assert cat.get_collection("a") is not None
     finally:
         cat.close()
+
+
+def test_hide_at_follows_raw_writes(catalog: Catalog) -> None:
+    """Writers outside the catalogue methods (rebuild, import) keep expiry right by triggers."""
+    coll = catalog.ensure_collection("a", "dataset")
+    with catalog.write_txn():
+        catalog.execute(
+            "INSERT INTO versions (id, collection_id, number, state, created_at, updated_at, "
+            "ttl, expires_at) VALUES ('x', ?, 0, 'COMMITTED', 1, 1, 1.0, 2)",
+            (coll["id"],),
+        )
+    assert catalog.count_versions(now=10, **_no_filters()) == 0  # expired: hidden
+    with catalog.write_txn():
+        catalog.execute(
+            "INSERT INTO aliases (collection_id, alias, version_id, updated_at) "
+            "VALUES (?, 'prod', 'x', 1)",
+            (coll["id"],),
+        )
+    assert catalog.count_versions(now=10, **_no_filters()) == 1  # pinned by a user alias
+    with catalog.write_txn():
+        catalog.execute("DELETE FROM aliases WHERE alias = 'prod'")
+    assert catalog.count_versions(now=10, **_no_filters()) == 0
+    with catalog.write_txn():
+        catalog.execute("UPDATE versions SET expires_at = NULL WHERE id = 'x'")
+    assert catalog.count_versions(now=10, **_no_filters()) == 1
+
+
+def _no_filters() -> dict:
+    return dict(
+        collection=None,
+        type=None,
+        tags=None,
+        alias=None,
+        state="COMMITTED",
+        metadata=None,
+        created_after=None,
+        created_before=None,
+        match="all",
+    )
