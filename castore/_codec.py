@@ -19,7 +19,6 @@ __all__ = [
     "SAMPLE_SIZE",
     "ZSTD_MAGIC",
     "choose_codec",
-    "new_compressor",
     "open_decoder",
 ]
 
@@ -41,13 +40,6 @@ def choose_codec(sample: bytes | memoryview, *, compression: str, level: int) ->
     head = bytes(sample[:SAMPLE_SIZE])
     compressed = zstandard.ZstdCompressor(level=level).compress(head)
     return "zstd" if len(compressed) <= len(head) * (1 - MIN_SAVING) else "raw"
-
-
-def new_compressor(level: int, size: int = -1) -> zstandard.ZstdCompressionObj:
-    """A streaming compressor producing one frame (with the content size when known)."""
-    return zstandard.ZstdCompressor(level=level, write_content_size=size >= 0).compressobj(
-        size=size
-    )
 
 
 class _CappedDecoder:

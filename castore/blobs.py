@@ -12,14 +12,17 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
+import zstandard
+
 from castore import _faults
-from castore._codec import SAMPLE_SIZE, choose_codec, new_compressor, open_decoder
+from castore._codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
 from castore._fsutil import (
     fsync_dir,
     publish_noclobber,
@@ -28,7 +31,7 @@ from castore._fsutil import (
     unique_tmp,
 )
 from castore._layout import Layout
-from castore.digest import Digest
+from castore.digest import ALGORITHMS, Digest
 from castore.errors import (
     FileChangedError,
     HashCollisionError,
@@ -100,21 +103,32 @@ class BlobStore:
         self.level = level
         self.durable = durable
         self.read_only = read_only
+        self._blobs_dir = str(layout.blobs)
 
     # -- names ---------------------------------------------------------------------------
 
     def _hasher(self) -> Hasher:
         return new_hasher(self.algorithm)
 
+    def _base(self, digest: str) -> str:
+        """``blobs/ab/<hex>`` as a string (hot path: no pathlib, no regex)."""
+        algo, _, hexpart = digest.partition(":")
+        if algo != self.algorithm or len(hexpart) != ALGORITHMS[algo] or not _is_hex(hexpart):
+            Digest.parse(digest)  # raises for a malformed digest
+            raise NotFoundError(
+                f"blob {digest} cannot be in this {self.algorithm} store", ref=digest
+            )
+        return f"{self._blobs_dir}/{hexpart[:2]}/{hexpart}"
+
     def _name(self, digest: str, codec: Codec) -> Path:
-        hexpart = Digest.parse(digest).hex
-        return self.layout.blobs / hexpart[:2] / (hexpart + (_ZST if codec == "zstd" else ""))
+        return Path(self._base(digest) + (_ZST if codec == "zstd" else ""))
 
     def _find(self, digest: str) -> tuple[Path, Codec] | None:
-        for codec in ("raw", "zstd"):
-            path = self._name(digest, codec)
-            if os.path.exists(path):
-                return path, codec
+        base = self._base(digest)
+        if os.path.exists(base):
+            return Path(base), "raw"
+        if os.path.exists(base + _ZST):
+            return Path(base + _ZST), "zstd"
         return None
 
     def _require(self, digest: str) -> tuple[Path, Codec]:
@@ -134,7 +148,8 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         """True when the blob is stored."""
-        return self._find(digest) is not None
+        base = self._base(digest)
+        return os.path.exists(base) or os.path.exists(base + _ZST)
 
     def stat(self, digest: str) -> BlobStat:
         """Size, stored size and codec of a blob. Raises NotFoundError if absent."""
@@ -213,28 +228,45 @@ class BlobStore:
         sync = self.durable if sync is None else sync
         hasher = self._hasher()
         tmp = unique_tmp(self.layout.tmp)
-        buf = bytearray(CHUNK_SIZE)
-        view = memoryview(buf)
+        view = _chunk_buffer()
         total = 0
         stored = 0
+        codec: Codec = "raw"
         with removing_on_error(tmp):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             try:
                 n = _read_full(stream, view)
-                codec = choose_codec(
-                    view[: min(n, SAMPLE_SIZE)], compression=self.compression, level=self.level
-                )
-                compressor = new_compressor(self.level, size) if codec == "zstd" else None
-                while n:
+                if n < len(view):
+                    # The whole content fits in one chunk (most files): one compression pass
+                    # both decides the codec and produces the frame.
                     chunk = view[:n]
                     hasher.update(chunk)
-                    total += n
-                    out = compressor.compress(chunk) if compressor else chunk
-                    stored += _write_all(fd, out)
-                    n = _read_full(stream, view)
-                if compressor is not None:
-                    stored += _write_all(fd, compressor.flush())
-                    stored += _write_all(fd, _TRAILER.pack(_TRAILER_MAGIC, 8, total))
+                    total = n
+                    out: bytes | memoryview = chunk
+                    if self.compression == "zstd" and n >= 64:
+                        frame = _compressor(self.level).compress(chunk)
+                        if len(frame) + _TRAILER.size <= n * (1 - MIN_SAVING):
+                            codec = "zstd"
+                            out = frame + _TRAILER.pack(_TRAILER_MAGIC, 8, n)
+                    stored = _write_all(fd, out)
+                else:
+                    codec = choose_codec(
+                        view[:SAMPLE_SIZE], compression=self.compression, level=self.level
+                    )
+                    compressor = (
+                        _compressor(self.level).compressobj(size=size) if codec == "zstd" else None
+                    )
+                    while n:
+                        chunk = view[:n]
+                        hasher.update(chunk)
+                        total += n
+                        stored += _write_all(
+                            fd, compressor.compress(chunk) if compressor else chunk
+                        )
+                        n = _read_full(stream, view)
+                    if compressor is not None:
+                        stored += _write_all(fd, compressor.flush())
+                        stored += _write_all(fd, _TRAILER.pack(_TRAILER_MAGIC, 8, total))
                 _faults.point("blob.tmp_written")
                 if sync:
                     os.fsync(fd)
@@ -479,6 +511,29 @@ class _VerifyingReader(io.RawIOBase):
         super().close()
 
 
+_local = threading.local()
+
+
+def _chunk_buffer() -> memoryview:
+    """This thread's reusable read buffer (allocating 4 MiB per small file costs more than
+    reading it)."""
+    view: memoryview | None = getattr(_local, "buffer", None)
+    if view is None:
+        view = _local.buffer = memoryview(bytearray(CHUNK_SIZE))
+    return view
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """This thread's zstd compressor for ``level`` (a compressor is reusable, not shareable)."""
+    cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
+    if cache is None:
+        cache = _local.compressors = {}
+    cctx = cache.get(level)
+    if cctx is None:
+        cctx = cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return cctx
+
+
 def _content_size(path: Path) -> int:
     """The content size recorded in a zstd blob's trailer (-1 if it has none)."""
     with open(path, "rb") as fh:
@@ -499,8 +554,11 @@ def _changed(a: os.stat_result, b: os.stat_result) -> bool:
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _is_hex(name: str) -> bool:
-    return bool(name) and all(c in "0123456789abcdef" for c in name)
+    return bool(name) and _HEX.issuperset(name)
 
 
 def _read_full(stream: BinaryIO, view: memoryview) -> int:
