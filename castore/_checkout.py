@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from castore.blobs import BlobStore
 
 __all__ = [
-    "MemoryStatCache",
     "ProgressArg",
     "StatCache",
     "check_existing",
@@ -60,28 +59,6 @@ class StatCache(Protocol):
 
     def record_many(self, items: Iterable[tuple[str, os.stat_result, str]]) -> None:
         """Record ``(path, stat, digest)`` triples."""
-
-
-class MemoryStatCache:
-    """A :class:`StatCache` in a dict (tests, benchmarks, one-off scripts)."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def lookup(self, path: str, st: os.stat_result) -> str | None:
-        with self._lock:
-            found = self._data.get(path)
-        return found[1] if found is not None and found[0] == self._key(st) else None
-
-    def record_many(self, items: Iterable[tuple[str, os.stat_result, str]]) -> None:
-        with self._lock:
-            for path, st, digest in items:
-                self._data[path] = (self._key(st), digest)
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -291,8 +268,23 @@ def check_existing(
                 learned.append((abs_path, st2, entry.digest))
         return ok
 
+    # the common case of an unchanged checkout, decided inline: a plain file the cache knows
+    found: dict[str, bool] = {}
+    if mode not in ("hardlink", "symlink"):
+        for e in present:
+            st = scan.files[e.path]
+            if (
+                st.st_nlink == 1
+                and stat.S_ISREG(st.st_mode)
+                and st.st_size == e.size
+                and known.get((st.st_dev, st.st_ino)) == e.digest
+            ):
+                found[e.path] = True
+        if found and progress is not None:
+            progress.add(sum(e.size for e in present if e.path in found))
+    rest = [e for e in present if e.path not in found]
     try:
-        found = dict(zip((e.path for e in present), run_pool(check, present, workers), strict=True))
+        found.update(zip((e.path for e in rest), run_pool(check, rest, workers), strict=True))
     finally:
         cursors.close()
     result = [found.get(e.path, False) for e in entries]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from castore import _checkout as _k
 from castore import _containment as _c
 from castore import _linking as _l
-from castore._checkout import MemoryStatCache, ProgressArg, StatCache
+from castore._checkout import ProgressArg, StatCache
 from castore.errors import IntegrityError, NotFoundError, UnsafeTargetError
 from castore.models import Diff, DiffEntry, ManifestEntry, VerifyReport
 
@@ -45,6 +46,28 @@ __all__ = [
     "verify_blobs",
     "verify_dir",
 ]
+
+
+class MemoryStatCache:
+    """A :class:`StatCache` in a dict (tests, benchmarks, one-off scripts)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def lookup(self, path: str, st: os.stat_result) -> str | None:
+        with self._lock:
+            found = self._data.get(path)
+        return found[1] if found is not None and found[0] == self._key(st) else None
+
+    def record_many(self, items: Iterable[tuple[str, os.stat_result, str]]) -> None:
+        with self._lock:
+            for path, st, digest in items:
+                self._data[path] = (self._key(st), digest)
 
 
 def open_entry(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
