@@ -177,7 +177,7 @@ def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -
     """
     if len(items) < _POOL_MIN or workers == 1:
         return [fn(item) for item in items]
-    n = workers or min(16, 4 * (os.cpu_count() or 1))
+    n = workers or min(32, 8 * (os.cpu_count() or 1))
     size = max(1, min(64, len(items) // (n * 4)))
     batches = [items[i : i + size] for i in range(0, len(items), size)]
 

@@ -111,7 +111,7 @@ def checkout(
             not check out before (it carries no ``.castore-checkout`` marker).
         stat_cache: skip re-hashing files whose stat is unchanged since castore wrote them.
         progress: ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
-        workers: threads for reading and writing (default: 4 per CPU, at most 16).
+        workers: threads for reading and writing (default: 8 per CPU, at most 32).
 
     Returns:
         The resolved root.
