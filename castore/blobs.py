@@ -9,8 +9,11 @@ overwritten. ``put_*`` do both. Reads stream and check digest and size at the en
 
 from __future__ import annotations
 
+import errno
 import io
+import mmap
 import os
+import stat
 import struct
 import threading
 import time
@@ -50,6 +53,11 @@ _ZST = ".zst"
 #: A zstd skippable frame closing every compressed blob: magic, length 8, content size (LE).
 _TRAILER = struct.Struct("<IIQ")
 _TRAILER_MAGIC = 0x184D2A5C
+#: Files at least this large that are stored raw are copied in the kernel (copy_file_range).
+_KERNEL_MIN = 8 * 1024 * 1024
+_KERNEL_COPY = hasattr(os, "copy_file_range")
+#: copy_file_range errors meaning "not between these files": fall back to read/write.
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
 @dataclass(frozen=True)
@@ -199,7 +207,11 @@ class BlobStore:
         """
         with open(path, "rb", buffering=0) as fh:
             before = os.fstat(fh.fileno())
-            staged = self.stage_stream(fh, size=before.st_size, sync=sync)
+            staged = None
+            if _KERNEL_COPY and stat.S_ISREG(before.st_mode) and before.st_size >= _KERNEL_MIN:
+                staged = self._stage_raw_in_kernel(fh.fileno(), sync)
+            if staged is None:
+                staged = self.stage_stream(fh, size=before.st_size, sync=sync)
             after = os.fstat(fh.fileno())
         if _changed(before, after) or staged.size != before.st_size:
             self.discard(staged)
@@ -207,6 +219,57 @@ class BlobStore:
         return StagedBlob(
             staged.digest, staged.size, staged.codec, staged.stored_size, staged.tmp, before
         )
+
+    def _stage_raw_in_kernel(self, src: int, sync: bool | None) -> StagedBlob | None:
+        """Stage a large file that will be stored raw without passing its bytes through Python.
+
+        ``copy_file_range`` copies each chunk into the temp file inside the kernel; the chunk is
+        then hashed from the temp file's pages through a read-only ``mmap``, so the digest is
+        of exactly the stored bytes. Returns None (nothing left behind, ``src``'s offset
+        untouched) when the content should be compressed or the kernel cannot copy between
+        these two files.
+        """
+        self._check_writable("store a blob")
+        sync = self.durable if sync is None else sync
+        sample = os.pread(src, SAMPLE_SIZE, 0)
+        if choose_codec(sample, compression=self.compression, level=self.level) != "raw":
+            return None
+        hasher = self._hasher()
+        tmp = unique_tmp(self.layout.tmp)
+        total = 0
+        with removing_on_error(tmp):
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+            try:
+                while True:
+                    try:
+                        n = _copy_range(src, fd, CHUNK_SIZE, total)
+                    except OSError as exc:
+                        if total == 0 and exc.errno in _NO_KERNEL_COPY:
+                            break  # e.g. across filesystems: fall back to read/write
+                        raise
+                    if not n:
+                        break
+                    start = total - total % mmap.ALLOCATIONGRANULARITY
+                    length = total + n - start
+                    with (
+                        mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=start) as m,
+                        memoryview(m) as view,
+                    ):
+                        hasher.update(view[total - start :])
+                    total += n
+                fallback = total == 0
+                if not fallback:
+                    _faults.point("blob.tmp_written")
+                    if sync:
+                        os.fsync(fd)
+                        _faults.point("blob.fsynced")
+            finally:
+                os.close(fd)
+        if fallback:
+            os.unlink(tmp)
+            return None
+        digest = Digest.of(self.algorithm, hasher.hexdigest())
+        return StagedBlob(digest, total, "raw", total, tmp)
 
     def stage_stream(
         self, stream: BinaryIO, *, size: int = -1, sync: bool | None = None
@@ -588,6 +651,11 @@ def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
         parts.append(data)
         want -= len(data)
     return b"".join(parts)
+
+
+def _copy_range(src: int, dst: int, count: int, offset: int) -> int:
+    """Copy up to ``count`` bytes at ``offset`` of ``src`` to the same offset of ``dst``."""
+    return os.copy_file_range(src, dst, count, offset, offset)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> int:

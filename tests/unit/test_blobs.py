@@ -281,7 +281,16 @@ def test_enospc_mid_write_leaves_no_partial_blob(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
+    real_copy = os.copy_file_range
+
+    def failing_copy(src: int, dst: int, count: int, *offsets: int) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_copy(src, dst, count, *offsets)
+
     monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "copy_file_range", failing_copy)  # the raw in-kernel path
     with pytest.raises(OutOfSpaceError) as info:
         store.blobs.put_file(src)
     assert isinstance(info.value, OSError)
@@ -407,3 +416,29 @@ def test_durable_write_helper(tmp_path: Path) -> None:
     assert _fsutil.durable_write(target, b"three") is True
     assert target.read_bytes() == b"three"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_kernel_copy_unsupported_falls_back_to_read_write(
+    store: castore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 * CHUNK_SIZE))
+
+    def no_copy(*args: int) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", no_copy)
+    r = store.blobs.put_file(src)
+    assert r.codec == "raw"
+    assert list(store.blobs.iter_tmp()) == []
+    assert store.blobs.read_bytes(r.digest) == src.read_bytes()
+
+
+def test_kernel_copy_digest_matches_streamed_digest(store: castore.Store, tmp_path: Path) -> None:
+    data = os.urandom(2 * CHUNK_SIZE + 12345)  # a short last chunk, unaligned end
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    r = store.blobs.put_file(src)
+    assert r.digest == store.blobs.put_bytes(data).digest
+    assert (r.size, r.codec, r.stored_size) == (len(data), "raw", len(data))
+    assert store.blobs.read_bytes(r.digest) == data
