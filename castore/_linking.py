@@ -43,6 +43,7 @@ __all__ = [
     "hash_fd",
     "make_readonly",
     "open_source",
+    "place_bytes",
     "place_hardlink",
     "place_reflink",
     "place_stream",
@@ -172,6 +173,17 @@ def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:
     finally:
         os.close(fd)
     return written
+
+
+def place_bytes(data: bytes, dir_fd: int, name: str) -> None:
+    """Write ``data`` (a small, already verified content) to a new file ``name`` in ``dir_fd``."""
+    fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def place_reflink(src: Path, dir_fd: int, name: str) -> None:
