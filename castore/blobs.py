@@ -479,7 +479,10 @@ class BlobStore:
             IntegrityError: (while reading) the content does not match digest or size.
         """
         path, codec = self._require(digest)
-        return io.BufferedReader(_VerifyingReader(self, digest, path, codec, size), CHUNK_SIZE)
+        raw = _VerifyingReader(self, digest, path, codec, size)
+        # A buffer no larger than the content: most blobs are small, and allocating 4 MiB
+        # per open dominated reading them.
+        return io.BufferedReader(raw, max(8192, min(CHUNK_SIZE, raw.expected_size + 1)))
 
     def read_bytes(self, digest: str, *, size: int | None = None) -> bytes:
         """The whole content of a (small) blob, verified."""
@@ -534,6 +537,7 @@ class _VerifyingReader(io.RawIOBase):
         if size is None:
             size = os.stat(path).st_size if codec == "raw" else _content_size(path)
         self._size = size
+        self.expected_size = size if size >= 0 else CHUNK_SIZE
         self._source = store._decoded(path, codec, size)
         self._hasher = store._hasher()
         self._seen = 0
