@@ -183,10 +183,8 @@ class BlobStore:
 
     def iter_tmp(self) -> Iterator[Path]:
         """Temp files in ``tmp/`` (in-flight or left by a crash)."""
-        if self.layout.tmp.is_dir():
-            with os.scandir(self.layout.tmp) as it:
-                paths = [Path(entry.path) for entry in it]
-            yield from paths
+        for entry in self.layout.iter_tmp_files():
+            yield Path(entry.path)
 
     # -- writing -------------------------------------------------------------------------
 
@@ -235,7 +233,7 @@ class BlobStore:
         if choose_codec(sample, compression=self.compression, level=self.level) != "raw":
             return None
         hasher = self._hasher()
-        tmp = unique_tmp(self.layout.tmp)
+        tmp = unique_tmp(self.layout.tmp_dir())
         total = 0
         with removing_on_error(tmp):
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
@@ -290,7 +288,7 @@ class BlobStore:
         self._check_writable("store a blob")
         sync = self.durable if sync is None else sync
         hasher = self._hasher()
-        tmp = unique_tmp(self.layout.tmp)
+        tmp = unique_tmp(self.layout.tmp_dir())
         view = _chunk_buffer()
         total = 0
         stored = 0

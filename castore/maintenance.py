@@ -108,24 +108,24 @@ def _stale_drafts(catalog: Catalog) -> list[dict[str, object]]:
     return [
         row
         for row in _catalog.stale_drafts(catalog, cutoff)
-        if _process_gone(row["pid"], row["host"])  # type: ignore[arg-type]
+        if _process_gone(row["pid"], row["host"])
     ]
 
 
 def stale_tmp_files(layout: Layout, *, older_than: float) -> list[Path]:
     """Files in ``tmp/`` and leftovers in ``trash/`` last written before ``older_than``."""
     found: list[Path] = []
-    for directory in (layout.tmp, layout.trash):
-        if not directory.is_dir():
+    for entry in layout.iter_tmp_files():
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
             continue
-        for entry in os.scandir(directory):
-            try:
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue
-            # Everything in trash/ is garbage already (see the module docstring).
-            if directory == layout.trash or mtime <= older_than:
-                found.append(Path(entry.path))
+        if mtime <= older_than:
+            found.append(Path(entry.path))
+    if layout.trash.is_dir():
+        # Everything in trash/ is garbage already (see the module docstring).
+        with os.scandir(layout.trash) as it:
+            found.extend(Path(entry.path) for entry in it)
     return found
 
 

@@ -149,7 +149,7 @@ def _kill9_soak(tmp_path: Path, iterations: int, seed: int) -> dict[str, float]:
         assert numbers == list(range(len(numbers)))  # dense: a killed commit takes no number
         # Leftovers go once they are older than the grace period.
         old = time.time() - 7200
-        for leftover in store.layout.tmp.iterdir():
+        for leftover in store.blobs.iter_tmp():
             os.utime(leftover, (old, old))
         store.gc(grace=timedelta(0))
         clean = store.fsck()

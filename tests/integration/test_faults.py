@@ -31,7 +31,7 @@ def test_enospc_mid_blob(tmp_path_factory: pytest.TempPathFactory, nbytes: int) 
         with harness.enospc_after(nbytes), pytest.raises(castore.OutOfSpaceError) as info:
             draft.add_bytes(DATA, "big.bin")
         assert isinstance(info.value, OSError)
-        assert list(store.layout.tmp.iterdir()) == []  # the temp file is gone
+        assert list(store.blobs.iter_tmp()) == []  # the temp file is gone
         assert _final_blobs(store) == blobs  # nothing under a final name
         assert harness.snapshot(store) == before
         assert draft.paths == []
@@ -92,7 +92,7 @@ def test_fsync_failure_while_adding(durable_store: castore.Store) -> None:
     store = durable_store
     with harness.failing_fsync(), pytest.raises(OSError):
         store.blobs.put_bytes(b"x" * 1000)
-    assert list(store.layout.tmp.iterdir()) == []
+    assert list(store.blobs.iter_tmp()) == []
     assert store.fsck().ok
 
 

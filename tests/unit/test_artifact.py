@@ -100,7 +100,7 @@ def test_new_file_is_not_added_on_exception(store: castore.Store) -> None:
         f.write("partial")
         raise RuntimeError
     assert len(draft) == 0
-    assert list(store.layout.tmp.iterdir()) == []
+    assert list(store.blobs.iter_tmp()) == []
 
 
 @pytest.mark.parametrize(

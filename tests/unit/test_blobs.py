@@ -397,14 +397,14 @@ def test_read_only_blob_store_refuses_writes(store: castore.Store) -> None:
 
 def test_read_only_flag_refuses_writes_and_creates_nothing(store: castore.Store) -> None:
     r = store.blobs.put_bytes(b"kept")
-    before = sorted(p.name for p in store.layout.tmp.iterdir())
+    before = sorted(p.name for p in store.blobs.iter_tmp())
     ro = castore.open(store.path, read_only=True)
     with pytest.raises(ReadOnlyStoreError, match="read-only"):
         ro.blobs.put_bytes(b"x")
     with pytest.raises(ReadOnlyStoreError):
         ro.blobs.delete(r.digest)
     assert ro.blobs.read_bytes(r.digest) == b"kept"
-    assert sorted(p.name for p in store.layout.tmp.iterdir()) == before
+    assert sorted(p.name for p in store.blobs.iter_tmp()) == before
     ro.close()
 
 
