@@ -55,7 +55,8 @@ def parse_manifest(data: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or "castore_manifest" not in doc:
         return None
-    version = doc.get("version") if isinstance(doc.get("version"), dict) else doc
+    nested = doc.get("version")
+    version: dict[str, Any] = nested if isinstance(nested, dict) else doc
     entries = doc.get("entries")
     vid = version.get("id")
     collection = version.get("collection")
@@ -149,7 +150,7 @@ def rebuild_catalog(
         if parsed is not None:
             found.setdefault(parsed["id"], (digest, parsed))
     with catalog.write_txn():
-        for digest, doc in sorted(found.values(), key=lambda item: item[1]["number"]):
+        for manifest_digest, doc in sorted(found.values(), key=lambda item: item[1]["number"]):
             coll = catalog.ensure_collection(doc["collection"], doc["type"])
             taken = catalog.execute(
                 "SELECT 1 FROM versions WHERE collection_id = ? AND number = ?",
@@ -176,7 +177,7 @@ def rebuild_catalog(
                     created,
                     ttl,
                     None if ttl is None else created + int(ttl * 1_000_000),
-                    digest,
+                    manifest_digest,
                 ),
             )
             catalog.put_entries(doc["id"], doc["entries"])
