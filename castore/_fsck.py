@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from castore import catalog as _catalog
+from castore import _catalog_maint
 from castore.errors import CastoreError, IntegrityError, NotFoundError
 from castore.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 from castore.maintenance import (
@@ -88,7 +88,7 @@ def verify_blobs(
 
 def _catalogue_findings(store: StoreParts) -> list[Finding]:
     try:
-        problems = _catalog.integrity_problems(store.catalog)
+        problems = _catalog_maint.integrity_problems(store.catalog)
     except (sqlite3.DatabaseError, CastoreError) as exc:
         problems = [str(exc)]
     return [
@@ -165,21 +165,21 @@ def _check(store: StoreParts, *, repair: bool) -> FsckReport:
 
     # What the catalogue needs, and what is stored.
     with catalog.read_txn():
-        sizes = _catalog.referenced_digest_sizes(catalog)
+        sizes = _catalog_maint.referenced_digest_sizes(catalog)
         dangling = catalog._all_rows(
             "SELECT e.version_id, e.path, c.name AS collection, v.number FROM entries e "
             "JOIN versions v ON v.id = e.version_id JOIN collections c ON c.id = v.collection_id "
             "WHERE e.digest IS NULL AND e.ref IS NULL AND v.state IN ('COMMITTED', 'PENDING')"
         )
-        aliases = _catalog.bad_aliases(catalog)
-        drafts = _catalog.stale_drafts(
+        aliases = _catalog_maint.bad_aliases(catalog)
+        drafts = _catalog_maint.stale_drafts(
             catalog, now_us() - int(STALE_DRAFT_AGE.total_seconds() * 1_000_000)
         )
-        damaged_before = _catalog.damaged_version_ids(catalog)
+        damaged_before = _catalog_maint.damaged_version_ids(catalog)
     stored = set(blobs.iter_digests())
     missing = sorted(set(sizes) - stored)
     corrupt = verify_blobs(blobs, sizes, sorted(stored))
-    users = _catalog.users_of_digests(catalog, [*missing, *corrupt])
+    users = _catalog_maint.users_of_digests(catalog, [*missing, *corrupt])
 
     for row in dangling:
         findings.append(
@@ -297,11 +297,11 @@ def _check(store: StoreParts, *, repair: bool) -> FsckReport:
     if repair and not store.read_only:
         hurt = {vid for d in [*missing, *corrupt] for vid, _, _ in users.get(d, [])}
         if hurt - damaged_before:
-            _catalog.set_damaged(catalog, hurt - damaged_before, True)
+            _catalog_maint.set_damaged(catalog, hurt - damaged_before, True)
             repaired = True
         healed = damaged_before - hurt
         if healed:
-            _catalog.set_damaged(catalog, healed, False)
+            _catalog_maint.set_damaged(catalog, healed, False)
             repaired = True
     return FsckReport(
         ok=not any(f.severity == "error" for f in findings),

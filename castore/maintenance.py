@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from castore import _faults
+from castore import _catalog_maint, _faults
 from castore import catalog as _catalog
 from castore.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 from castore.models import GCReport, PruneReport, StoreStats
@@ -107,7 +107,7 @@ def _stale_drafts(catalog: Catalog) -> list[dict[str, object]]:
     cutoff = now_us() - int(STALE_DRAFT_AGE.total_seconds() * 1_000_000)
     return [
         row
-        for row in _catalog.stale_drafts(catalog, cutoff)
+        for row in _catalog_maint.stale_drafts(catalog, cutoff)
         if _process_gone(row["pid"], row["host"])
     ]
 
@@ -133,7 +133,7 @@ def _blob_candidates(
     catalog: Catalog, blobs: BlobStore, *, cutoff: float
 ) -> list[tuple[str, int]]:
     """Unreferenced blobs last modified before ``cutoff``, found without any lock."""
-    referenced = _catalog.referenced_digest_sizes(catalog)
+    referenced = _catalog_maint.referenced_digest_sizes(catalog)
     found: list[tuple[str, int]] = []
     for digest in blobs.iter_digests():
         if digest in referenced:
@@ -194,7 +194,7 @@ def gc(
         freed = 0
         if candidates:
             with catalog.write_txn():
-                referenced = _catalog.referenced_digest_sizes(catalog)
+                referenced = _catalog_maint.referenced_digest_sizes(catalog)
                 _faults.point("gc.listed")
                 for digest, _ in candidates:
                     if digest in referenced:
@@ -230,7 +230,7 @@ def _gc_plan(
         expired = catalog.expired_versions(now_us())
         drafts = _stale_drafts(catalog)
         going = [str(row["id"]) for row in expired] + [str(d["version_id"]) for d in drafts]
-        freed_by_delete = _catalog.digests_used_only_by(catalog, going)
+        freed_by_delete = _catalog_maint.digests_used_only_by(catalog, going)
         candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s)
     cutoff = wall_clock() - grace_s
     count = len(candidates)
@@ -282,7 +282,7 @@ def prune(
         raise NotFoundError(f"no collection named {collection!r}", ref=collection)
 
     def plan() -> list[dict[str, object]]:
-        return _catalog.prune_candidates(
+        return _catalog_maint.prune_candidates(
             catalog, collection=collection, keep_last=keep_last, only_unused=only_unused,
             now=now_us(),
         )
@@ -298,7 +298,7 @@ def prune(
 
 def stats(store: StoreParts) -> StoreStats:
     """Counts and sizes of a store (see ``Store.stats``)."""
-    counts = _catalog.store_counts(store.catalog)
+    counts = _catalog_maint.store_counts(store.catalog)
     blob_count = 0
     stored = 0
     for digest in store.blobs.iter_digests():

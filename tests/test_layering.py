@@ -25,7 +25,7 @@ def _layer(level: int, group: str, *modules: str) -> None:
 _layer(0, "errors", "errors", "_faults")
 _layer(1, "values", "digest", "models", "paths", "refs")
 _layer(2, "blobs", "hashing", "_codec", "_fsutil", "_layout", "blobs")
-_layer(2, "catalog", "catalog", "_migrations", "_catalog_query", "_statcache")
+_layer(2, "catalog", "catalog", "_migrations", "_catalog_query", "_catalog_maint", "_statcache")
 _layer(2, "locking", "locking")
 _layer(3, "artifact", "artifact")
 _layer(3, "materialize", "materialize", "_linking", "_containment", "_checkout")
