@@ -28,7 +28,6 @@ from castore import _faults
 from castore._codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
 from castore._fsutil import (
     fsync_dir,
-    publish_noclobber,
     removing_on_error,
     syncfs,
     unique_tmp,
@@ -236,7 +235,7 @@ class BlobStore:
         tmp = unique_tmp(self.layout.tmp_dir())
         total = 0
         with removing_on_error(tmp):
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o444)
+            fd = _create(tmp, os.O_RDWR)
             try:
                 while True:
                     try:
@@ -294,7 +293,7 @@ class BlobStore:
         stored = 0
         codec: Codec = "raw"
         with removing_on_error(tmp):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            fd = _create(tmp, os.O_WRONLY)
             try:
                 n = _read_full(stream, view)
                 if n < len(view):
@@ -365,30 +364,37 @@ class BlobStore:
         """
         self._check_writable("store a blob")
         sync = self.durable if sync is None else sync
-        existing = self._find(staged.digest)
-        if existing is not None:
-            if check_collision and self.algorithm not in CRYPTOGRAPHIC:
+        base = self._base(staged.digest)
+        if check_collision and self.algorithm not in CRYPTOGRAPHIC:
+            existing = self._find(staged.digest)
+            if existing is not None:
                 try:
                     same = self._same_content(staged, *existing)
                 except BaseException:
                     self.discard(staged)
                     raise
+                self.discard(staged)
                 if not same:
-                    self.discard(staged)
                     raise HashCollisionError(
                         f"different content arrived under digest {staged.digest}; the stored "
                         "blob is kept. Use a store with hash='blake3' or 'sha256' for content "
                         "from untrusted sources",
                         digest=staged.digest,
                     )
+                return False
+        # Hot path (one call per file of a draft): strings, no pathlib; the link itself finds
+        # a blob stored under the same codec, one stat finds it under the other.
+        final, other = (base + _ZST, base) if staged.codec == "zstd" else (base, base + _ZST)
+        if os.path.exists(other):
             self.discard(staged)
             return False
-        final = self._name(staged.digest, staged.codec)
-        final.parent.mkdir(exist_ok=True)
-        created = publish_noclobber(staged.tmp, final)
+        try:
+            created = _link_noclobber(staged.tmp, final)
+        finally:
+            self.discard(staged)
         _faults.point("blob.renamed")
         if created and sync:
-            fsync_dir(final.parent)
+            fsync_dir(os.path.dirname(final))
             _faults.point("blob.dir_fsynced")
         return created
 
@@ -607,6 +613,33 @@ def _compressor(level: int, threads: int = 0) -> zstandard.ZstdCompressor:
             level=level, write_content_size=True, threads=threads
         )
     return cctx
+
+
+def _create(tmp: Path, mode: int) -> int:
+    """Create a new read-only temp file (and its spread directory if it is missing)."""
+    flags = mode | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(tmp, flags, 0o444)
+    except FileNotFoundError:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(tmp, flags, 0o444)
+
+
+def _link_noclobber(tmp: Path, final: str) -> bool:
+    """Link ``tmp`` to ``final``; False if ``final`` exists. Creates a missing shard directory."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        if not os.path.exists(tmp):
+            raise
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+    return True
 
 
 def _content_size(path: Path) -> int:
