@@ -386,10 +386,14 @@ class Catalog:
         """``{alias: version number}`` of a collection."""
         rows = self.execute(
             "SELECT a.alias, v.number FROM aliases a JOIN versions v ON v.id = a.version_id "
-            "WHERE a.collection_id = ? ORDER BY a.alias",
-            (collection_id,),
+            "WHERE a.collection_id = ? AND a.alias != ? ORDER BY a.alias",
+            (collection_id, LATEST),
         )
-        return {row["alias"]: row["number"] for row in rows}
+        found: dict[str, int | None] = {row["alias"]: row["number"] for row in rows}
+        newest = self.newest_live(collection_id)  # see aliases_of: latest as readers find it
+        if newest is not None:
+            found[LATEST] = newest["number"]
+        return dict(sorted(found.items()))
 
     # -- versions --------------------------------------------------------------------------
 
@@ -552,7 +556,7 @@ class Catalog:
             if row["state"] == "PENDING":
                 self.execute("DELETE FROM versions WHERE id = ?", (version_id,))
                 return
-            aliases = self.aliases_of(version_id)
+            aliases = self.stored_aliases_of(version_id)
             user = [a for a in aliases if a != LATEST]
             if user and not delete_aliases:
                 raise AliasConflictError(
@@ -587,12 +591,31 @@ class Catalog:
 
     # -- aliases and tags ------------------------------------------------------------------
 
-    def aliases_of(self, version_id: str) -> list[str]:
-        """The aliases pointing at a version, sorted."""
+    def stored_aliases_of(self, version_id: str) -> list[str]:
+        """The alias rows pointing at a version (``latest`` as stored), sorted."""
         rows = self.execute(
             "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (version_id,)
         )
         return [row["alias"] for row in rows]
+
+    def aliases_of(self, version_id: str, *, now: int | None = None) -> list[str]:
+        """The aliases pointing at a version, sorted.
+
+        ``latest`` is reported where readers find it: on the newest live version. The stored
+        row can still point at a version that has just expired, since reads never write (gc
+        repoints it).
+        """
+        rows = self.execute(
+            "SELECT alias FROM aliases WHERE version_id = ? AND alias != ? ORDER BY alias",
+            (version_id, LATEST),
+        )
+        aliases = [row["alias"] for row in rows]
+        own = self._one("SELECT collection_id FROM versions WHERE id = ?", (version_id,))
+        if own is not None:
+            newest = self.newest_live(own["collection_id"], now=now)
+            if newest is not None and newest["id"] == version_id:
+                aliases.append(LATEST)
+        return sorted(aliases)
 
     def set_alias(self, collection_id: int, alias: str, version_id: str) -> None:
         """Point ``alias`` at a version (moving it if needed) and record the move."""

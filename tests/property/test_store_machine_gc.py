@@ -64,6 +64,16 @@ class StoreMachine(RuleBasedStateMachine):
         live = self._live(coll)
         return max(live) if live else None
 
+    def _expire_model(self) -> list[str]:
+        """Drop the model's expired versions, as gc does; return their refs, sorted."""
+        expired = []
+        for coll in COLLECTIONS:
+            live = self._live(coll)
+            for number in [n for n in self.model[coll] if n not in live]:
+                expired.append(f"{coll}:v{number}")
+                del self.model[coll][number]
+        return sorted(expired)
+
     def _pick(self, data: st.DataObject, coll: str) -> int | None:
         live = sorted(self._live(coll))
         return data.draw(st.sampled_from(live)) if live else None
@@ -99,7 +109,8 @@ class StoreMachine(RuleBasedStateMachine):
     def draft_then_discard(self, coll: str, data: bytes) -> None:
         draft = self.store.draft(coll)
         draft.add_bytes(data, "pending.bin")
-        self.store.gc(grace=ZERO)  # the draft's blob survives
+        report = self.store.gc(grace=ZERO)  # the draft's blob survives
+        assert sorted(report.versions_deleted) == self._expire_model()
         draft.add_bytes(data + b"!", "pending2.bin")
         draft.discard()
 
@@ -176,13 +187,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def gc(self) -> None:
         report = self.store.gc(grace=ZERO)
-        expired = []
-        for coll in COLLECTIONS:
-            live = self._live(coll)
-            for number in [n for n in self.model[coll] if n not in live]:
-                expired.append(f"{coll}:v{number}")
-                del self.model[coll][number]
-        assert sorted(report.versions_deleted) == sorted(expired)
+        assert sorted(report.versions_deleted) == self._expire_model()
         orphans = [f for f in self.store.fsck().findings if f.kind == "orphan_blob"]
         assert orphans == []
 

@@ -168,3 +168,23 @@ def test_collections(store: castore.Store) -> None:
     with pytest.raises(NotFoundError):
         store.get("a-data")
     assert commit(store, "a-data", b"9").number == 0
+
+
+def test_latest_alias_is_shown_on_the_newest_live_version_after_expiry(store, monkeypatch) -> None:
+    """Reads never write: when the version holding ``latest`` expires, readers see ``latest``
+    on the newest live version at once (found by the store state machine)."""
+    from datetime import timedelta
+
+    import castore.catalog as catalog_mod
+
+    with store.draft("ttl") as d:
+        d.add_bytes(b"one", "a")
+    with store.draft("ttl") as d:
+        d.add_bytes(b"two", "a")
+    store.get("ttl:v1").set_ttl(timedelta(hours=1))
+    later = catalog_mod.now_us() + 2 * 3600 * 1_000_000
+    monkeypatch.setattr(catalog_mod, "now_us", lambda: later)
+    v0 = store.get("ttl:v0")
+    assert "latest" in v0.aliases
+    assert store.get("ttl").number == 0
+    assert store.collection("ttl").aliases == {"latest": "v0"}
