@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
-from castore.hashing import new_hasher
+from castore.hashing import VerifyingReader, new_hasher
 from castore.models import ManifestEntry
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK",
     "FICLONE",
-    "HashingReader",
     "LINK_MODES",
     "LinkMode",
     "check_mode",
@@ -229,49 +228,6 @@ def _umask() -> int:
     return _umask_value
 
 
-# -- streaming with verification ------------------------------------------------------------
-
-
-class HashingReader(io.RawIOBase):
-    """Streams ``fh`` and checks digest (when known) and size at EOF."""
-
-    def __init__(self, fh: BinaryIO, digest: str | None, size: int, what: str) -> None:
-        super().__init__()
-        self._fh, self._digest, self._size, self._what = fh, digest, size, what
-        self._hasher = new_hasher(Digest.parse(digest).algorithm) if digest else None
-        self._seen = 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._done:
-            return 0
-        data = self._fh.read(len(buffer))
-        if not data:
-            self._done = True
-            actual = self._hasher.hexdigest() if self._hasher else None
-            bad_digest = self._digest is not None and actual != Digest.parse(self._digest).hex
-            if self._seen != self._size or bad_digest:
-                raise IntegrityError(
-                    f"{self._what} does not match its recorded digest {self._digest} and size "
-                    f"{self._size} (read {self._seen} bytes)",
-                    digest=self._digest,
-                )
-            return 0
-        self._seen += len(data)
-        if self._hasher is not None:
-            self._hasher.update(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._fh.close()
-        super().close()
-
-
 def copy_raw(src: Path, entry: ManifestEntry, dir_fd: int, name: str) -> None:
     """Copy a raw blob into ``name``, hashing while streaming (the fast path for small files)."""
     assert entry.digest is not None
@@ -359,7 +315,9 @@ def open_source(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
                 f"the file {str(path)!r} referenced by {entry.path!r} is missing", ref=entry.ref
             ) from exc
         what = f"the file {str(path)!r} referenced by {entry.path!r}"
-        return io.BufferedReader(HashingReader(fh, entry.digest, entry.size, what), CHUNK)
+        return io.BufferedReader(
+            VerifyingReader(fh, digest=entry.digest, size=entry.size, what=what), CHUNK
+        )
     if entry.digest is None:
         raise IntegrityError(f"entry {entry.path!r} has neither a digest nor a reference")
     return blobs.open(entry.digest, size=entry.size)

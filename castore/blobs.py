@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal
 
 import zstandard
 
@@ -41,7 +41,7 @@ from castore.errors import (
     NotFoundError,
     ReadOnlyStoreError,
 )
-from castore.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, new_hasher
+from castore.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, Source, VerifyingReader, new_hasher
 from castore.models import BlobStat
 
 __all__ = ["BlobStore", "PutResult", "StagedBlob"]
@@ -483,7 +483,11 @@ class BlobStore:
             IntegrityError: (while reading) the content does not match digest or size.
         """
         path, codec = self._require(digest)
-        raw = _VerifyingReader(self, digest, path, codec, size)
+        if size is None:
+            size = os.stat(path).st_size if codec == "raw" else _content_size(path)
+        raw = VerifyingReader(
+            self._decoded(path, codec, size), digest=digest, size=size, what=f"blob {digest}"
+        )
         # A buffer no larger than the content: most blobs are small, and allocating 4 MiB
         # per open dominated reading them.
         return io.BufferedReader(raw, max(8192, min(CHUNK_SIZE, raw.expected_size + 1)))
@@ -499,7 +503,7 @@ class BlobStore:
             while fh.read1(CHUNK_SIZE):
                 pass
 
-    def _decoded(self, path: Path, codec: Codec, cap: int | None) -> _Source:
+    def _decoded(self, path: Path, codec: Codec, cap: int | None) -> Source:
         fh = open(path, "rb")  # noqa: SIM115 - ownership passes to the decoder or caller
         if codec == "raw":
             return fh
@@ -522,66 +526,6 @@ class BlobStore:
         finally:
             new.close()
             old.close()
-
-
-class _Source(Protocol):
-    def read(self, n: int, /) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class _VerifyingReader(io.RawIOBase):
-    """Decodes a blob and raises IntegrityError at EOF if digest or size do not match."""
-
-    def __init__(
-        self, store: BlobStore, digest: str, path: Path, codec: Codec, size: int | None
-    ) -> None:
-        super().__init__()
-        self._digest = digest
-        if size is None:
-            size = os.stat(path).st_size if codec == "raw" else _content_size(path)
-        self._size = size
-        self.expected_size = size if size >= 0 else CHUNK_SIZE
-        self._source = store._decoded(path, codec, size)
-        self._hasher = store._hasher()
-        self._seen = 0
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._done:
-            return 0
-        data = self._source.read(len(buffer))
-        if not data:
-            self._finish()
-            return 0
-        self._seen += len(data)
-        if self._size >= 0 and self._seen > self._size:
-            self._done = True
-            raise IntegrityError(
-                f"blob {self._digest} holds more than its {self._size} bytes", digest=self._digest
-            )
-        self._hasher.update(data)
-        n = len(data)
-        buffer[:n] = data
-        return n
-
-    def _finish(self) -> None:
-        self._done = True
-        actual = Digest.of(Digest.parse(self._digest).algorithm, self._hasher.hexdigest())
-        if (self._size >= 0 and self._seen != self._size) or actual != self._digest:
-            raise IntegrityError(
-                f"blob {self._digest} is damaged: read {self._seen} bytes hashing to {actual}, "
-                f"expected {self._size} bytes (run castore fsck)",
-                digest=self._digest,
-            )
-
-    def close(self) -> None:
-        if not self.closed:
-            self._source.close()
-        super().close()
 
 
 _local = threading.local()

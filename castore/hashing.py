@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from castore.digest import ALGORITHMS, Digest
-from castore.errors import ConfigurationError
+from castore.errors import ConfigurationError, IntegrityError
 
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_ALGORITHM",
     "CRYPTOGRAPHIC",
     "Hasher",
+    "VerifyingReader",
+    "check_algorithm",
     "hash_bytes",
     "hash_file",
     "new_hasher",
@@ -105,3 +108,83 @@ def hash_file(algorithm: str, path: str | Path) -> tuple[Digest, int]:
             hasher.update(view[:n])
             size += n
     return Digest.of(algorithm, hasher.hexdigest()), size
+
+
+class Source(Protocol):
+    """What :class:`VerifyingReader` reads from: a file or a decoder."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class VerifyingReader(io.RawIOBase):
+    """Streams ``source`` and raises :class:`IntegrityError` unless it ends with ``digest``
+    and ``size``: wrong bytes are never returned silently.
+
+    Args:
+        source: the bytes to check (closed with the reader).
+        digest: the expected digest, or None to check the size only.
+        size: the expected size, or -1 if unknown; reading past it raises at once.
+        what: how to name the data in errors (``"blob xxh3-128:…"``, a path).
+    """
+
+    def __init__(self, source: Source, *, digest: str | None, size: int, what: str) -> None:
+        super().__init__()
+        self._source = source
+        self._digest = digest
+        self._size = size
+        self._what = what
+        self._hasher = new_hasher(Digest.parse(digest).algorithm) if digest else None
+        self._seen = 0
+        self._done = False
+
+    @property
+    def expected_size(self) -> int:
+        """The expected size (-1 when unknown)."""
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        data = self._source.read(len(buffer))
+        if not data:
+            self._finish()
+            return 0
+        self._seen += len(data)
+        if 0 <= self._size < self._seen:
+            self._done = True
+            raise IntegrityError(
+                f"{self._what} holds more than its {self._size} bytes (run castore fsck)",
+                digest=self._digest,
+            )
+        if self._hasher is not None:
+            self._hasher.update(data)
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def _finish(self) -> None:
+        self._done = True
+        actual = (
+            Digest.of(Digest.parse(self._digest).algorithm, self._hasher.hexdigest())
+            if self._digest and self._hasher
+            else None
+        )
+        if (self._size >= 0 and self._seen != self._size) or actual != self._digest:
+            raise IntegrityError(
+                f"{self._what} is damaged: read {self._seen} bytes"
+                + (f" hashing to {actual}" if actual else "")
+                + f", expected {self._size} bytes"
+                + (f" with digest {self._digest}" if self._digest else "")
+                + " (run castore fsck)",
+                digest=self._digest,
+            )
+
+    def close(self) -> None:
+        if not self.closed:
+            self._source.close()
+        super().close()
