@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -319,6 +320,11 @@ def _top_level(paths: set[str]) -> list[str]:
 
 def _has_marker(root_fd: int) -> bool:
     try:
+        os.getxattr(root_fd, _c.MARKER_XATTR)
+        return True
+    except OSError:  # no such attribute, or no xattrs here: look for the marker file
+        pass
+    try:
         st = os.stat(_c.MARKER_NAME, dir_fd=root_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
@@ -326,6 +332,15 @@ def _has_marker(root_fd: int) -> bool:
 
 
 def _write_marker(root_fd: int) -> None:
+    """Mark the root as managed: an xattr where the filesystem has them, else a file."""
+    try:
+        os.setxattr(root_fd, _c.MARKER_XATTR, b"1")
+    except OSError:
+        pass
+    else:
+        with suppress(FileNotFoundError):  # a marker file left by a filesystem copy
+            os.unlink(_c.MARKER_NAME, dir_fd=root_fd)
+        return
     for _ in range(3):
         try:
             fd = os.open(

@@ -30,6 +30,7 @@ from castore.errors import UnsafeTargetError
 
 __all__ = [
     "MARKER_NAME",
+    "MARKER_XATTR",
     "STAGING_PREFIX",
     "DirCursor",
     "Scan",
@@ -41,7 +42,10 @@ __all__ = [
     "scan_tree",
 ]
 
-#: File a checkout leaves in its root; extra files are only removed in a root that carries it.
+#: Extended attribute a checkout sets on its root; extra files are only removed in a root that
+#: carries it (the root then holds exactly the version's files, nothing of castore's own).
+MARKER_XATTR = "user.castore.checkout"
+#: The marker as a file, where the filesystem has no user extended attributes.
 MARKER_NAME = ".castore-checkout"
 #: Prefix of the private staging directory a checkout writes into before renaming files.
 STAGING_PREFIX = ".castore-staging-"

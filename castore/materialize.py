@@ -108,7 +108,8 @@ def checkout(
         link: ``"auto"``, ``"copy"``, ``"hardlink"``, ``"symlink"`` or ``"reflink"``.
         store_root: the store's directory (targets overlapping it are refused).
         force: allow deleting or overwriting files in a non-empty directory that castore did
-            not check out before (it carries no ``.castore-checkout`` marker).
+            not check out before (it carries no ``user.castore.checkout`` attribute and no
+            ``.castore-checkout`` marker file).
         stat_cache: skip re-hashing files whose stat is unchanged since castore wrote them.
         progress: ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
         workers: threads for reading and writing (default: 8 per CPU, at most 32).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import stat
@@ -135,7 +136,8 @@ def test_unmanaged_target_holding_only_correct_files_is_accepted(store, entries,
     (root / "hollow/dirs").mkdir(parents=True)
     m.download(store.blobs, entries, root, store_root=store.path)
     m.checkout(store.blobs, entries, root, store_root=store.path)  # nothing of value to delete
-    assert (root / ".castore-checkout").is_file()
+    assert os.getxattr(root, "user.castore.checkout") == b"1"
+    assert not (root / ".castore-checkout").exists()
     assert not (root / "hollow").exists()
 
 
@@ -147,7 +149,8 @@ def test_download_leaves_other_files_and_selects_by_prefix(store, entries, tmp_p
     got = files_of(root)
     assert got.pop("mine.txt") == b"keep"
     assert got == {k: v for k, v in expected(store, entries).items() if k.startswith("d/")}
-    assert not (root / ".castore-checkout").exists()
+    with pytest.raises(OSError):  # download never marks a root as managed
+        os.getxattr(root, "user.castore.checkout")
 
 
 def test_download_refuses_a_directory_where_a_file_goes(store, entries, tmp_path):
@@ -438,3 +441,18 @@ def test_store_diff_and_single_file(store, tmp_path):
         d.add_bytes(b"weights", name="w.pt")
     path = d.version.file(tmp_path / "m")
     assert path == (tmp_path / "m/w.pt").resolve() and path.read_bytes() == b"weights"
+
+
+def test_marker_file_is_the_fallback_without_xattrs(store, entries, tmp_path, monkeypatch):
+    def no_xattrs(*args, **kwargs):
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", no_xattrs)
+    monkeypatch.setattr(os, "getxattr", no_xattrs)
+    root = tmp_path / "plainfs"
+    m.checkout(store.blobs, entries, root, store_root=store.path)
+    assert (root / ".castore-checkout").is_file()
+    (root / "extra.txt").write_text("removed: the root is managed")
+    m.checkout(store.blobs, entries, root, store_root=store.path)
+    assert not (root / "extra.txt").exists()
+    assert m.verify_dir(store.blobs, entries, root).ok
