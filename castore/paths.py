@@ -41,6 +41,10 @@ IGNORE_FILENAME = ".castoreignore"
 
 # Characters Windows refuses in a file name (":" is checked separately for a clearer message).
 _WINDOWS_FORBIDDEN = frozenset('<>"|?*')
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# Segments already found valid (directory names repeat across a tree's paths); bounded.
+_valid_segments: set[str] = set()
+_VALID_SEGMENTS_MAX = 65536
 # Device names Windows reserves whatever the extension ("con.txt" opens the console). COM0/LPT0
 # and the superscript digits are reserved too on current Windows versions.
 _RESERVED_STEMS = frozenset(
@@ -83,11 +87,11 @@ def validate_path(path: str) -> str:
         raise _reject(path, "it is not valid Unicode (undecodable bytes in a file name?)") from None
     if size > MAX_PATH_BYTES:
         raise _reject(path, f"it is {size} bytes long, more than {MAX_PATH_BYTES}")
-    for char in path:
-        code = ord(char)
-        if code < 0x20 or code == 0x7F:
-            what = "a NUL byte" if code == 0 else f"the control character U+{code:04X}"
-            raise _reject(path, f"it contains {what}")
+    control = _CONTROL.search(path)
+    if control is not None:
+        code = ord(control.group())
+        what = "a NUL byte" if code == 0 else f"the control character U+{code:04X}"
+        raise _reject(path, f"it contains {what}")
     if "\\" in path:
         raise _reject(path, "it contains a backslash; use '/' to separate directories")
     if path.startswith("/"):
@@ -100,7 +104,11 @@ def validate_path(path: str) -> str:
         nfc = unicodedata.normalize("NFC", path)
         raise _reject(path, f"it is not in Unicode NFC and names are never rewritten; pass {nfc!a}")
     for segment in path.split("/"):
-        _check_segment(path, segment)
+        if segment not in _valid_segments:
+            _check_segment(path, segment)
+            if len(_valid_segments) >= _VALID_SEGMENTS_MAX:
+                _valid_segments.clear()
+            _valid_segments.add(segment)
     return path
 
 
