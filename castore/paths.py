@@ -391,6 +391,7 @@ class IgnoreRules:
         self._extra: list[_Rule] = _parse(patterns, "")
         self._files: dict[str, list[_Rule]] = {}  # base directory -> rules of its ignore file
         self._dir_cache: dict[str, bool] = {}
+        self._rules_in: dict[str, list[_Rule]] = {}  # directory -> rules for its entries
 
     @classmethod
     def from_dir(cls, root: str | os.PathLike[str], extra: Iterable[str] = ()) -> IgnoreRules:
@@ -418,13 +419,21 @@ class IgnoreRules:
         return rules
 
     def _applicable(self, relpath: str) -> list[_Rule]:
-        """Rules that may match ``relpath``, lowest precedence first."""
-        rules: list[_Rule] = []
-        if self._root is not None:
-            segments = relpath.split("/")
-            for depth in range(len(segments)):
-                rules.extend(self._file_rules("/".join(segments[:depth])))
-        rules.extend(self._extra)
+        """Rules that may match ``relpath``, lowest precedence first.
+
+        They depend only on the directory holding ``relpath`` (the ignore files of it and its
+        ancestors), so they are gathered once per directory.
+        """
+        parent = relpath.rpartition("/")[0]
+        rules = self._rules_in.get(parent)
+        if rules is None:
+            rules = []
+            if self._root is not None:
+                segments = relpath.split("/")
+                for depth in range(len(segments)):
+                    rules.extend(self._file_rules("/".join(segments[:depth])))
+            rules.extend(self._extra)
+            self._rules_in[parent] = rules
         return rules
 
     def _decide(self, relpath: str, is_dir: bool) -> _Rule | None:
