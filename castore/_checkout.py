@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from castore import _containment as _c
 from castore import _linking as _l
+from castore._progress import Progress, ProgressArg
 from castore.errors import (
     ConfigurationError,
     IntegrityError,
@@ -47,7 +46,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-ProgressArg = Callable[[int, int], None] | bool | None
 #: Contents up to this size are decoded in one verified read (bounded memory per thread).
 _SMALL = 1024 * 1024
 #: Below this many files the work runs in the calling thread.
@@ -125,53 +123,6 @@ def check_sources(blobs: BlobStore, entries: Sequence[ManifestEntry]) -> dict[st
     return raws
 
 
-class _Progress:
-    """Thread-safe byte counter that reports to a callable or a stderr bar."""
-
-    def __init__(self, progress: ProgressArg, total: int) -> None:
-        self.total = total
-        self.done = 0
-        self._lock = threading.Lock()
-        self._last = 0.0
-        if progress is True:
-            self._cb: Callable[[int, int], None] | None = _stderr_bar
-        elif callable(progress):
-            self._cb = progress
-        else:
-            self._cb = None
-        if self._cb:
-            self._cb(0, total)
-
-    def add(self, n: int) -> None:
-        if self._cb is None:
-            return
-        with self._lock:
-            self.done += n
-            now = time.monotonic()
-            if now - self._last < 0.05 and self.done < self.total:
-                return
-            self._last = now
-            self._cb(min(self.done, self.total), self.total)
-
-    def finish(self) -> None:
-        if self._cb is not None and self.done < self.total:
-            self.done = self.total
-            self._cb(self.total, self.total)
-
-
-def _stderr_bar(done: int, total: int) -> None:
-    """A one-line progress bar on stderr (``progress=True``)."""
-    frac = done / total if total else 1.0
-    width = 30
-    bar = "#" * int(frac * width)
-    sys.stderr.write(
-        f"\rcastore [{bar:<{width}}] {frac:6.1%} {done / 1e6:,.1f}/{total / 1e6:,.1f} MB"
-    )
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -> list[_R]:
     """Apply ``fn`` to each item, in a thread pool when there are many; first error wins.
 
@@ -206,7 +157,7 @@ def check_existing(
     mode: str,
     stat_cache: StatCache | None,
     workers: int | None,
-    progress: _Progress | None = None,
+    progress: Progress | None = None,
 ) -> list[bool]:
     """For each entry: is the file at its path already right (content and link kind)?"""
     present = [e for e in entries if e.path in scan.files]
@@ -403,7 +354,7 @@ def _plan_jobs(
     return jobs
 
 
-def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: _Progress) -> None:
+def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress) -> None:
     entry = job.entry
     try:
         if job.how == "copy_raw":
@@ -484,7 +435,7 @@ def materialize(
             scan.dirs.difference_update({x for x in scan.dirs if x == d or x.startswith(d + "/")})
             for f in [x for x in scan.files if x.startswith(d + "/")]:
                 del scan.files[f]
-        tracker = _Progress(progress, sum(e.size for e in wanted_list))
+        tracker = Progress(progress, sum(e.size for e in wanted_list))
         ok = check_existing(
             wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker
         )

@@ -17,7 +17,7 @@ import json
 import os
 import stat as stat_mod
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from castore._progress import Progress, ProgressArg
 from castore.errors import (
     ArtifactFinalizedError,
     InvalidPathError,
@@ -300,6 +301,7 @@ class Draft:
         *,
         ignore: Iterable[str] = (),
         merge: bool = False,
+        progress: ProgressArg = None,
     ) -> Draft:
         """Add a directory tree under the prefix ``name`` (default: the artifact root).
 
@@ -308,6 +310,8 @@ class Draft:
             name: the prefix inside the artifact.
             ignore: gitignore-style patterns; ``.castoreignore`` files are honoured too.
             merge: replace files already in the draft whose content differs (else ValueError).
+            progress: a callable receiving ``(done_bytes, total_bytes)``, or True for a
+                stderr bar; the library prints nothing otherwise.
 
         Raises:
             InvalidPathError: a file name is not a valid artifact path, names collide, or a
@@ -329,7 +333,9 @@ class Draft:
             items.append((target, abspath, st))
         # Files already in the draft first, so a content conflict is found before new files land.
         items.sort(key=lambda item: item[0] not in self._entries)
-        self._add_staged(items, merge=merge, replace_ok=merge)
+        tracker = Progress(progress, sum(st.st_size for _, _, st in items))
+        self._add_staged(items, merge=merge, replace_ok=merge, tracker=tracker)
+        tracker.finish()
         return self
 
     def _walk(self, root: Path, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:
@@ -385,6 +391,7 @@ class Draft:
         *,
         merge: bool = True,
         replace_ok: bool = True,
+        tracker: Progress | None = None,
     ) -> None:
         """Stage ``(name, local path, stat)`` files in a thread pool; record them in batches.
 
@@ -396,7 +403,8 @@ class Draft:
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             try:
                 for start in range(0, len(items), BATCH_SIZE):
-                    window.append(self._prepare(pool, items[start : start + BATCH_SIZE]))
+                    chunk = items[start : start + BATCH_SIZE]
+                    window.append(self._prepare(pool, chunk, tracker))
                     if len(window) > 2:
                         self._finish(window.popleft(), replace_ok=replace_ok)
                 while window:
@@ -409,7 +417,10 @@ class Draft:
                 raise
 
     def _prepare(
-        self, pool: ThreadPoolExecutor, batch: list[tuple[str, str, os.stat_result]]
+        self,
+        pool: ThreadPoolExecutor,
+        batch: list[tuple[str, str, os.stat_result]],
+        tracker: Progress | None = None,
     ) -> _Batch:
         """Look a batch up in the stat cache and submit the other files for staging."""
         blobs = self._store.blobs
@@ -419,8 +430,12 @@ class Draft:
             digest = known.get((st.st_dev, st.st_ino))
             if digest is not None:  # the blob's presence is checked inside the transaction
                 prepared.results[name] = (digest, st.st_size)
+                if tracker is not None:
+                    tracker.add(st.st_size)
             else:
                 future = pool.submit(blobs.stage_file, abspath, sync=False)
+                if tracker is not None:
+                    future.add_done_callback(_count_done(tracker, st.st_size))
                 prepared.futures.append((name, abspath, future))
         return prepared
 
@@ -601,6 +616,15 @@ class _BlobsGone(Exception):
     def __init__(self, digests: set[str]) -> None:
         super().__init__(sorted(digests))
         self.digests = digests
+
+
+def _count_done(tracker: Progress, size: int) -> Callable[[Future[StagedBlob]], None]:
+    """A future's done-callback that counts ``size`` bytes (staged or failed, it is done)."""
+
+    def done(_: Future[StagedBlob]) -> None:
+        tracker.add(size)
+
+    return done
 
 
 def manifest_document(row: dict[str, Any], tags: list[str], rows: list[Row]) -> bytes:

@@ -22,7 +22,7 @@ def _layer(level: int, group: str, *modules: str) -> None:
         LAYERS[module] = (level, group)
 
 
-_layer(0, "errors", "errors", "_faults")
+_layer(0, "errors", "errors", "_faults", "_progress")
 _layer(1, "values", "digest", "models", "paths", "refs")
 _layer(2, "blobs", "hashing", "_codec", "_fsutil", "_layout", "blobs")
 _layer(2, "catalog", "catalog", "_migrations", "_catalog_query", "_catalog_maint", "_statcache")

@@ -95,7 +95,8 @@ def add(
                         tags=list(tags))
     try:
         if path.is_dir():
-            draft.add_dir(path, ignore=list(ignore))
+            with state.progress_bar(f"add {name}") as bar:
+                draft.add_dir(path, ignore=list(ignore), progress=bar.callback)
         else:
             draft.add_file(path)
         version = draft.finalize(aliases=list(aliases))

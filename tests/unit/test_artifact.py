@@ -394,3 +394,33 @@ def test_threads_share_one_store(store: castore.Store) -> None:
     assert errors == []
     numbers = sorted(v.number for v in store.versions("shared", limit=None))
     assert numbers == list(range(40))
+
+
+def test_add_dir_reports_progress_in_bytes(store, tmp_path) -> None:
+    src = tmp_path / "progress-src"
+    (src / "sub").mkdir(parents=True)
+    sizes = {"a.bin": 1000, "sub/b.bin": 70_000, "sub/c.txt": 5}
+    for rel, size in sizes.items():
+        (src / rel).write_bytes(os.urandom(size))
+    calls: list[tuple[int, int]] = []
+    with store.draft("progress") as draft:
+        draft.add_dir(src, progress=lambda done, total: calls.append((done, total)))
+    total = sum(sizes.values())
+    assert calls[0] == (0, total)
+    assert calls[-1] == (total, total)
+    assert all(t == total for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    # unchanged files come from the stat cache and still count
+    calls.clear()
+    with store.draft("progress") as draft:
+        draft.add_dir(src, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (total, total)
+
+
+def test_add_dir_prints_nothing_without_progress(store, tmp_path, capsys) -> None:
+    src = tmp_path / "quiet-src"
+    src.mkdir()
+    (src / "a.txt").write_text("a")
+    with store.draft("quiet") as draft:
+        draft.add_dir(src)
+    assert capsys.readouterr() == ("", "")
