@@ -148,6 +148,34 @@ def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -
             raise
 
 
+class CachedDigests:
+    """What the stat cache already knows of the files a scan found (one batched lookup)."""
+
+    def __init__(
+        self, stat_cache: StatCache | None, scan: _c.Scan, entries: Iterable[ManifestEntry]
+    ) -> None:
+        self._cache = stat_cache
+        self._many = getattr(stat_cache, "lookup_many", None)
+        present = [scan.files[e.path] for e in entries if e.path in scan.files]
+        self._known: dict[tuple[int, int], str] = (
+            self._many(present) if self._many is not None and present else {}
+        )
+
+    def recorded(self, entry: ManifestEntry, st: os.stat_result) -> bool:
+        """True when the batched lookup found ``entry``'s digest for this file state."""
+        return self._known.get((st.st_dev, st.st_ino)) == entry.digest
+
+    def says(self, entry: ManifestEntry, st: os.stat_result, abs_path: str) -> bool:
+        """True when the cache records ``entry``'s digest for this exact file state."""
+        if self.recorded(entry, st):
+            return True
+        return (
+            self._cache is not None
+            and self._many is None
+            and self._cache.lookup(abs_path, st) == entry.digest
+        )
+
+
 def check_existing(
     entries: Sequence[ManifestEntry],
     root: Path,
@@ -161,10 +189,7 @@ def check_existing(
 ) -> list[bool]:
     """For each entry: is the file at its path already right (content and link kind)?"""
     present = [e for e in entries if e.path in scan.files]
-    known: dict[tuple[int, int], str] = {}
-    lookup_many = getattr(stat_cache, "lookup_many", None)
-    if present and lookup_many is not None:
-        known = lookup_many([scan.files[e.path] for e in present])
+    cached = CachedDigests(stat_cache, scan, present)
     cursors = _c.ThreadCursors(root_fd)
     learned: list[tuple[str, os.stat_result, str]] = []
     lock = threading.Lock()
@@ -203,14 +228,8 @@ def check_existing(
                     # hardlink mode wants the blob itself; other modes must not keep it,
                     # so that an edit in the target cannot damage the store (dvc#859)
                     return is_blob and mode == "hardlink"
-        if known.get((st.st_dev, st.st_ino)) == entry.digest:
-            return True
         abs_path = str(root / entry.path)
-        if (
-            stat_cache is not None
-            and lookup_many is None
-            and stat_cache.lookup(abs_path, st) == entry.digest
-        ):
+        if cached.says(entry, st, abs_path):
             return True
         try:
             dir_fd = cursors.get().dir_of(entry.path)
@@ -231,7 +250,7 @@ def check_existing(
                 st.st_nlink == 1
                 and stat.S_ISREG(st.st_mode)
                 and st.st_size == e.size
-                and known.get((st.st_dev, st.st_ino)) == e.digest
+                and cached.recorded(e, st)
             ):
                 found[e.path] = True
         if found and progress is not None:

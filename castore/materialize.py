@@ -201,8 +201,7 @@ def verify_dir(
             p for p in scan.files if p not in wanted and not p.startswith(_c.STAGING_PREFIX)
         )
         present = [e for e in wanted_list if e.path in scan.files]
-        lookup_many = getattr(stat_cache, "lookup_many", None)
-        known = lookup_many([scan.files[e.path] for e in present]) if lookup_many else {}
+        cached = _k.CachedDigests(stat_cache, scan, present)
         missing = sorted(e.path for e in wanted_list if e.path not in scan.files)
         cursors = _c.ThreadCursors(root_fd)
 
@@ -222,14 +221,7 @@ def verify_dir(
                 return True
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
                 return False
-            if known.get((st.st_dev, st.st_ino)) == entry.digest:
-                return True
-            abs_path = str(target / entry.path)
-            if (
-                stat_cache is not None
-                and lookup_many is None
-                and stat_cache.lookup(abs_path, st) == entry.digest
-            ):
+            if cached.says(entry, st, str(target / entry.path)):
                 return True
             return _l.file_matches(dir_fd, entry.path.rsplit("/", 1)[-1], entry)[0]
 
