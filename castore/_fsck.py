@@ -207,9 +207,13 @@ def _check(store: StoreParts, *, repair: bool) -> FsckReport:
                 f"({row['version_id']}); move it with add_alias() or remove it",
             )
         )
+    def users_of(digest: str) -> tuple[list[str], list[str]]:
+        """The refs and paths of the versions that need ``digest``."""
+        rows = users.get(digest, [])
+        return [ref for _, ref, _ in rows], [p for _, _, p in rows if p]
+
     for digest in missing:
-        refs = [ref for _, ref, _ in users.get(digest, [])]
-        paths = [p for _, _, p in users.get(digest, []) if p]
+        refs, paths = users_of(digest)
         findings.append(
             Finding(
                 kind="missing_blob",
@@ -224,8 +228,7 @@ def _check(store: StoreParts, *, repair: bool) -> FsckReport:
         )
     quarantined: set[str] = set()
     for digest, problem in sorted(corrupt.items()):
-        refs = [ref for _, ref, _ in users.get(digest, [])]
-        paths = [p for _, _, p in users.get(digest, []) if p]
+        refs, paths = users_of(digest)
         fixed = False
         if repair:
             try:
