@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import castore
-from castore import materialize
+from castore.worktree import operations as materialize
 
 WORDS = b"the quick brown fox jumps over a lazy dog model weights tensor layer epoch".split()
 

@@ -31,12 +31,12 @@ from castore.errors import (
     InvalidPathError,
     NotFoundError,
 )
-from castore.hashing import hash_file, new_hasher
+from castore.storage.hashing import hash_file, new_hasher
 from castore.paths import IgnoreRules, collision_key, validate_path
 from castore.refs import LATEST, validate_alias, validate_tag
 
 if TYPE_CHECKING:
-    from castore.blobs import StagedBlob
+    from castore.storage.blobs import StagedBlob
     from castore.store import Store
 
 __all__ = ["BATCH_SIZE", "Draft", "artifact_digest", "manifest_document"]
@@ -246,7 +246,7 @@ class Draft:
         if mode not in ("w", "wb"):
             raise ValueError(f"new_file mode must be 'w' or 'wb', not {mode!r}")
         self._check_name(name, overwrite=overwrite)
-        from castore._fsutil import unique_tmp
+        from castore.storage.fsutil import unique_tmp
 
         tmp = unique_tmp(self._store.layout.tmp, suffix=".new")
         try:

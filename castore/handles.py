@@ -261,7 +261,7 @@ class ArtifactVersion:
         Example:
             >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
         """
-        from castore import materialize
+        from castore.worktree import operations as materialize
 
         return materialize.checkout(
             self._store.blobs, list(self.files()), root, link=link, force=force,
@@ -287,7 +287,7 @@ class ArtifactVersion:
         Returns:
             The resolved root.
         """
-        from castore import materialize
+        from castore.worktree import operations as materialize
 
         return materialize.download(
             self._store.blobs, list(self.files()), root or self._default_root(),
@@ -319,7 +319,7 @@ class ArtifactVersion:
             IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
                 the files.
         """
-        from castore import materialize
+        from castore.worktree import operations as materialize
 
         entries = list(self.files())
         if root is not None:
@@ -355,7 +355,7 @@ class ArtifactVersion:
             NotFoundError: no such file in the version.
             IntegrityError: (while reading) the stored content is damaged.
         """
-        from castore import materialize
+        from castore.worktree import operations as materialize
 
         return materialize.open_entry(self._store.blobs, self.get_entry(path))
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from castore._layout import Layout
-from castore.blobs import BlobStore
+from castore.storage.layout import Layout
+from castore.storage.blobs import BlobStore
 from castore.errors import ConfigurationError, ReadOnlyStoreError, StoreNotFoundError
-from castore.hashing import DEFAULT_ALGORITHM, check_algorithm
+from castore.storage.hashing import DEFAULT_ALGORITHM, check_algorithm
 from castore.models import StoreConfig
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class Store:
 
     def _init_parts(self) -> None:
         """Open the catalogue and the other parts (each part adds itself here)."""
-        from castore.catalog import Catalog
+        from castore.index.catalog import Catalog
 
         self.catalog = Catalog(
             self.layout.catalog_path, read_only=self.read_only, durable=self.durable
@@ -362,7 +362,7 @@ class Store:
             >>> store.gc(dry_run=True).blobs_deleted  # doctest: +SKIP
             0
         """
-        from castore import maintenance
+        from castore.maintenance import gc as maintenance
 
         if not dry_run:
             self._require_writable("run gc")
@@ -396,7 +396,7 @@ class Store:
             >>> store.prune("mnist", keep_last=3).versions_deleted  # doctest: +SKIP
             ['mnist:v0', 'mnist:v1']
         """
-        from castore import maintenance
+        from castore.maintenance import gc as maintenance
 
         if not dry_run:
             self._require_writable("prune versions")
@@ -426,7 +426,7 @@ class Store:
             >>> store.fsck().ok  # doctest: +SKIP
             True
         """
-        from castore import _fsck
+        from castore.maintenance import fsck as _fsck
 
         if repair:
             self._require_writable("repair the store")
@@ -434,7 +434,7 @@ class Store:
 
     def _rebuild_catalog(self) -> list[Finding]:
         """Set the damaged catalogue aside and rebuild it from the manifest blobs."""
-        from castore import _rebuild
+        from castore.maintenance import rebuild as _rebuild
 
         with self._lock:
             self.catalog.close()
@@ -453,7 +453,7 @@ class Store:
             >>> store.stats().versions  # doctest: +SKIP
             12
         """
-        from castore import maintenance
+        from castore.maintenance import gc as maintenance
 
         return maintenance.stats(self)
 
@@ -471,7 +471,7 @@ class Store:
         Example:
             >>> store.diff("ds:v1", "ds:v2").modified  # doctest: +SKIP
         """
-        from castore import materialize
+        from castore.worktree import operations as materialize
 
         va = self.get(a) if isinstance(a, str) else a
         vb = self.get(b) if isinstance(b, str) else b
@@ -593,9 +593,9 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
         >>> castore.repair("path/to/store").ok  # doctest: +SKIP
         True
     """
-    from castore import _rebuild
+    from castore.maintenance import rebuild as _rebuild
     from castore.errors import CatalogCorruptError
-    from castore.locking import maintenance_lock
+    from castore.storage.locking import maintenance_lock
     from castore.models import FsckReport
 
     root = Path(path).expanduser() if path is not None else default_path()

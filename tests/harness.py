@@ -106,7 +106,7 @@ def errors_of(report: castore.FsckReport) -> list[Any]:
 @contextmanager
 def enospc_after(nbytes: int) -> Iterator[None]:
     """Blob writes fail with ENOSPC once ``nbytes`` bytes have been written."""
-    import castore.blobs as blobs_mod
+    import castore.storage.blobs as blobs_mod
 
     real = blobs_mod._write_all
     written = [0]
@@ -132,8 +132,8 @@ def enospc_after(nbytes: int) -> Iterator[None]:
 @contextmanager
 def failing_fsync(err: int = errno.EIO) -> Iterator[list[int]]:
     """``os.fsync`` and ``syncfs`` fail with ``err``; yields the list of failed fds."""
-    import castore._fsutil as fsutil
-    import castore.blobs as blobs_mod
+    import castore.storage.fsutil as fsutil
+    import castore.storage.blobs as blobs_mod
 
     real_fsync, real_syncfs, real_blob_syncfs = os.fsync, fsutil.syncfs, blobs_mod.syncfs
     failed: list[int] = []
@@ -281,7 +281,7 @@ def _scenario_open(store_path: str, go_file: str) -> None:
 
 def _scenario_hold_lock(store_path: str, seconds: str) -> None:
     """Take the maintenance lock, say so, and hold it."""
-    from castore.locking import maintenance_lock
+    from castore.storage.locking import maintenance_lock
 
     with maintenance_lock(Path(store_path) / "locks"):
         print("locked", flush=True)
@@ -301,7 +301,7 @@ def _scenario_hold_write(store_path: str, seconds: str) -> None:
 
 def _scenario_count(store_path: str, counter: str, times: str) -> None:
     """Read-modify-write a counter file under the maintenance lock."""
-    from castore.locking import StoreLock
+    from castore.storage.locking import StoreLock
 
     lock = StoreLock(Path(store_path) / "locks")
     path = Path(counter)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import castore
-from castore.hashing import hash_bytes
+from castore.storage.hashing import hash_bytes
 
 PAYLOADS = [bytes([i]) * 200_000 for i in range(4)] + [os.urandom(100_000) for _ in range(4)]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import castore
-from castore import materialize as m
+from castore.worktree import operations as m
 from castore.errors import UnsafeTargetError
 from castore.models import ManifestEntry
 

@@ -60,7 +60,7 @@ def test_fifty_processes_open_one_new_store(tmp_path: Path) -> None:
     assert all(os.WIFEXITED(s) and os.WEXITSTATUS(s) == 0 for s in statuses)
     with castore.open(path, durable=False) as store:
         version = store.catalog.execute("PRAGMA user_version").fetchone()[0]
-        from castore._migrations import SCHEMA_VERSION
+        from castore.index.migrations import SCHEMA_VERSION
 
         assert version == SCHEMA_VERSION
         assert store.fsck().ok

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import castore
-from castore.hashing import CHUNK_SIZE, hash_bytes
+from castore.storage.hashing import CHUNK_SIZE, hash_bytes
 
 SIZES = st.sampled_from([0, 1, 2, 63, 64, 65, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1])
 

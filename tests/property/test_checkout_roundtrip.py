@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import castore
-from castore import materialize as m
+from castore.worktree import operations as m
 from castore.errors import InvalidPathError
 from castore.models import ManifestEntry
 from castore.paths import validate_path

@@ -23,7 +23,7 @@ from hypothesis.stateful import (
 )
 
 import castore
-from castore import catalog as catalog_mod
+from castore.index import catalog as catalog_mod
 
 COLLECTIONS = ("a", "b")
 CONTENTS = [b"", b"one", b"two", b"three" * 50, b"shared" * 200]

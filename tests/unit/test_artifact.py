@@ -11,7 +11,7 @@ import pytest
 
 import castore
 from castore.artifact import artifact_digest
-from castore.blobs import BlobStore
+from castore.storage.blobs import BlobStore
 from castore.errors import (
     ArtifactFinalizedError,
     FileChangedError,

@@ -11,8 +11,8 @@ import pytest
 import zstandard
 
 import castore
-from castore import _fsutil
-from castore.blobs import BlobStore
+from castore.storage import fsutil as _fsutil
+from castore.storage.blobs import BlobStore
 from castore.digest import Digest
 from castore.errors import (
     FileChangedError,
@@ -22,7 +22,7 @@ from castore.errors import (
     OutOfSpaceError,
     ReadOnlyStoreError,
 )
-from castore.hashing import CHUNK_SIZE, hash_bytes
+from castore.storage.hashing import CHUNK_SIZE, hash_bytes
 
 
 def _text(n: int) -> bytes:

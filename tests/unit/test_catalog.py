@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from castore import _migrations
-from castore.catalog import Catalog, now_us, uuid7
+from castore.index import migrations as _migrations
+from castore.index.catalog import Catalog, now_us, uuid7
 from castore.errors import (
     LockTimeoutError,
     OutOfSpaceError,

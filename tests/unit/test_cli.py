@@ -188,7 +188,7 @@ def test_doctor_reports_store_space_links_and_locks(run: Cli, root: Path) -> Non
     assert report["link_modes"]["hardlink"] is True  # tmp_path is on one local filesystem
     assert isinstance(report["locks"], dict)
     assert not [p for p in (root / "tmp").iterdir() if p.name.startswith(".doctor-")]
-    from castore.locking import StoreLock
+    from castore.storage.locking import StoreLock
 
     with StoreLock(root / "locks", timeout=0):
         assert run.json("doctor")["locks"] == {"maintenance.lock": "held"}

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import castore
-from castore import _containment as c
-from castore import _linking as lk
-from castore import materialize as m
+from castore.worktree import containment as c
+from castore.worktree import linking as lk
+from castore.worktree import operations as m
 from castore.errors import ConfigurationError, UnsafeTargetError
 from castore.models import ManifestEntry
 

@@ -11,7 +11,7 @@ import harness
 import pytest
 
 import castore
-from castore.locking import StoreLock, maintenance_lock
+from castore.storage.locking import StoreLock, maintenance_lock
 
 
 def test_lock_excludes_and_times_out(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_lock_mutual_exclusion_across_processes(tmp_path: Path) -> None:
 
 def test_catalogue_write_lock_past_timeout_is_lock_timeout(tmp_path: Path) -> None:
     """reliability.md test 22: SQLite's write lock held elsewhere -> LockTimeoutError."""
-    from castore.catalog import Catalog
+    from castore.index.catalog import Catalog
 
     castore.init(tmp_path / "store", durable=False).close()
     proc = harness.spawn("hold_write", tmp_path / "store", 30)

@@ -11,8 +11,8 @@ import harness
 import pytest
 
 import castore
-from castore import catalog as catalog_mod
-from castore import maintenance
+from castore.index import catalog as catalog_mod
+from castore.maintenance import gc as maintenance
 
 ZERO = timedelta(0)
 
@@ -428,7 +428,7 @@ def test_fsck_reports_corruption_in_the_middle_of_the_catalogue(tmp_path: Path) 
 
 
 def test_lock_timeout_on_maintenance(store: castore.Store) -> None:
-    from castore.locking import maintenance_lock
+    from castore.storage.locking import maintenance_lock
 
     with maintenance_lock(store.layout.locks), pytest.raises(castore.LockTimeoutError):
         maintenance.gc(store, lock_timeout=0.05)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import castore
-from castore import _linking
-from castore import materialize as m
+from castore.worktree import linking as _linking
+from castore.worktree import operations as m
 from castore.errors import (
     IntegrityError,
     InvalidPathError,

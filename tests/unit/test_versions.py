@@ -175,7 +175,7 @@ def test_latest_alias_is_shown_on_the_newest_live_version_after_expiry(store, mo
     on the newest live version at once (found by the store state machine)."""
     from datetime import timedelta
 
-    import castore.catalog as catalog_mod
+    import castore.index.catalog as catalog_mod
 
     with store.draft("ttl") as d:
         d.add_bytes(b"one", "a")

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
-from castore.hashing import VerifyingReader, new_hasher
+from castore.storage.hashing import VerifyingReader, new_hasher
 from castore.models import ManifestEntry
 
 if TYPE_CHECKING:
-    from castore.blobs import BlobStore
+    from castore.storage.blobs import BlobStore
 
 __all__ = [
     "CHUNK",

@@ -1,11 +1,11 @@
 """Materialize versions: checkout, download, verify, open and diff over manifest entries.
 
-Pure functions over a :class:`~castore.blobs.BlobStore` and a list of
+Pure functions over a :class:`~castore.storage.blobs.BlobStore` and a list of
 :class:`~castore.models.ManifestEntry`; the store and the handles compose them. The rules
 (``docs/checkout.md``):
 
 1. Plan before acting: every path is validated again, every blob (or ``file://`` reference) must
-   exist, and the target must be safe (:mod:`castore._containment`) before anything changes.
+   exist, and the target must be safe (:mod:`castore.worktree.containment`) before anything changes.
 2. Stage, then commit: every file to write is placed in a private staging directory inside the
    root and checked (digest and size while streaming, for copies), and only when *all* of them
    are good are they renamed into place. A missing or corrupt blob leaves the target unchanged.
@@ -24,15 +24,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from castore import _checkout as _k
-from castore import _containment as _c
-from castore import _linking as _l
-from castore._checkout import ProgressArg, StatCache
+from castore.worktree import engine as _k
+from castore.worktree import containment as _c
+from castore.worktree import linking as _l
+from castore.worktree.engine import ProgressArg, StatCache
 from castore.errors import IntegrityError, NotFoundError, UnsafeTargetError
 from castore.models import Diff, DiffEntry, ManifestEntry, VerifyReport
 
 if TYPE_CHECKING:
-    from castore.blobs import BlobStore
+    from castore.storage.blobs import BlobStore
 
 __all__ = [
     "MemoryStatCache",

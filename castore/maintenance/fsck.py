@@ -27,10 +27,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from castore import _catalog_maint
+from castore.index import maintenance as _catalog_maint
 from castore.errors import CastoreError, IntegrityError, NotFoundError
-from castore.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
-from castore.maintenance import (
+from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
+from castore.maintenance.gc import (
     STALE_DRAFT_AGE,
     TMP_GRACE,
     StoreParts,
@@ -41,7 +41,7 @@ from castore.maintenance import (
 from castore.models import Finding, FsckReport
 
 if TYPE_CHECKING:
-    from castore.blobs import BlobStore
+    from castore.storage.blobs import BlobStore
 
 __all__ = ["fsck", "verify_blobs"]
 

@@ -1,6 +1,6 @@
 """Maintenance queries of the catalogue: what gc, prune, fsck and stats ask of it.
 
-Module functions over a :class:`~castore.catalog.Catalog`, kept apart from the class (which
+Module functions over a :class:`~castore.index.catalog.Catalog`, kept apart from the class (which
 holds connections, transactions and the everyday reads and writes). Still pure SQL: nothing
 here knows blob files.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from castore._catalog_query import LIVE
-from castore.catalog import _VERSION_SELECT, Catalog, now_us
+from castore.index.queries import LIVE
+from castore.index.catalog import _VERSION_SELECT, Catalog, now_us
 
 __all__ = [
     "bad_aliases",

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from castore._fsutil import durable_write
+from castore.storage.fsutil import durable_write
 from castore.errors import ConfigurationError, StoreNotFoundError, UnsupportedFormatError
 from castore.models import CompressionConfig, StoreConfig
 

@@ -29,15 +29,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from castore import _catalog_maint, _faults
-from castore import catalog as _catalog
-from castore.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
+from castore import _faults
+from castore.index import maintenance as _catalog_maint
+from castore.index import catalog as _catalog
+from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 from castore.models import GCReport, PruneReport, StoreStats
 
 if TYPE_CHECKING:
-    from castore._layout import Layout
-    from castore.blobs import BlobStore
-    from castore.catalog import Catalog
+    from castore.storage.layout import Layout
+    from castore.storage.blobs import BlobStore
+    from castore.index.catalog import Catalog
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -59,7 +60,7 @@ STALE_DRAFT_AGE = timedelta(days=1)
 
 
 def now_us() -> int:
-    """Catalogue time (µs since the epoch); tests move it by patching ``castore.catalog.now_us``."""
+    """Catalogue time (µs since the epoch); tests move it by patching ``castore.index.catalog.now_us``."""
     return _catalog.now_us()
 
 

@@ -1,6 +1,6 @@
-"""The checkout engine: plan, stage, commit (see :mod:`castore.materialize` for the rules).
+"""The checkout engine: plan, stage, commit (see :mod:`castore.worktree.operations` for the rules).
 
-Private: :mod:`castore.materialize` holds the public functions; this module holds the planning
+Private: :mod:`castore.worktree.operations` holds the public functions; this module holds the planning
 (validate, check sources, find already-correct files), staging (thread pool, verified placement
 in a private staging directory inside the root) and commit (fd-relative renames and removals).
 """
@@ -17,8 +17,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from castore import _containment as _c
-from castore import _linking as _l
+from castore.worktree import containment as _c
+from castore.worktree import linking as _l
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
     ConfigurationError,
@@ -31,7 +31,7 @@ from castore.models import ManifestEntry
 from castore.paths import validate_path
 
 if TYPE_CHECKING:
-    from castore.blobs import BlobStore
+    from castore.storage.blobs import BlobStore
 
 __all__ = [
     "ProgressArg",

@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from castore.catalog import LATEST, Catalog, now_us
+from castore.index.catalog import LATEST, Catalog, now_us
 from castore.errors import CastoreError
 from castore.models import Finding
 
 if TYPE_CHECKING:
-    from castore._layout import Layout
-    from castore.blobs import BlobStore
+    from castore.storage.layout import Layout
+    from castore.storage.blobs import BlobStore
 
 __all__ = ["parse_manifest", "rebuild_catalog"]
 

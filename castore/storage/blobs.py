@@ -25,14 +25,14 @@ from typing import BinaryIO, Literal
 import zstandard
 
 from castore import _faults
-from castore._codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
-from castore._fsutil import (
+from castore.storage.codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
+from castore.storage.fsutil import (
     fsync_dir,
     removing_on_error,
     syncfs,
     unique_tmp,
 )
-from castore._layout import Layout
+from castore.storage.layout import Layout
 from castore.digest import ALGORITHMS, Digest
 from castore.errors import (
     FileChangedError,
@@ -41,7 +41,7 @@ from castore.errors import (
     NotFoundError,
     ReadOnlyStoreError,
 )
-from castore.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, Source, VerifyingReader, new_hasher
+from castore.storage.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, Source, VerifyingReader, new_hasher
 from castore.models import BlobStat
 
 __all__ = ["BlobStore", "PutResult", "StagedBlob"]

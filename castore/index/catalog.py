@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from castore import _faults, _migrations
-from castore._catalog_query import LIVE, build_where, order_by
-from castore._statcache import StatCache
+from castore import _faults
+from castore.index import migrations as _migrations
+from castore.index.queries import LIVE, build_where, order_by
+from castore.index.statcache import StatCache
 from castore.errors import (
     AliasConflictError,
     CastoreError,

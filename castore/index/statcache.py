@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from castore.catalog import Catalog
+    from castore.index.catalog import Catalog
 
 __all__ = ["StatCache"]
 

@@ -1,0 +1,1 @@
+"""The SQLite catalogue: connections and transactions, schema, queries, stat cache."""

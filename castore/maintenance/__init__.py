@@ -1,0 +1,1 @@
+"""Keeping a store healthy: gc, prune, stats, fsck and catalogue rebuild."""

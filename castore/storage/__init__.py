@@ -1,0 +1,1 @@
+"""Files and digests: blobs, codecs, hashing, the store layout, durable writes, locks."""

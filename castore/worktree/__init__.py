@@ -1,0 +1,1 @@
+"""Checkout, download and verify of versions against directories on disk."""
