@@ -19,17 +19,17 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "AliasConflictError": "castore.errors",
     "ArtifactFinalizedError": "castore.errors",
-    "ArtifactVersion": "castore.handles",
+    "ArtifactVersion": "castore.handles.version",
     "BlobStat": "castore.models",
     "BundleError": "castore.errors",
     "CastoreError": "castore.errors",
     "CatalogCorruptError": "castore.errors",
-    "Collection": "castore.handles",
+    "Collection": "castore.handles.collection",
     "CompressionConfig": "castore.models",
     "ConfigurationError": "castore.errors",
     "Diff": "castore.models",
     "DiffEntry": "castore.models",
-    "Draft": "castore.artifact",
+    "Draft": "castore.handles.version",
     "Digest": "castore.digest",
     "FileChangedError": "castore.errors",
     "Finding": "castore.models",
@@ -67,10 +67,10 @@ _LAZY: dict[str, str] = {
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from castore.artifact import Draft
     from castore.digest import Digest
     from castore.errors import *  # noqa: F403
-    from castore.handles import ArtifactVersion, Collection
+    from castore.handles.collection import Collection
+    from castore.handles.version import ArtifactVersion, Draft
     from castore.models import *  # noqa: F403
     from castore.store import Store as Store
     from castore.store import init as init

@@ -13,6 +13,7 @@ Names are 1-128 ASCII letters, digits, ``_``, ``-`` or ``.``, not starting with 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from castore.errors import InvalidReferenceError
@@ -22,8 +23,10 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MIN_DIGEST_PREFIX",
     "Ref",
+    "check_user_alias",
     "format_ref",
     "parse_ref",
+    "tag_list",
     "validate_alias",
     "validate_name",
     "validate_tag",
@@ -290,3 +293,25 @@ def format_ref(collection: str, number: int) -> str:
     if isinstance(number, bool) or not isinstance(number, int) or number < 0:
         raise _invalid(f"version number {number!r} must be a non-negative int", number)
     return f"{collection}:v{number}"
+
+
+def check_user_alias(alias: str) -> str:
+    """Validate an alias a user may set: any valid alias except ``latest``.
+
+    Raises:
+        InvalidReferenceError: malformed, or ``"latest"`` (the store moves it by itself).
+    """
+    validate_alias(alias)
+    if alias == LATEST:
+        raise InvalidReferenceError(
+            "'latest' is managed by the store and moves by itself; choose another alias",
+            ref=alias,
+        )
+    return alias
+
+
+def tag_list(tags: Iterable[str]) -> list[str]:
+    """Validate tags; a single string is one tag, not a sequence of characters."""
+    if isinstance(tags, str):
+        tags = [tags]
+    return [validate_tag(tag) for tag in tags]

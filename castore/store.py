@@ -3,32 +3,42 @@
 from __future__ import annotations
 
 import os
-import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from castore.storage.layout import Layout
+from castore._parts import Parts
+from castore.artifact.commit import start_draft
+from castore.errors import (
+    CatalogCorruptError,
+    ConfigurationError,
+    NotFoundError,
+    StoreNotFoundError,
+)
+from castore.handles.collection import Collection
+from castore.handles.query import resolve_ref, version_filters
+from castore.handles.version import ArtifactVersion, Draft
+from castore.index.catalog import Catalog
+from castore.maintenance import fsck as fsck_ops
+from castore.maintenance import gc as gc_ops
+from castore.maintenance import rebuild
+from castore.models import (
+    Diff,
+    Finding,
+    FsckReport,
+    GCReport,
+    Page,
+    PruneReport,
+    StoreConfig,
+    StoreStats,
+    TypeInfo,
+)
 from castore.storage.blobs import BlobStore
-from castore.errors import ConfigurationError, ReadOnlyStoreError, StoreNotFoundError
 from castore.storage.hashing import DEFAULT_ALGORITHM, check_algorithm
-from castore.models import StoreConfig
-
-if TYPE_CHECKING:
-    from datetime import datetime, timedelta
-
-    from castore.artifact import Draft
-    from castore.handles import ArtifactVersion, Collection
-    from castore.models import (
-        Diff,
-        Finding,
-        FsckReport,
-        GCReport,
-        Page,
-        PruneReport,
-        StoreStats,
-        TypeInfo,
-    )
+from castore.storage.layout import Layout
+from castore.storage.locking import maintenance_lock
+from castore.worktree import operations
 
 __all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open", "repair"]
 
@@ -62,30 +72,53 @@ class Store:
         read_only: bool = False,
         durable: bool = True,
     ) -> None:
-        self.path = Path(path).absolute()
-        self.layout = Layout(self.path)
-        self.config = config
-        self.read_only = read_only
-        self.durable = durable
-        self.blobs = BlobStore(
-            self.layout,
-            algorithm=config.hash,
-            compression=config.compression.codec,
-            level=config.compression.level,
-            durable=durable,
+        layout = Layout(Path(path).absolute())
+        blobs = _blob_store(layout, config, read_only=read_only, durable=durable)
+        catalog = Catalog(layout.catalog_path, read_only=read_only, durable=durable)
+        self.parts = Parts(
+            layout=layout,
+            config=config,
+            blobs=blobs,
+            catalog=catalog,
             read_only=read_only,
+            durable=durable,
         )
-        self._lock = threading.RLock()
         self._closed = False
-        self._init_parts()
 
-    def _init_parts(self) -> None:
-        """Open the catalogue and the other parts (each part adds itself here)."""
-        from castore.index.catalog import Catalog
+    @property
+    def path(self) -> Path:
+        """The store's directory."""
+        return self.parts.path
 
-        self.catalog = Catalog(
-            self.layout.catalog_path, read_only=self.read_only, durable=self.durable
-        )
+    @property
+    def layout(self) -> Layout:
+        """Where the store's files are."""
+        return self.parts.layout
+
+    @property
+    def config(self) -> StoreConfig:
+        """The settings of ``castore.json``."""
+        return self.parts.config
+
+    @property
+    def read_only(self) -> bool:
+        """True when every write raises :class:`ReadOnlyStoreError`."""
+        return self.parts.read_only
+
+    @property
+    def durable(self) -> bool:
+        """True when writes are fsynced before they count."""
+        return self.parts.durable
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store."""
+        return self.parts.blobs
+
+    @property
+    def catalog(self) -> Catalog:
+        """The SQLite catalogue."""
+        return self.parts.catalog
 
     @property
     def hash(self) -> str:
@@ -102,9 +135,7 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        catalog = getattr(self, "catalog", None)
-        if catalog is not None:
-            catalog.close()
+        self.parts.catalog.close()
 
     def __enter__(self) -> Store:
         return self
@@ -120,12 +151,6 @@ class Store:
     def __repr__(self) -> str:
         mode = " read-only" if self.read_only else ""
         return f"<castore.Store {str(self.path)!r} {self.config.hash}{mode}>"
-
-    def _require_writable(self, operation: str) -> None:
-        if self.read_only:
-            raise ReadOnlyStoreError(self.path, operation)
-
-    # -- catalogue, drafts and queries (issue 3) ------------------------------------------
 
     def draft(
         self,
@@ -153,31 +178,16 @@ class Store:
             >>> with store.draft("mnist", type="dataset") as d:  # doctest: +SKIP
             ...     d.add_file("train.csv")
         """
-        from castore.artifact import Draft
-        from castore.handles import _json_safe, _tag_list
-        from castore.refs import validate_name
-
-        self._require_writable("start a draft")
-        validate_name(collection)
-        if type is not None:
-            validate_name(type, "type")
-        tag_list = _tag_list(tags or [])
-        if metadata is not None:
-            _json_safe(metadata)
-        catalog = self.catalog
-        with catalog.write_txn():
-            coll = catalog.ensure_collection(collection, type)
-            draft_id = catalog.create_version(
-                coll["id"], description=description, metadata=metadata, tags=tag_list
-            )
-        return Draft(self, draft_id, collection, coll["type"])
+        draft_id, coll_type = start_draft(
+            self.parts, collection, type=type, description=description, metadata=metadata,
+            tags=tags or [],
+        )
+        return Draft(self.parts, draft_id, collection, coll_type)
 
     def drafts(self, collection: str | None = None) -> list[Draft]:
         """Drafts not yet finalized (``PENDING`` versions), oldest first."""
-        from castore.artifact import Draft
-
         return [
-            Draft(self, row["version_id"], row["collection"], row["type"])
+            Draft(self.parts, row["version_id"], row["collection"], row["type"])
             for row in self.catalog.list_drafts(collection)
         ]
 
@@ -190,18 +200,7 @@ class Store:
             MultipleResourcesFoundError: a digest prefix matches different contents.
             InvalidReferenceError: the reference is malformed.
         """
-        from castore.handles import ArtifactVersion, resolve_ref
-
-        return ArtifactVersion(self, resolve_ref(self, ref))
-
-    def _version_handle(self, version_id: str) -> ArtifactVersion:
-        from castore.errors import NotFoundError
-        from castore.handles import ArtifactVersion
-
-        row = self.catalog.get_version(version_id)
-        if row is None:
-            raise NotFoundError(f"no version with id {version_id}", ref=version_id)
-        return ArtifactVersion(self, row)
+        return ArtifactVersion(self.parts, resolve_ref(self.parts.catalog, ref))
 
     def collection(self, name: str) -> Collection:
         """The collection ``name``.
@@ -209,19 +208,14 @@ class Store:
         Raises:
             NotFoundError: there is none.
         """
-        from castore.errors import NotFoundError
-        from castore.handles import Collection
-
         row = self.catalog.get_collection(name)
         if row is None:
             raise NotFoundError(f"no collection named {name!r}", ref=name)
-        return Collection(self, row)
+        return Collection(self.parts, row)
 
     def collections(self, type: str | None = None) -> list[Collection]:
         """Every collection (of ``type``), by name."""
-        from castore.handles import Collection
-
-        return [Collection(self, row) for row in self.catalog.list_collections(type)]
+        return [Collection(self.parts, row) for row in self.catalog.list_collections(type)]
 
     def versions(
         self,
@@ -250,17 +244,14 @@ class Store:
             >>> page = store.versions(type="model", metadata={"split": "train"})  # doctest: +SKIP
             >>> page.total, page.has_more  # doctest: +SKIP
         """
-        from castore.handles import ArtifactVersion
-        from castore.models import Page
-
-        filters = self._version_filters(
+        filters = version_filters(
             collection, type, tags, alias, state, metadata, created_after, created_before, match
         )
         if (limit is not None and limit < 0) or offset < 0:
             raise ValueError(f"limit and offset must not be negative ({limit}, {offset})")
         rows, total = self.catalog.query_versions(sort=sort, limit=limit, offset=offset, **filters)
         return Page[ArtifactVersion](
-            items=[ArtifactVersion(self, row) for row in rows],
+            items=[ArtifactVersion(self.parts, row) for row in rows],
             total=total,
             limit=limit,
             offset=offset,
@@ -281,63 +272,23 @@ class Store:
         match: str = "all",
     ) -> int:
         """How many versions :meth:`versions` would list with the same filters."""
-        filters = self._version_filters(
+        filters = version_filters(
             collection, type, tags, alias, state, metadata, created_after, created_before, match
         )
         return self.catalog.count_versions(**filters)
 
-    @staticmethod
-    def _version_filters(
-        collection: str | None,
-        type: str | None,
-        tags: list[str] | None,
-        alias: str | None,
-        state: str | None,
-        metadata: dict[str, Any] | None,
-        created_after: datetime | None,
-        created_before: datetime | None,
-        match: str,
-    ) -> dict[str, Any]:
-        from castore.handles import to_us
-
-        if match not in ("all", "any"):
-            raise ValueError(f"match must be 'all' or 'any', not {match!r}")
-        if state is not None and state not in ("PENDING", "COMMITTED", "DELETED"):
-            raise ValueError(
-                f"state must be 'PENDING', 'COMMITTED', 'DELETED' or None, not {state!r}"
-            )
-        if isinstance(tags, str):
-            tags = [tags]
-        return {
-            "collection": collection,
-            "type": type,
-            "tags": list(tags) if tags else None,
-            "alias": alias,
-            "state": state,
-            "metadata": metadata,
-            "created_after": to_us(created_after),
-            "created_before": to_us(created_before),
-            "match": match,
-        }
-
     def latest(self, type: str | None = None) -> list[ArtifactVersion]:
         """The newest live version of every collection (of ``type``), by collection name."""
-        from castore.handles import ArtifactVersion
-
-        return [ArtifactVersion(self, row) for row in self.catalog.latest_per_collection(type)]
+        return [
+            ArtifactVersion(self.parts, row) for row in self.catalog.latest_per_collection(type)
+        ]
 
     def types(self) -> list[TypeInfo]:
         """Every collection type in use, with its numbers of collections and versions."""
-        from castore.models import TypeInfo
-
         return [
             TypeInfo(name=name, collections=colls, versions=versions)
             for name, colls, versions in self.catalog.types()
         ]
-
-    # -- end of catalogue, drafts and queries (issue 3) -----------------------------------
-
-    # -- maintenance: gc, prune, fsck, stats (issue 5) ------------------------------------
 
     def gc(self, dry_run: bool = False, grace: timedelta | None = None) -> GCReport:
         """Delete expired versions, unreferenced blobs and stale temp files.
@@ -362,11 +313,9 @@ class Store:
             >>> store.gc(dry_run=True).blobs_deleted  # doctest: +SKIP
             0
         """
-        from castore.maintenance import gc as maintenance
-
         if not dry_run:
-            self._require_writable("run gc")
-        return maintenance.gc(self, dry_run=dry_run, grace=grace)
+            self.parts.require_writable("run gc")
+        return gc_ops.gc(self.parts, dry_run=dry_run, grace=grace)
 
     def prune(
         self,
@@ -396,12 +345,10 @@ class Store:
             >>> store.prune("mnist", keep_last=3).versions_deleted  # doctest: +SKIP
             ['mnist:v0', 'mnist:v1']
         """
-        from castore.maintenance import gc as maintenance
-
         if not dry_run:
-            self._require_writable("prune versions")
-        return maintenance.prune(
-            self, collection, keep_last=keep_last, only_unused=only_unused, dry_run=dry_run
+            self.parts.require_writable("prune versions")
+        return gc_ops.prune(
+            self.parts, collection, keep_last=keep_last, only_unused=only_unused, dry_run=dry_run
         )
 
     def fsck(self, repair: bool = False) -> FsckReport:
@@ -426,19 +373,15 @@ class Store:
             >>> store.fsck().ok  # doctest: +SKIP
             True
         """
-        from castore.maintenance import fsck as _fsck
-
         if repair:
-            self._require_writable("repair the store")
-        return _fsck.fsck(self, repair=repair, rebuild=self._rebuild_catalog)
+            self.parts.require_writable("repair the store")
+        return fsck_ops.fsck(self.parts, repair=repair, rebuild=self._rebuild_catalog)
 
     def _rebuild_catalog(self) -> list[Finding]:
         """Set the damaged catalogue aside and rebuild it from the manifest blobs."""
-        from castore.maintenance import rebuild as _rebuild
-
-        with self._lock:
-            self.catalog.close()
-            self.catalog, notes = _rebuild.rebuild_catalog(
+        with self.parts.lock:
+            self.parts.catalog.close()
+            self.parts.catalog, notes = rebuild.rebuild_catalog(
                 self.layout, self.blobs, durable=self.durable
             )
         return notes
@@ -453,13 +396,7 @@ class Store:
             >>> store.stats().versions  # doctest: +SKIP
             12
         """
-        from castore.maintenance import gc as maintenance
-
-        return maintenance.stats(self)
-
-    # -- end of maintenance (issue 5) ------------------------------------------------------
-
-    # -- materialize (issue 4) -------------------------------------------------------------
+        return gc_ops.stats(self.parts)
 
     def diff(self, a: str | ArtifactVersion, b: str | ArtifactVersion) -> Diff:
         """What changed from version ``a`` to version ``b`` (references or handles).
@@ -471,13 +408,22 @@ class Store:
         Example:
             >>> store.diff("ds:v1", "ds:v2").modified  # doctest: +SKIP
         """
-        from castore.worktree import operations as materialize
-
         va = self.get(a) if isinstance(a, str) else a
         vb = self.get(b) if isinstance(b, str) else b
-        return materialize.diff(va.files(), vb.files(), a=va.ref, b=vb.ref)
+        return operations.diff(va.files(), vb.files(), a=va.ref, b=vb.ref)
 
-    # -- end of materialize (issue 4) ------------------------------------------------------
+
+def _blob_store(
+    layout: Layout, config: StoreConfig, *, read_only: bool, durable: bool
+) -> BlobStore:
+    return BlobStore(
+        layout,
+        algorithm=config.hash,
+        compression=config.compression.codec,
+        level=config.compression.level,
+        durable=durable,
+        read_only=read_only,
+    )
 
 
 def _check_settings(hash: str, compression: str, level: int) -> None:
@@ -593,26 +539,15 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
         >>> castore.repair("path/to/store").ok  # doctest: +SKIP
         True
     """
-    from castore.maintenance import rebuild as _rebuild
-    from castore.errors import CatalogCorruptError
-    from castore.storage.locking import maintenance_lock
-    from castore.models import FsckReport
-
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
     config = layout.read_config()
     try:
         store = Store(root, config=config, durable=durable)
     except CatalogCorruptError:
-        blobs = BlobStore(
-            layout,
-            algorithm=config.hash,
-            compression=config.compression.codec,
-            level=config.compression.level,
-            durable=durable,
-        )
+        blobs = _blob_store(layout, config, read_only=False, durable=durable)
         with maintenance_lock(layout.locks):
-            catalog, notes = _rebuild.rebuild_catalog(layout, blobs, durable=durable)
+            catalog, notes = rebuild.rebuild_catalog(layout, blobs, durable=durable)
             catalog.close()
         store = Store(root, config=config, durable=durable)
     else:

@@ -37,13 +37,18 @@ def _signature(obj: object) -> str:
 
 def _members(cls: type) -> list[str]:
     lines = []
-    for name, member in sorted(vars(cls).items()):
+    found: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):  # inherited castore members too (Draft's adding side)
+        if klass.__module__.startswith("castore"):
+            found.update(vars(klass))
+    for name, member in sorted(found.items()):
         if name.startswith("_"):
             continue
         if isinstance(member, property):
             lines.append(f"- `.{name}` — {_summary(member)}")
         elif callable(member):
-            lines.append(f"- `.{name}{_signature(member)}` — {_summary(member)}")
+            signature = _signature(member).replace("-> Self", f"-> {cls.__name__}")
+            lines.append(f"- `.{name}{signature}` — {_summary(member)}")
     return lines
 
 

@@ -25,9 +25,6 @@ from typing import Any
 from urllib.parse import quote
 
 from castore import _faults
-from castore.index import migrations as _migrations
-from castore.index.queries import LIVE, build_where, order_by
-from castore.index.statcache import StatCache
 from castore.errors import (
     AliasConflictError,
     CastoreError,
@@ -36,6 +33,9 @@ from castore.errors import (
     OutOfSpaceError,
     ReadOnlyStoreError,
 )
+from castore.index import migrations as _migrations
+from castore.index.queries import LIVE, build_where, order_by
+from castore.index.statcache import StatCache
 
 __all__ = ["LATEST", "Catalog", "StatCache", "now_us", "uuid7"]
 

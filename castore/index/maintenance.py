@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from castore.index.queries import LIVE
 from castore.index.catalog import _VERSION_SELECT, Catalog, now_us
+from castore.index.queries import LIVE
 
 __all__ = [
     "bad_aliases",

@@ -27,18 +27,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from castore.index import maintenance as _catalog_maint
+from castore._parts import Parts
 from castore.errors import CastoreError, IntegrityError, NotFoundError
-from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
+from castore.index import maintenance as _catalog_maint
 from castore.maintenance.gc import (
     STALE_DRAFT_AGE,
     TMP_GRACE,
-    StoreParts,
     now_us,
     stale_tmp_files,
     wall_clock,
 )
 from castore.models import Finding, FsckReport
+from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
@@ -86,7 +86,7 @@ def verify_blobs(
     return bad
 
 
-def _catalogue_findings(store: StoreParts) -> list[Finding]:
+def _catalogue_findings(store: Parts) -> list[Finding]:
     try:
         problems = _catalog_maint.integrity_problems(store.catalog)
     except (sqlite3.DatabaseError, CastoreError) as exc:
@@ -104,7 +104,7 @@ def _catalogue_findings(store: StoreParts) -> list[Finding]:
 
 
 def fsck(
-    store: StoreParts,
+    store: Parts,
     *,
     repair: bool = False,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
@@ -149,14 +149,14 @@ def fsck(
         return report
 
 
-def _catalogue_lost(store: StoreParts) -> bool:
+def _catalogue_lost(store: Parts) -> bool:
     """No version row at all (not even deleted ones) while blobs are stored."""
     row = store.catalog.execute("SELECT 1 FROM versions LIMIT 1").fetchone()
     # Count them all: leaving iter_digests half-way would leave its scandir open.
     return row is None and sum(1 for _ in store.blobs.iter_digests()) > 0
 
 
-def _check(store: StoreParts, *, repair: bool) -> FsckReport:
+def _check(store: Parts, *, repair: bool) -> FsckReport:
     catalog, blobs, layout = store.catalog, store.blobs, store.layout
     findings = _catalogue_findings(store)
     if findings:

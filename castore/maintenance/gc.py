@@ -27,18 +27,19 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from castore import _faults
-from castore.index import maintenance as _catalog_maint
+from castore._parts import Parts
 from castore.index import catalog as _catalog
-from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
+from castore.index import maintenance as _catalog_maint
 from castore.models import GCReport, PruneReport, StoreStats
+from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
 if TYPE_CHECKING:
-    from castore.storage.layout import Layout
-    from castore.storage.blobs import BlobStore
     from castore.index.catalog import Catalog
+    from castore.storage.blobs import BlobStore
+    from castore.storage.layout import Layout
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -60,22 +61,13 @@ STALE_DRAFT_AGE = timedelta(days=1)
 
 
 def now_us() -> int:
-    """Catalogue time (µs since the epoch); tests move it by patching ``castore.index.catalog.now_us``."""
+    """Catalogue time (µs since the epoch); tests move it by patching the catalogue's now_us."""
     return _catalog.now_us()
 
 
 def wall_clock() -> float:
     """File-system time (seconds), compared with blob and temp file mtimes."""
     return time.time()
-
-
-class StoreParts(Protocol):
-    """What maintenance needs of a ``Store`` (passed in by ``store.py``)."""
-
-    catalog: Catalog
-    blobs: BlobStore
-    layout: Layout
-    read_only: bool
 
 
 def _ref(row: dict[str, object]) -> str:
@@ -163,7 +155,7 @@ def _empty_trash(layout: Layout) -> int:
 
 
 def gc(
-    store: StoreParts,
+    store: Parts,
     *,
     dry_run: bool = False,
     grace: timedelta | float | None = None,
@@ -254,7 +246,7 @@ def _gc_plan(
 
 
 def prune(
-    store: StoreParts,
+    store: Parts,
     collection: str | None = None,
     *,
     keep_last: int | None = None,
@@ -297,7 +289,7 @@ def prune(
     return PruneReport(versions_deleted=[_ref(r) for r in rows], dry_run=False)
 
 
-def stats(store: StoreParts) -> StoreStats:
+def stats(store: Parts) -> StoreStats:
     """Counts and sizes of a store (see ``Store.stats``)."""
     counts = _catalog_maint.store_counts(store.catalog)
     blob_count = 0

@@ -18,15 +18,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from castore.index.catalog import LATEST, Catalog, now_us
 from castore.errors import CastoreError
+from castore.index.catalog import Catalog
+from castore.manifest import FORMAT_KEY, ManifestDecodeError, decode_manifest
 from castore.models import Finding
 
 if TYPE_CHECKING:
-    from castore.storage.layout import Layout
     from castore.storage.blobs import BlobStore
+    from castore.storage.layout import Layout
 
-__all__ = ["parse_manifest", "rebuild_catalog"]
+__all__ = ["rebuild_catalog"]
 
 #: Manifest documents larger than this are not considered (a bound on memory).
 MAX_MANIFEST_BYTES = 512 * 1024 * 1024
@@ -39,78 +40,7 @@ def _looks_like_manifest(blobs: BlobStore, digest: str) -> bool:
             head = fh.read(_PEEK)
     except (CastoreError, OSError):
         return False
-    return head.lstrip().startswith(b'{"castore_manifest"')
-
-
-def parse_manifest(data: bytes) -> dict[str, Any] | None:
-    """The version a manifest document describes, normalised; None if it is not one.
-
-    The document is ``artifact.manifest_document``'s: a JSON object with
-    ``"castore_manifest": 1``, the version's fields and its ``entries`` (objects with ``path``,
-    ``digest``, ``size`` and ``ref``; ``[path, digest, size, ref]`` lists are accepted too).
-    """
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(doc, dict) or "castore_manifest" not in doc:
-        return None
-    nested = doc.get("version")
-    version: dict[str, Any] = nested if isinstance(nested, dict) else doc
-    entries = doc.get("entries")
-    vid = version.get("id")
-    collection = version.get("collection")
-    if not isinstance(entries, list) or not isinstance(vid, str) or not isinstance(collection, str):
-        return None
-    rows: list[tuple[str, str | None, int, str | None]] = []
-    for item in entries:
-        if isinstance(item, list | tuple) and len(item) >= 3:
-            path, digest, size = item[0], item[1], item[2]
-            ref = item[3] if len(item) > 3 else None
-        elif isinstance(item, dict):
-            path, digest, size, ref = (
-                item.get("path"),
-                item.get("digest"),
-                item.get("size"),
-                item.get("ref"),
-            )
-        else:
-            return None
-        if not isinstance(path, str) or not isinstance(size, int):
-            return None
-        rows.append((path, digest, size, ref))
-    number = version.get("number")
-    if isinstance(number, str) and number.startswith("v") and number[1:].isdigit():
-        number = int(number[1:])
-    if not isinstance(number, int):
-        return None
-    return {
-        "id": vid,
-        "collection": collection,
-        "type": version.get("type") or "dataset",
-        "number": number,
-        "digest": version.get("digest") or doc.get("digest"),
-        "size": sum(r[2] for r in rows),
-        "entries": rows,
-        "created_at": _to_us(version.get("created_at")),
-        "description": version.get("description"),
-        "metadata": version.get("metadata") if isinstance(version.get("metadata"), dict) else {},
-        "tags": [t for t in version.get("tags") or [] if isinstance(t, str)],
-        "ttl": version.get("ttl") if isinstance(version.get("ttl"), int | float) else None,
-    }
-
-
-def _to_us(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        from datetime import datetime
-
-        try:
-            return int(datetime.fromisoformat(value).timestamp() * 1_000_000)
-        except ValueError:
-            pass
-    return now_us()
+    return head.startswith(b'{"' + FORMAT_KEY.encode() + b'"')
 
 
 def _set_aside(path: Path) -> Path | None:
@@ -138,17 +68,20 @@ def rebuild_catalog(
     kept = _set_aside(layout.catalog_path)
     catalog = Catalog(layout.catalog_path, durable=durable)
     found: dict[str, tuple[str, dict[str, Any]]] = {}
+    rejected: list[str] = []
     for digest in blobs.iter_digests():
         if not _looks_like_manifest(blobs, digest):
             continue
         try:
             if blobs.stat(digest).size > MAX_MANIFEST_BYTES:
                 continue
-            parsed = parse_manifest(blobs.read_bytes(digest))
+            parsed = decode_manifest(blobs.read_bytes(digest), algorithm=blobs.algorithm)
+        except ManifestDecodeError as exc:
+            rejected.append(f"{digest}: {exc}")
+            continue
         except (CastoreError, OSError):
             continue
-        if parsed is not None:
-            found.setdefault(parsed["id"], (digest, parsed))
+        found.setdefault(parsed["id"], (digest, parsed))
     with catalog.write_txn():
         for manifest_digest, doc in sorted(found.values(), key=lambda item: item[1]["number"]):
             coll = catalog.ensure_collection(doc["collection"], doc["type"])
@@ -170,7 +103,7 @@ def rebuild_catalog(
                     doc["number"],
                     doc["digest"],
                     doc["size"],
-                    len(doc["entries"]),
+                    doc["file_count"],
                     doc["description"],
                     json.dumps(doc["metadata"], sort_keys=True),
                     created,
@@ -200,5 +133,13 @@ def rebuild_catalog(
             repaired=True,
         )
     ]
-    _ = LATEST
+    notes.extend(
+        Finding(
+            kind="catalogue_integrity",
+            severity="warning",
+            path=reason.partition(":")[0],
+            message=f"a blob that looks like a version document was not trusted: {reason}",
+        )
+        for reason in rejected
+    )
     return catalog, notes

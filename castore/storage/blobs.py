@@ -25,14 +25,6 @@ from typing import BinaryIO, Literal
 import zstandard
 
 from castore import _faults
-from castore.storage.codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
-from castore.storage.fsutil import (
-    fsync_dir,
-    removing_on_error,
-    syncfs,
-    unique_tmp,
-)
-from castore.storage.layout import Layout
 from castore.digest import ALGORITHMS, Digest
 from castore.errors import (
     FileChangedError,
@@ -41,8 +33,23 @@ from castore.errors import (
     NotFoundError,
     ReadOnlyStoreError,
 )
-from castore.storage.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, Source, VerifyingReader, new_hasher
 from castore.models import BlobStat
+from castore.storage.codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
+from castore.storage.fsutil import (
+    fsync_dir,
+    removing_on_error,
+    syncfs,
+    unique_tmp,
+)
+from castore.storage.hashing import (
+    CHUNK_SIZE,
+    CRYPTOGRAPHIC,
+    Hasher,
+    Source,
+    VerifyingReader,
+    new_hasher,
+)
+from castore.storage.layout import Layout
 
 __all__ = ["BlobStore", "PutResult", "StagedBlob"]
 

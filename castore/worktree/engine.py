@@ -17,8 +17,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from castore.worktree import containment as _c
-from castore.worktree import linking as _l
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
     ConfigurationError,
@@ -29,6 +27,8 @@ from castore.errors import (
 )
 from castore.models import ManifestEntry
 from castore.paths import validate_path
+from castore.worktree import containment as _c
+from castore.worktree import linking as _l
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore

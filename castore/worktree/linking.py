@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
-from castore.storage.hashing import VerifyingReader, new_hasher
 from castore.models import ManifestEntry
+from castore.storage.hashing import VerifyingReader, new_hasher
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore

@@ -24,12 +24,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from castore.worktree import engine as _k
-from castore.worktree import containment as _c
-from castore.worktree import linking as _l
-from castore.worktree.engine import ProgressArg, StatCache
 from castore.errors import IntegrityError, NotFoundError, UnsafeTargetError
 from castore.models import Diff, DiffEntry, ManifestEntry, VerifyReport
+from castore.worktree import containment as _c
+from castore.worktree import engine as _k
+from castore.worktree import linking as _l
+from castore.worktree.engine import ProgressArg, StatCache
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 import castore
-from castore.artifact import artifact_digest
-from castore.storage.blobs import BlobStore
 from castore.errors import (
     ArtifactFinalizedError,
     FileChangedError,
@@ -19,6 +17,8 @@ from castore.errors import (
     InvalidReferenceError,
     NotFoundError,
 )
+from castore.manifest import artifact_digest
+from castore.storage.blobs import BlobStore
 
 
 def make_tree(root: Path, files: dict[str, str]) -> Path:
@@ -350,7 +350,7 @@ def test_read_only_store_refuses_drafts(tmp_path: Path, tree: Path) -> None:
 def test_error_in_one_batch_leaves_no_temp_files(
     store: castore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import castore.artifact as artifact_module
+    import castore.artifact.writer as artifact_module
 
     src = make_tree(tmp_path / "many", {f"f{i:02d}.txt": f"content {i}" for i in range(12)})
     monkeypatch.setattr(artifact_module, "BATCH_SIZE", 2)

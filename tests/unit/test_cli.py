@@ -259,7 +259,7 @@ def test_add_creates_a_missing_store(tmp_path: Path, data: Path) -> None:
 def test_interrupted_add_exits_130_and_leaves_no_draft(
     run: Cli, data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from castore.artifact import Draft
+    from castore.handles.version import Draft
 
     def interrupt(self: Draft, **kwargs: Any) -> None:
         raise KeyboardInterrupt

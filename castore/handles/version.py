@@ -1,8 +1,8 @@
-"""Handles over catalogue rows: :class:`ArtifactVersion` and :class:`Collection`.
+"""Version handles: :class:`ArtifactVersion` and the :class:`Draft` that finalizes into one.
 
-A handle holds a snapshot of its row and a back-reference to its ``Store``. Methods that change
-it write to the catalogue, refresh the snapshot in place and return the handle. Aliases and tags
-are loaded on first access, so ``store.get()`` costs one query.
+A handle holds a snapshot of its row and the store's parts (never the ``Store``). Methods that
+change it write to the catalogue, refresh the snapshot in place and return the handle. Aliases
+and tags are loaded on first access, so ``store.get()`` costs one query.
 """
 
 from __future__ import annotations
@@ -10,51 +10,24 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from types import TracebackType
+from typing import Any, BinaryIO
 
-from castore.errors import (
-    IntegrityError,
-    InvalidReferenceError,
-    MultipleResourcesFoundError,
-    NotFoundError,
-    VerificationError,
-)
+from castore._parts import Parts
+from castore.artifact.commit import check_metadata, draft_from_version
+from castore.artifact.writer import DraftWriter
+from castore.errors import IntegrityError, NotFoundError, VerificationError
+from castore.handles.times import seconds, to_datetime
 from castore.models import Manifest, ManifestEntry, VerifyReport
-from castore.refs import LATEST, parse_ref, validate_alias, validate_tag
+from castore.refs import check_user_alias, tag_list
+from castore.worktree import operations
 
-if TYPE_CHECKING:
-    from castore.artifact import Draft
-    from castore.store import Store
+__all__ = ["UNSET", "ArtifactVersion", "Draft"]
 
-__all__ = ["ArtifactVersion", "Collection", "resolve_ref", "to_datetime", "to_us"]
-
-_UNSET: Any = object()
-
-
-def to_datetime(us: int | None) -> datetime | None:
-    """Catalogue microseconds → timezone-aware UTC datetime."""
-    return None if us is None else datetime.fromtimestamp(us / 1_000_000, tz=UTC)
-
-
-def to_us(value: datetime | None) -> int | None:
-    """A datetime (naive means UTC) → catalogue microseconds."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1_000_000)
-
-
-def _seconds(ttl: timedelta | None, what: str = "ttl") -> float | None:
-    if ttl is None:
-        return None
-    if not isinstance(ttl, timedelta):
-        raise TypeError(f"{what} must be a datetime.timedelta or None, not {type(ttl).__name__}")
-    if ttl <= timedelta(0):
-        raise ValueError(f"{what} must be positive, got {ttl}; use None for 'never expires'")
-    return ttl.total_seconds()
+#: The default of optional keyword arguments where None is a meaningful value.
+UNSET: Any = object()
 
 
 class ArtifactVersion:
@@ -68,8 +41,8 @@ class ArtifactVersion:
         ('mnist:v3', 'xxh3-128:9f2c…')
     """
 
-    def __init__(self, store: Store, row: dict[str, Any]) -> None:
-        self._store = store
+    def __init__(self, parts: Parts, row: dict[str, Any]) -> None:
+        self._parts = parts
         self._set(row)
 
     def _set(self, row: dict[str, Any]) -> None:
@@ -79,18 +52,13 @@ class ArtifactVersion:
 
     def refresh(self) -> ArtifactVersion:
         """Reload the snapshot from the catalogue (a deleted version shows ``DELETED``)."""
-        row = self._store.catalog.get_version(self.id)
+        row = self._parts.catalog.get_version(self.id)
         if row is None:  # its collection was deleted
             row = {**self._row, "state": "DELETED"}
         self._set(row)
         return self
 
     # -- attributes ------------------------------------------------------------------------
-
-    @property
-    def store(self) -> Store:
-        """The store holding this version."""
-        return self._store
 
     @property
     def id(self) -> str:
@@ -148,14 +116,14 @@ class ArtifactVersion:
     def aliases(self) -> list[str]:
         """Aliases pointing here, sorted (``"latest"`` included where it points)."""
         if self._aliases is None:
-            self._aliases = self._store.catalog.aliases_of(self.id)
+            self._aliases = self._parts.catalog.aliases_of(self.id)
         return list(self._aliases)
 
     @property
     def tags(self) -> list[str]:
         """Tags, sorted."""
         if self._tags is None:
-            self._tags = self._store.catalog.tags_of(self.id)
+            self._tags = self._parts.catalog.tags_of(self.id)
         return list(self._tags)
 
     @property
@@ -214,7 +182,7 @@ class ArtifactVersion:
 
     def files(self, prefix: str | None = None) -> Iterator[ManifestEntry]:
         """Iterate the entries (sorted by path) whose path starts with ``prefix``."""
-        for path, digest, size, ref in self._store.catalog.iter_entries(self.id, prefix):
+        for path, digest, size, ref in self._parts.catalog.iter_entries(self.id, prefix):
             yield ManifestEntry(path=path, digest=digest, size=size, ref=ref)
 
     def get_entry(self, path: str) -> ManifestEntry:
@@ -224,15 +192,15 @@ class ArtifactVersion:
             NotFoundError: (a ``KeyError``) no such file in the version.
         """
         try:
-            p, digest, size, ref = self._store.catalog.get_entry(self.id, path)
+            p, digest, size, ref = self._parts.catalog.get_entry(self.id, path)
         except KeyError:
             raise NotFoundError(f"{path!r} is not in {self.ref}", ref=path) from None
         return ManifestEntry(path=p, digest=digest, size=size, ref=ref)
 
-    # -- materialize (issue 4): thin wrappers over castore/materialize.py ----------------------
+    # -- materialize (issue 4): thin wrappers over castore/operations.py ----------------------
 
     def _stat_cache(self) -> Any:
-        return None if self._store.read_only else self._store.catalog.stat_cache
+        return None if self._parts.read_only else self._parts.catalog.stat_cache
 
     def checkout(
         self,
@@ -261,11 +229,9 @@ class ArtifactVersion:
         Example:
             >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
         """
-        from castore.worktree import operations as materialize
-
-        return materialize.checkout(
-            self._store.blobs, list(self.files()), root, link=link, force=force,
-            store_root=self._store.path, stat_cache=self._stat_cache(), progress=progress,
+        return operations.checkout(
+            self._parts.blobs, list(self.files()), root, link=link, force=force,
+            store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
         )
 
     def _default_root(self) -> Path:
@@ -287,11 +253,9 @@ class ArtifactVersion:
         Returns:
             The resolved root.
         """
-        from castore.worktree import operations as materialize
-
-        return materialize.download(
-            self._store.blobs, list(self.files()), root or self._default_root(),
-            path_prefix=path_prefix, link=link, store_root=self._store.path,
+        return operations.download(
+            self._parts.blobs, list(self.files()), root or self._default_root(),
+            path_prefix=path_prefix, link=link, store_root=self._parts.path,
             stat_cache=self._stat_cache(), progress=progress,
         )
 
@@ -319,12 +283,10 @@ class ArtifactVersion:
             IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
                 the files.
         """
-        from castore.worktree import operations as materialize
-
         entries = list(self.files())
         if root is not None:
-            report = materialize.verify_dir(
-                self._store.blobs, entries, root, stat_cache=self._stat_cache()
+            report = operations.verify_dir(
+                self._parts.blobs, entries, root, stat_cache=self._stat_cache()
             )
             if not report.ok:
                 parts = [
@@ -338,7 +300,7 @@ class ArtifactVersion:
                     report=report,
                 )
             return report
-        damaged = materialize.verify_blobs(self._store.blobs, entries)
+        damaged = operations.verify_blobs(self._parts.blobs, entries)
         if damaged:
             shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
             raise IntegrityError(
@@ -355,9 +317,7 @@ class ArtifactVersion:
             NotFoundError: no such file in the version.
             IntegrityError: (while reading) the stored content is damaged.
         """
-        from castore.worktree import operations as materialize
-
-        return materialize.open_entry(self._store.blobs, self.get_entry(path))
+        return operations.open_entry(self._parts.blobs, self.get_entry(path))
 
     def read_bytes(self, path: str) -> bytes:
         """The whole (verified) content of one file."""
@@ -367,8 +327,6 @@ class ArtifactVersion:
     def read_text(self, path: str, encoding: str = "utf-8") -> str:
         """The whole (verified) content of one file, decoded."""
         return self.read_bytes(path).decode(encoding)
-
-    # -- end of materialize (issue 4) ---------------------------------------------------------
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -381,20 +339,8 @@ class ArtifactVersion:
 
     def new_draft(self) -> Draft:
         """A draft pre-filled with this version's files, description and metadata."""
-        store = self._store
-        store._require_writable("start a draft")
-        catalog = store.catalog
-        with catalog.write_txn():
-            draft_id = catalog.create_version(
-                self._row["collection_id"],
-                description=self.description,
-                metadata=self.metadata,
-                base_version=self.id,
-            )
-            catalog.copy_entries(self.id, draft_id)
-        from castore.artifact import Draft
-
-        return Draft(store, draft_id, self.collection, self.type)
+        draft_id = draft_from_version(self._parts, self._row)
+        return Draft(self._parts, draft_id, self.collection, self.type)
 
     def add_alias(self, alias: str) -> ArtifactVersion:
         """Point ``alias`` at this version (moving it from another version of the collection).
@@ -402,11 +348,11 @@ class ArtifactVersion:
         Raises:
             InvalidReferenceError: malformed, or ``"latest"`` (managed by the store).
         """
-        _check_user_alias(alias)
-        with self._store.catalog.write_txn():
+        check_user_alias(alias)
+        with self._parts.catalog.write_txn():
             self.refresh()
             collection_id = self._require_committed("alias")
-            self._store.catalog.set_alias(collection_id, alias, self.id)
+            self._parts.catalog.set_alias(collection_id, alias, self.id)
         return self.refresh()
 
     def remove_alias(self, alias: str) -> ArtifactVersion:
@@ -415,8 +361,8 @@ class ArtifactVersion:
         Raises:
             NotFoundError: the alias does not point here.
         """
-        _check_user_alias(alias)
-        catalog = self._store.catalog
+        check_user_alias(alias)
+        catalog = self._parts.catalog
         with catalog.write_txn():
             if alias not in catalog.aliases_of(self.id):
                 raise NotFoundError(f"alias {alias!r} does not point at {self.ref}", ref=alias)
@@ -425,36 +371,36 @@ class ArtifactVersion:
 
     def add_tags(self, tags: Iterable[str]) -> ArtifactVersion:
         """Add tags (existing ones are kept)."""
-        tags = _tag_list(tags)
-        self._store.catalog.add_tags(self.id, tags)
+        tags = tag_list(tags)
+        self._parts.catalog.add_tags(self.id, tags)
         return self.refresh()
 
     def remove_tags(self, tags: Iterable[str]) -> ArtifactVersion:
         """Remove tags (absent ones are ignored)."""
-        tags = _tag_list(tags)
-        self._store.catalog.remove_tags(self.id, tags)
+        tags = tag_list(tags)
+        self._parts.catalog.remove_tags(self.id, tags)
         return self.refresh()
 
     def update(
-        self, *, description: str | None = _UNSET, metadata: dict[str, Any] = _UNSET
+        self, *, description: str | None = UNSET, metadata: dict[str, Any] = UNSET
     ) -> ArtifactVersion:
         """Change the description and/or replace the metadata; only given fields change."""
         fields: dict[str, Any] = {}
-        if description is not _UNSET:
+        if description is not UNSET:
             fields["description"] = description
-        if metadata is not _UNSET:
+        if metadata is not UNSET:
             if not isinstance(metadata, dict):
                 raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-            fields["metadata"] = _json_safe(metadata)
+            fields["metadata"] = check_metadata(metadata)
         if fields:
-            self._store.catalog.update_version(self.id, **fields)
+            self._parts.catalog.update_version(self.id, **fields)
         return self.refresh()
 
     def set_ttl(self, ttl: timedelta | None) -> ArtifactVersion:
         """Expire ``ttl`` after creation (None: never). A version with a user alias never
         expires; an expired one disappears from queries at once and gc deletes it."""
-        seconds = _seconds(ttl)
-        self._store.catalog.set_ttl(self.id, seconds)
+        ttl_seconds = seconds(ttl)
+        self._parts.catalog.set_ttl(self.id, ttl_seconds)
         return self.refresh()
 
     def delete(self, *, delete_aliases: bool = False) -> None:
@@ -464,8 +410,8 @@ class ArtifactVersion:
             AliasConflictError: it holds aliases other than ``latest`` and not
                 ``delete_aliases``.
         """
-        self._store._require_writable("delete a version")
-        self._store.catalog.delete_version(self.id, delete_aliases=delete_aliases)
+        self._parts.require_writable("delete a version")
+        self._parts.catalog.delete_version(self.id, delete_aliases=delete_aliases)
         self.refresh()
 
     def logged_by(self) -> Any:
@@ -491,222 +437,49 @@ class ArtifactVersion:
         return f"<ArtifactVersion {self.ref}{short}{state}>"
 
 
-class Collection:
-    """A named, typed sequence of versions."""
+class Draft(DraftWriter):
+    """A version being built. Get one from ``store.draft()`` or ``version.new_draft()``.
 
-    def __init__(self, store: Store, row: dict[str, Any]) -> None:
-        self._store = store
-        self._row = row
+    Example:
+        >>> with store.draft("mnist", type="dataset") as d:  # doctest: +SKIP
+        ...     d.add_dir("local/data")
+        >>> d.version.ref  # doctest: +SKIP
+        'mnist:v0'
+    """
 
-    def refresh(self) -> Collection:
-        """Reload the snapshot.
+    def __init__(self, parts: Parts, version_id: str, collection: str, type: str) -> None:
+        super().__init__(parts, version_id, collection, type)
+        self.version: ArtifactVersion | None = None  # set by finalize()
+
+    def finalize(
+        self, *, aliases: Iterable[str] = (), tags: Iterable[str] = ()
+    ) -> ArtifactVersion:
+        """Commit the draft as the next version of its collection; move ``latest``.
+
+        If the content equals the current latest version's, no version is made: that one is
+        returned, with ``aliases`` and ``tags`` applied to it.
+
+        Returns:
+            The :class:`~castore.ArtifactVersion`.
 
         Raises:
-            NotFoundError: the collection was deleted.
+            ArtifactFinalizedError: the draft was already finalized or discarded.
+            InvalidReferenceError: an alias or tag is malformed, or ``"latest"``.
         """
-        row = self._store.catalog.get_collection_by_id(self._row["id"])
-        if row is None:
-            raise NotFoundError(f"collection {self.name!r} was deleted", ref=self.name)
-        self._row = row
+        self.version = ArtifactVersion(self._parts, self._commit(aliases, tags))
+        return self.version
+
+    def __enter__(self) -> Draft:
         return self
 
-    @property
-    def name(self) -> str:
-        """The collection's name."""
-        return str(self._row["name"])
-
-    @property
-    def type(self) -> str:
-        """Its type (``"dataset"``, ``"model"``, ...)."""
-        return str(self._row["type"])
-
-    @property
-    def description(self) -> str | None:
-        """The description."""
-        text: str | None = self._row["description"]
-        return text
-
-    @property
-    def tags(self) -> list[str]:
-        """Collection tags, sorted."""
-        return sorted(json.loads(self._row["tags"] or "[]"))
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """Free-form metadata."""
-        value: dict[str, Any] = json.loads(self._row["metadata"] or "{}")
-        return value
-
-    @property
-    def aliases(self) -> dict[str, str]:
-        """``{alias: "vN"}`` of the collection's aliases."""
-        found = self._store.catalog.collection_aliases(self._row["id"])
-        return {alias: f"v{number}" for alias, number in found.items()}
-
-    @property
-    def default_ttl(self) -> timedelta | None:
-        """TTL given to versions created from now on, or None."""
-        ttl = self._row["default_ttl"]
-        return None if ttl is None else timedelta(seconds=ttl)
-
-    @property
-    def created_at(self) -> datetime:
-        """When the collection was created (UTC)."""
-        value = to_datetime(self._row["created_at"])
-        assert value is not None
-        return value
-
-    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
-        """Every move of the aliases (of ``alias``): ``at``, ``alias``, ``from``, ``to`` ids."""
-        rows = self._store.catalog.alias_history(self._row["id"], alias)
-        return [
-            {
-                "at": to_datetime(r["at"]),
-                "alias": r["alias"],
-                "from": r["from_version"],
-                "to": r["to_version"],
-            }
-            for r in rows
-        ]
-
-    def versions(self) -> list[ArtifactVersion]:
-        """The live committed versions, newest first."""
-        page = self._store.versions(collection=self.name, sort="-number", limit=None)
-        return list(page.items)
-
-    def update(
+    def __exit__(
         self,
-        *,
-        description: str | None = _UNSET,
-        default_ttl: timedelta | None = _UNSET,
-        type: str = _UNSET,
-        tags: Iterable[str] = _UNSET,
-        metadata: dict[str, Any] = _UNSET,
-    ) -> Collection:
-        """Change the given fields; ``default_ttl`` applies to versions created afterwards."""
-        fields: dict[str, Any] = {}
-        if description is not _UNSET:
-            fields["description"] = description
-        if default_ttl is not _UNSET:
-            fields["default_ttl"] = _seconds(default_ttl, "default_ttl")
-        if type is not _UNSET:
-            fields["type"] = validate_name_like(type, "type")
-        if tags is not _UNSET:
-            fields["tags"] = sorted(set(_tag_list(tags)))
-        if metadata is not _UNSET:
-            fields["metadata"] = _json_safe(metadata)
-        self._store._require_writable("update a collection")
-        self._store.catalog.update_collection(self._row["id"], **fields)
-        return self.refresh()
-
-    def delete(self) -> None:
-        """Delete the collection and all its versions (blobs stay until gc)."""
-        self._store._require_writable("delete a collection")
-        self._store.catalog.delete_collection(self._row["id"])
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Collection) and other._row["id"] == self._row["id"]
-
-    def __hash__(self) -> int:
-        return hash(("collection", self._row["id"]))
-
-    def __repr__(self) -> str:
-        return f"<Collection {self.name} type={self.type}>"
-
-
-def validate_name_like(value: str, what: str) -> str:
-    """Check a type name (same rule as collection names)."""
-    from castore.refs import validate_name
-
-    return validate_name(value, what)
-
-
-def _check_user_alias(alias: str) -> None:
-    validate_alias(alias)
-    if alias == LATEST:
-        raise InvalidReferenceError(
-            "'latest' is managed by the store: it always points at the newest version",
-            ref=alias,
-        )
-
-
-def _tag_list(tags: Iterable[str]) -> list[str]:
-    if isinstance(tags, str):
-        tags = [tags]
-    return [validate_tag(tag) for tag in tags]
-
-
-def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be JSON-serialisable (no NaN): {exc}") from exc
-    return metadata
-
-
-def resolve_ref(store: Store, ref: str) -> dict[str, Any]:
-    """The catalogue row a reference string names (``API.md`` "Reference strings").
-
-    Raises:
-        InvalidReferenceError: malformed reference.
-        NotFoundError: nothing matches (or an asserted digest differs).
-        MultipleResourcesFoundError: a digest prefix matches versions of different content.
-    """
-    parsed = parse_ref(ref)
-    catalog = store.catalog
-    if parsed.version_id is not None:
-        row = catalog.live_version(parsed.version_id)
-        if row is None:
-            raise NotFoundError(f"no version with id {parsed.version_id}", ref=ref)
-        return row
-    assert parsed.collection is not None
-    coll = catalog.get_collection(parsed.collection)
-    if coll is None:
-        raise NotFoundError(
-            f"no collection named {parsed.collection!r}; list them with store.collections()",
-            ref=ref,
-        )
-    if parsed.number is not None:
-        row = catalog.version_by_number(coll["id"], parsed.number)
-        if row is None:
-            raise NotFoundError(f"{parsed.collection} has no version v{parsed.number}", ref=ref)
-    elif parsed.alias is not None:
-        row = catalog.version_by_alias(coll["id"], parsed.alias)
-        if row is None:
-            raise NotFoundError(
-                f"{parsed.collection} has no alias {parsed.alias!r}"
-                if parsed.alias != LATEST
-                else f"{parsed.collection} has no versions",
-                ref=ref,
-            )
-    else:
-        assert parsed.digest_prefix is not None
-        rows = catalog.versions_by_digest_prefix(coll["id"], parsed.digest_prefix)
-        if parsed.digest_algorithm:
-            rows = [r for r in rows if r["digest"].startswith(parsed.digest_algorithm + ":")]
-        if not rows:
-            raise NotFoundError(
-                f"no version of {parsed.collection} has a digest starting with "
-                f"{parsed.digest_prefix!r}",
-                ref=ref,
-            )
-        digests = sorted({r["digest"] for r in rows})
-        if len(digests) > 1:
-            raise MultipleResourcesFoundError(
-                f"digest prefix {parsed.digest_prefix!r} matches {len(digests)} different "
-                f"contents in {parsed.collection}; give more hex digits",
-                ref=ref,
-                matches=[f"{parsed.collection}:v{r['number']}" for r in rows],
-            )
-        return rows[0]  # same content: the newest version
-    if parsed.digest_prefix is not None:
-        algo, _, hexpart = str(row["digest"]).partition(":")
-        if not hexpart.startswith(parsed.digest_prefix) or (
-            parsed.digest_algorithm and parsed.digest_algorithm != algo
-        ):
-            raise NotFoundError(
-                f"{parsed.collection}:{parsed.alias or f'v{parsed.number}'} now points at "
-                f"{row['digest']}, not at a digest starting with {parsed.digest_prefix!r}",
-                ref=ref,
-            )
-    return row
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            if not self._done:
+                self.finalize()
+        elif not self._done:
+            self.discard()

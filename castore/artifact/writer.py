@@ -1,19 +1,18 @@
-"""Drafts: build a version file by file, then finalize it into an immutable ``ArtifactVersion``.
+"""Writing a draft: stage files, record their entries on the pending version row.
 
 A draft is a ``PENDING`` version row. Every added file is staged in ``tmp/`` without any lock,
 then, inside one catalogue ``BEGIN IMMEDIATE`` transaction per batch, its entry is recorded on
 the pending row and the blob published (DESIGN.md invariant 6): gc, which takes the same lock,
 either sees the entry and keeps the blob, or ran first and the publish brings the blob back.
 
-Symlinks met by :meth:`Draft.add_dir` are never followed out of the added directory: a link to a
-file inside it is stored as that file's content, a link to a directory is skipped (following it
+Symlinks met by ``add_dir`` are never followed out of the added directory: a link to a file
+inside it is stored as that file's content, a link to a directory is skipped (following it
 could loop), and a link that points outside the directory (or nowhere) is refused with
 :class:`InvalidPathError`. FIFOs, sockets and devices are refused too.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import stat as stat_mod
 from collections import deque
@@ -21,67 +20,51 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Self
 from urllib.parse import unquote, urlparse
 
+from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
+from castore.artifact.commit import commit_draft
+from castore.artifact.walk import walk_tree
 from castore.errors import (
     ArtifactFinalizedError,
     InvalidPathError,
     NotFoundError,
 )
-from castore.storage.hashing import hash_file, new_hasher
+from castore.manifest import ManifestRow as Row
 from castore.paths import IgnoreRules, collision_key, validate_path
-from castore.refs import LATEST, validate_alias, validate_tag
+from castore.storage.fsutil import unique_tmp
+from castore.storage.hashing import hash_file
 
 if TYPE_CHECKING:
     from castore.storage.blobs import StagedBlob
-    from castore.store import Store
 
-__all__ = ["BATCH_SIZE", "Draft", "artifact_digest", "manifest_document"]
+__all__ = ["BATCH_SIZE", "WORKERS", "DraftWriter", "Row"]
 
 #: Files recorded per catalogue transaction by ``add_dir``.
 BATCH_SIZE = 2000
 #: Threads staging files at once (I/O overlaps; hashing releases the GIL).
 WORKERS = min(8, (os.cpu_count() or 2) * 2)
 
-# (path, digest, size, ref)
-Row = tuple[str, str | None, int, str | None]
 
+class DraftWriter:
+    """The adding side of a draft: files go in, entries are recorded on the pending row.
 
-def artifact_digest(algorithm: str, rows: Iterable[Row]) -> str:
-    """The content digest of a version: the hash over its sorted ``path, digest, size`` lines.
-
-    External references without a checksum contribute their URI in place of the digest.
-    """
-    hasher = new_hasher(algorithm)
-    for path, digest, size, ref in sorted(rows):
-        hasher.update(f"{path}\0{digest or ref or ''}\0{size}\n".encode())
-    return f"{algorithm}:{hasher.hexdigest()}"
-
-
-class Draft:
-    """A version being built. Get one from ``store.draft()`` or ``version.new_draft()``.
-
-    Example:
-        >>> with store.draft("mnist", type="dataset") as d:  # doctest: +SKIP
-        ...     d.add_dir("local/data")
-        >>> d.version.ref  # doctest: +SKIP
-        'mnist:v0'
+    :class:`castore.Draft` extends it with ``finalize`` (which returns a version handle).
     """
 
-    def __init__(self, store: Store, version_id: str, collection: str, type: str) -> None:
-        self._store = store
+    def __init__(self, parts: Parts, version_id: str, collection: str, type: str) -> None:
+        self._parts = parts
         self.id = version_id
         self.collection = collection
         self.type = type
-        self.version: Any = None  # the ArtifactVersion, after finalize()
-        self._done = False
+        self._done = False  # finalized or discarded
+        self._finalized = False
         self._entries: dict[str, Row] = {}
         self._dirs: dict[str, int] = {}  # directory -> number of files below it
         self._keys: dict[str, str] = {}  # collision key -> spelling (files and directories)
-        for row in store.catalog.iter_entries(version_id):
+        for row in parts.catalog.iter_entries(version_id):
             self._index(row)
 
     # -- bookkeeping -----------------------------------------------------------------------
@@ -173,7 +156,7 @@ class Draft:
         inside the transaction, where gc cannot run, and :class:`_BlobsGone` names the ones a
         gc removed meanwhile (the caller stages them again).
         """
-        catalog, blobs = self._store.catalog, self._store.blobs
+        catalog, blobs = self._parts.catalog, self._parts.blobs
         try:
             # A draft's batches need no fsync: a crash loses the draft anyway, and finalize
             # commits durably (blobs synced first) before anything counts as a version.
@@ -208,7 +191,7 @@ class Draft:
 
     def add_file(
         self, path: str | os.PathLike[str], name: str | None = None, *, overwrite: bool = False
-    ) -> Draft:
+    ) -> Self:
         """Add one local file as ``name`` (default: its basename).
 
         Raises:
@@ -226,11 +209,11 @@ class Draft:
         self._add_staged([(name, str(source.absolute()), st)])
         return self
 
-    def add_bytes(self, data: bytes, name: str, *, overwrite: bool = False) -> Draft:
+    def add_bytes(self, data: bytes, name: str, *, overwrite: bool = False) -> Self:
         """Add ``data`` as the file ``name``."""
         self._check_open()
         self._check_name(name, overwrite=overwrite)
-        staged = self._store.blobs.stage_bytes(bytes(data), sync=False)
+        staged = self._parts.blobs.stage_bytes(bytes(data), sync=False)
         self._record([(name, staged.digest, staged.size, None)], [staged])
         return self
 
@@ -246,9 +229,8 @@ class Draft:
         if mode not in ("w", "wb"):
             raise ValueError(f"new_file mode must be 'w' or 'wb', not {mode!r}")
         self._check_name(name, overwrite=overwrite)
-        from castore.storage.fsutil import unique_tmp
 
-        tmp = unique_tmp(self._store.layout.tmp, suffix=".new")
+        tmp = unique_tmp(self._parts.layout.tmp, suffix=".new")
         try:
             if mode == "w":
                 handle: IO[Any] = open(tmp, "w", encoding=encoding, newline="")  # noqa: SIM115
@@ -256,7 +238,7 @@ class Draft:
                 handle = open(tmp, "wb")  # noqa: SIM115
             with handle:
                 yield handle
-            staged = self._store.blobs.stage_file(tmp, sync=False)
+            staged = self._parts.blobs.stage_file(tmp, sync=False)
             self._record([(name, staged.digest, staged.size, None)], [staged])
         finally:
             tmp.unlink(missing_ok=True)
@@ -269,7 +251,7 @@ class Draft:
         checksum: bool | str = True,
         size: int | None = None,
         overwrite: bool = False,
-    ) -> Draft:
+    ) -> Self:
         """Record an external file by URI without storing its bytes.
 
         For ``file://`` URIs the size is read and, with ``checksum=True``, the digest too. Other
@@ -288,7 +270,7 @@ class Draft:
             if not local.is_file():
                 raise NotFoundError(f"referenced file {str(local)!r} does not exist", ref=uri)
             if checksum is True:
-                digest, size = hash_file(self._store.blobs.algorithm, local)
+                digest, size = hash_file(self._parts.blobs.algorithm, local)
             else:
                 size = local.stat().st_size
         self._record([(name, digest, size or 0, uri)], [])
@@ -302,7 +284,7 @@ class Draft:
         ignore: Iterable[str] = (),
         merge: bool = False,
         progress: ProgressArg = None,
-    ) -> Draft:
+    ) -> Self:
         """Add a directory tree under the prefix ``name`` (default: the artifact root).
 
         Args:
@@ -324,7 +306,7 @@ class Draft:
         if not root.is_dir():
             raise NotADirectoryError(f"{str(root)!r} is not a directory")
         prefix = "" if not name else validate_path(name.rstrip("/")) + "/"
-        files = list(self._walk(root, IgnoreRules.from_dir(root, ignore)))
+        files = list(walk_tree(root, IgnoreRules.from_dir(root, ignore)))
         pending = _Pending()
         items = []
         for rel, abspath, st in files:
@@ -337,53 +319,6 @@ class Draft:
         self._add_staged(items, merge=merge, replace_ok=merge, tracker=tracker)
         tracker.finish()
         return self
-
-    def _walk(self, root: Path, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:
-        real_root = os.path.realpath(root)
-        stack = [("", str(root))]
-        while stack:
-            rel_dir, abs_dir = stack.pop()
-            with os.scandir(abs_dir) as it:
-                entries = sorted(it, key=lambda e: e.name)
-            for entry in entries:
-                rel = rel_dir + entry.name
-                st = entry.stat(follow_symlinks=False)
-                mode = st.st_mode
-                if stat_mod.S_ISLNK(mode):
-                    target = os.path.realpath(entry.path)
-                    if os.path.commonpath([real_root, target]) != real_root:
-                        raise InvalidPathError(
-                            rel,
-                            f"it is a symlink to {target!r}, outside the added directory; "
-                            "add the target itself or ignore the link",
-                        )
-                    try:
-                        st = os.stat(entry.path)
-                    except FileNotFoundError:
-                        raise InvalidPathError(rel, "it is a dangling symlink") from None
-                    mode = st.st_mode
-                    if stat_mod.S_ISDIR(mode):
-                        continue  # never follow directory links: they may loop
-                if stat_mod.S_ISDIR(mode):
-                    if not rules.matches(rel, is_dir=True):
-                        stack.append((rel + "/", entry.path))
-                    continue
-                if rules.matches(rel, is_dir=False):
-                    continue
-                if not stat_mod.S_ISREG(mode):
-                    kind = (
-                        "a FIFO"
-                        if stat_mod.S_ISFIFO(mode)
-                        else "a socket"
-                        if stat_mod.S_ISSOCK(mode)
-                        else "a device"
-                        if stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode)
-                        else "not a regular file"
-                    )
-                    raise ValueError(
-                        f"cannot add {entry.path!r}: it is {kind}; remove it or add it to ignore="
-                    )
-                yield rel, entry.path, st
 
     def _add_staged(
         self,
@@ -398,7 +333,7 @@ class Draft:
         Staging runs up to two batches ahead of recording, so hashing and writing new files
         overlaps with the catalogue transaction (and blob publishing) of the previous batch.
         """
-        blobs = self._store.blobs
+        blobs = self._parts.blobs
         window: deque[_Batch] = deque()
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             try:
@@ -423,8 +358,8 @@ class Draft:
         tracker: Progress | None = None,
     ) -> _Batch:
         """Look a batch up in the stat cache and submit the other files for staging."""
-        blobs = self._store.blobs
-        known = self._store.catalog.stat_cache.lookup_many(st for _, _, st in batch)
+        blobs = self._parts.blobs
+        known = self._parts.catalog.stat_cache.lookup_many(st for _, _, st in batch)
         prepared = _Batch(batch)
         for name, abspath, st in batch:
             digest = known.get((st.st_dev, st.st_ino))
@@ -441,7 +376,7 @@ class Draft:
 
     def _finish(self, batch: _Batch, *, replace_ok: bool) -> None:
         """Wait for a batch's staging, then record it (one transaction) and stamp the cache."""
-        blobs = self._store.blobs
+        blobs = self._parts.blobs
         staged: list[tuple[str, str, StagedBlob]] = []
         errors: list[BaseException] = []
         for name, abspath, future in batch.futures:
@@ -490,7 +425,7 @@ class Draft:
                 rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
             )
 
-    def remove(self, path: str) -> Draft:
+    def remove(self, path: str) -> Self:
         """Remove a file, or every file under a directory prefix.
 
         Raises:
@@ -504,92 +439,32 @@ class Draft:
             gone = [p for p in self._entries if p.startswith(path + "/")]
         else:
             raise NotFoundError(f"{path!r} is not in the draft of {self.collection!r}", ref=path)
-        self._store.catalog.delete_entries(self.id, gone)
+        self._parts.catalog.delete_entries(self.id, gone)
         for name in gone:
             self._unindex(name)
         return self
 
     # -- ending ----------------------------------------------------------------------------
 
-    def finalize(self, *, aliases: Iterable[str] = (), tags: Iterable[str] = ()) -> Any:
-        """Commit the draft as the next version of its collection; move ``latest``.
-
-        If the content equals the current latest version's, no version is made: that one is
-        returned, with ``aliases`` and ``tags`` applied to it.
-
-        Returns:
-            The :class:`~castore.ArtifactVersion`.
-
-        Raises:
-            ArtifactFinalizedError: the draft was already finalized or discarded.
-            InvalidReferenceError: an alias or tag is malformed, or ``"latest"``.
-        """
+    def _commit(self, aliases: Iterable[str], tags: Iterable[str]) -> dict[str, Any]:
+        """Finalize: commit the entries as a version; the draft takes no more changes."""
         self._check_open()
-        aliases = [_user_alias(a) for a in aliases]
-        tags = [validate_tag(t) for t in tags]
-        store, catalog, blobs = self._store, self._store.catalog, self._store.blobs
-        rows = sorted(self._entries.values())
-        digest = artifact_digest(blobs.algorithm, rows)
-        size = sum(row[2] for row in rows)
-        blobs.sync()  # every blob durable before the version that needs it commits
-        with catalog.write_txn():
-            row = catalog.get_version(self.id)
-            if row is None or row["state"] != "PENDING":
-                raise NotFoundError(
-                    f"the draft {self.id} of {self.collection!r} no longer exists", ref=self.id
-                )
-            coll = catalog.get_collection_by_id(row["collection_id"])
-            assert coll is not None
-            latest = catalog.version_by_alias(coll["id"], LATEST)
-            if latest is not None and latest["digest"] == digest:
-                version_id = latest["id"]
-                catalog.discard_draft(self.id)
-            else:
-                version_id = self.id
-                catalog.commit_version(
-                    self.id,
-                    digest=digest,
-                    size=size,
-                    file_count=len(rows),
-                    ttl=coll["default_ttl"],
-                )
-            for alias in aliases:
-                catalog.set_alias(coll["id"], alias, version_id)
-            catalog.add_tags(version_id, tags)
-            if version_id == self.id:
-                committed = catalog.get_version(version_id)
-                assert committed is not None
-                document = manifest_document(committed, catalog.tags_of(version_id), rows)
-                staged = blobs.stage_bytes(document, sync=blobs.durable)
-                blobs.publish(staged)
-                catalog.update_version(version_id, manifest_blob=staged.digest)
-        self._done = True
-        self.version = store._version_handle(version_id)
-        return self.version
+        row = commit_draft(
+            self._parts, self.id, self.collection, list(self._entries.values()),
+            aliases=aliases, tags=tags,
+        )
+        self._done = self._finalized = True
+        return row
 
     def discard(self) -> None:
         """Drop the draft and its entries (its blobs stay until gc). Idempotent."""
         if self._done:
-            if self.version is not None:
+            if self._finalized:
                 raise ArtifactFinalizedError(self.collection)
             return
-        self._store.catalog.discard_draft(self.id)
+        self._parts.catalog.discard_draft(self.id)
         self._done = True
 
-    def __enter__(self) -> Draft:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            if not self._done:
-                self.finalize()
-        elif not self._done:
-            self.discard()
 
 
 class _Pending:
@@ -625,44 +500,3 @@ def _count_done(tracker: Progress, size: int) -> Callable[[Future[StagedBlob]], 
         tracker.add(size)
 
     return done
-
-
-def manifest_document(row: dict[str, Any], tags: list[str], rows: list[Row]) -> bytes:
-    """The canonical JSON of a committed version, stored as a blob so the catalogue can be
-    rebuilt from blobs alone (sorted keys and entries, no whitespace)."""
-    from datetime import UTC, datetime
-
-    created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
-    document = {
-        "castore_manifest": 1,
-        "id": row["id"],
-        "collection": row["collection"],
-        "type": row["type"],
-        "number": row["number"],
-        "digest": row["digest"],
-        "size": row["size"],
-        "file_count": row["file_count"],
-        "description": row["description"],
-        "metadata": json.loads(row["metadata"] or "{}"),
-        "tags": sorted(tags),
-        "created_at": created,
-        "ttl": row["ttl"],
-        "producer": row["producer"],
-        "entries": [
-            {"path": p, "digest": d, "size": s, **({"ref": r} if r else {})}
-            for p, d, s, r in sorted(rows)
-        ],
-    }
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-
-
-def _user_alias(alias: str) -> str:
-    validate_alias(alias)
-    if alias == LATEST:
-        from castore.errors import InvalidReferenceError
-
-        raise InvalidReferenceError(
-            "'latest' is managed by the store and moves by itself; choose another alias",
-            ref=alias,
-        )
-    return alias

@@ -1,0 +1,57 @@
+"""The parts of an open store, handed to handles and operations instead of the ``Store``.
+
+Handles and operations depend on this small bundle declared below them (restic's
+``Repository`` interface used by its restorer), so nothing under ``store.py`` imports it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from castore.errors import ReadOnlyStoreError
+from castore.index.catalog import Catalog
+from castore.models import StoreConfig
+from castore.storage.blobs import BlobStore
+from castore.storage.layout import Layout
+
+__all__ = ["Parts"]
+
+
+class Parts:
+    """Layout, settings, blob store and catalogue of one open store, with its flags.
+
+    ``catalog`` is the one mutable field: a catalogue rebuild swaps it in place, so every
+    handle holding these parts sees the new one.
+    """
+
+    __slots__ = ("blobs", "catalog", "config", "durable", "layout", "lock", "path", "read_only")
+
+    def __init__(
+        self,
+        *,
+        layout: Layout,
+        config: StoreConfig,
+        blobs: BlobStore,
+        catalog: Catalog,
+        read_only: bool,
+        durable: bool,
+    ) -> None:
+        self.layout = layout
+        self.path: Path = layout.root
+        self.config = config
+        self.blobs = blobs
+        self.catalog = catalog
+        self.read_only = read_only
+        self.durable = durable
+        self.lock = threading.RLock()
+
+    @property
+    def algorithm(self) -> str:
+        """The store's hash algorithm."""
+        return self.config.hash
+
+    def require_writable(self, operation: str) -> None:
+        """Raise :class:`ReadOnlyStoreError` naming ``operation`` on a read-only store."""
+        if self.read_only:
+            raise ReadOnlyStoreError(self.path, operation)

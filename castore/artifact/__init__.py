@@ -1,0 +1,1 @@
+"""Building versions: draft writing, directory walking and the finalize transaction."""

@@ -1,0 +1,136 @@
+"""Starting a draft and committing it: the two catalogue transactions around the writing.
+
+``commit_draft`` is the finalize of DESIGN.md invariant 2: blobs durably on disk, then one
+``BEGIN IMMEDIATE`` transaction that numbers the version, moves ``latest`` and the aliases,
+adds the tags and records the manifest blob (the version document of :mod:`castore.manifest`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from castore._parts import Parts
+from castore.errors import NotFoundError
+from castore.manifest import ManifestRow, artifact_digest, encode_manifest
+from castore.refs import LATEST, check_user_alias, tag_list, validate_name
+
+__all__ = ["check_metadata", "commit_draft", "draft_from_version", "start_draft"]
+
+
+def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Raise ``ValueError`` unless ``metadata`` is JSON-serialisable (and has no NaN)."""
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON-serialisable (no NaN): {exc}") from exc
+    return metadata
+
+
+def start_draft(
+    parts: Parts,
+    collection: str,
+    *,
+    type: str | None,
+    description: str | None,
+    metadata: dict[str, Any] | None,
+    tags: Iterable[str],
+) -> tuple[str, str]:
+    """Create the pending version row (and the collection on first use).
+
+    Returns:
+        The draft's version id and the collection's type.
+    """
+    parts.require_writable("start a draft")
+    validate_name(collection)
+    if type is not None:
+        validate_name(type, "type")
+    tags = tag_list(tags)
+    if metadata is not None:
+        check_metadata(metadata)
+    catalog = parts.catalog
+    with catalog.write_txn():
+        coll = catalog.ensure_collection(collection, type)
+        draft_id = catalog.create_version(
+            coll["id"], description=description, metadata=metadata, tags=tags
+        )
+    return draft_id, str(coll["type"])
+
+
+def draft_from_version(parts: Parts, row: dict[str, Any]) -> str:
+    """A draft pre-filled with the files, description and metadata of the version ``row``."""
+    parts.require_writable("start a draft")
+    catalog = parts.catalog
+    with catalog.write_txn():
+        draft_id = catalog.create_version(
+            row["collection_id"],
+            description=row["description"],
+            metadata=json.loads(row["metadata"] or "{}"),
+            base_version=row["id"],
+        )
+        catalog.copy_entries(row["id"], draft_id)
+    return draft_id
+
+
+def commit_draft(
+    parts: Parts,
+    draft_id: str,
+    collection: str,
+    rows: list[ManifestRow],
+    *,
+    aliases: Iterable[str] = (),
+    tags: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Commit the draft ``draft_id`` holding ``rows`` as the next version of its collection.
+
+    If the content equals the current latest version's, no version is made: the draft is
+    dropped and ``aliases`` and ``tags`` go to that version.
+
+    Returns:
+        The catalogue row of the committed (or reused) version.
+
+    Raises:
+        NotFoundError: the draft was discarded or swept meanwhile.
+        InvalidReferenceError: an alias or tag is malformed, or an alias is ``"latest"``.
+    """
+    aliases = [check_user_alias(a) for a in aliases]
+    tags = tag_list(tags)
+    catalog, blobs = parts.catalog, parts.blobs
+    rows = sorted(rows)
+    digest = artifact_digest(blobs.algorithm, rows)
+    blobs.sync()  # every blob durable before the version that needs it commits
+    with catalog.write_txn():
+        row = catalog.get_version(draft_id)
+        if row is None or row["state"] != "PENDING":
+            raise NotFoundError(
+                f"the draft {draft_id} of {collection!r} no longer exists", ref=draft_id
+            )
+        coll = catalog.get_collection_by_id(row["collection_id"])
+        assert coll is not None
+        latest = catalog.version_by_alias(coll["id"], LATEST)
+        reuse = latest is not None and latest["digest"] == digest
+        if latest is not None and reuse:
+            version_id = latest["id"]
+            catalog.discard_draft(draft_id)
+        else:
+            version_id = draft_id
+            catalog.commit_version(
+                draft_id,
+                digest=digest,
+                size=sum(r[2] for r in rows),
+                file_count=len(rows),
+                ttl=coll["default_ttl"],
+            )
+        for alias in aliases:
+            catalog.set_alias(coll["id"], alias, version_id)
+        catalog.add_tags(version_id, tags)
+        committed = catalog.get_version(version_id)
+        assert committed is not None
+        if not reuse:
+            document = encode_manifest(committed, catalog.tags_of(version_id), rows)
+            staged = blobs.stage_bytes(document, sync=blobs.durable)
+            blobs.publish(staged)
+            catalog.update_version(version_id, manifest_blob=staged.digest)
+            committed = {**committed, "manifest_blob": str(staged.digest)}
+    return committed

@@ -1,0 +1,143 @@
+"""The :class:`Collection` handle: a named, typed sequence of versions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from castore._parts import Parts
+from castore.artifact.commit import check_metadata
+from castore.errors import NotFoundError
+from castore.handles.query import version_filters
+from castore.handles.times import seconds, to_datetime
+from castore.handles.version import UNSET, ArtifactVersion
+from castore.refs import tag_list, validate_name
+
+__all__ = ["Collection"]
+
+
+class Collection:
+    """A named, typed sequence of versions."""
+
+    def __init__(self, parts: Parts, row: dict[str, Any]) -> None:
+        self._parts = parts
+        self._row = row
+
+    def refresh(self) -> Collection:
+        """Reload the snapshot.
+
+        Raises:
+            NotFoundError: the collection was deleted.
+        """
+        row = self._parts.catalog.get_collection_by_id(self._row["id"])
+        if row is None:
+            raise NotFoundError(f"collection {self.name!r} was deleted", ref=self.name)
+        self._row = row
+        return self
+
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return str(self._row["name"])
+
+    @property
+    def type(self) -> str:
+        """Its type (``"dataset"``, ``"model"``, ...)."""
+        return str(self._row["type"])
+
+    @property
+    def description(self) -> str | None:
+        """The description."""
+        text: str | None = self._row["description"]
+        return text
+
+    @property
+    def tags(self) -> list[str]:
+        """Collection tags, sorted."""
+        return sorted(json.loads(self._row["tags"] or "[]"))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Free-form metadata."""
+        value: dict[str, Any] = json.loads(self._row["metadata"] or "{}")
+        return value
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """``{alias: "vN"}`` of the collection's aliases."""
+        found = self._parts.catalog.collection_aliases(self._row["id"])
+        return {alias: f"v{number}" for alias, number in found.items()}
+
+    @property
+    def default_ttl(self) -> timedelta | None:
+        """TTL given to versions created from now on, or None."""
+        ttl = self._row["default_ttl"]
+        return None if ttl is None else timedelta(seconds=ttl)
+
+    @property
+    def created_at(self) -> datetime:
+        """When the collection was created (UTC)."""
+        value = to_datetime(self._row["created_at"])
+        assert value is not None
+        return value
+
+    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
+        """Every move of the aliases (of ``alias``): ``at``, ``alias``, ``from``, ``to`` ids."""
+        rows = self._parts.catalog.alias_history(self._row["id"], alias)
+        return [
+            {
+                "at": to_datetime(r["at"]),
+                "alias": r["alias"],
+                "from": r["from_version"],
+                "to": r["to_version"],
+            }
+            for r in rows
+        ]
+
+    def versions(self) -> list[ArtifactVersion]:
+        """The live committed versions, newest first."""
+        rows, _ = self._parts.catalog.query_versions(
+            sort="-number", limit=None, offset=0, **version_filters(collection=self.name)
+        )
+        return [ArtifactVersion(self._parts, row) for row in rows]
+
+    def update(
+        self,
+        *,
+        description: str | None = UNSET,
+        default_ttl: timedelta | None = UNSET,
+        type: str = UNSET,
+        tags: Iterable[str] = UNSET,
+        metadata: dict[str, Any] = UNSET,
+    ) -> Collection:
+        """Change the given fields; ``default_ttl`` applies to versions created afterwards."""
+        fields: dict[str, Any] = {}
+        if description is not UNSET:
+            fields["description"] = description
+        if default_ttl is not UNSET:
+            fields["default_ttl"] = seconds(default_ttl, "default_ttl")
+        if type is not UNSET:
+            fields["type"] = validate_name(type, "type")
+        if tags is not UNSET:
+            fields["tags"] = sorted(set(tag_list(tags)))
+        if metadata is not UNSET:
+            fields["metadata"] = check_metadata(metadata)
+        self._parts.require_writable("update a collection")
+        self._parts.catalog.update_collection(self._row["id"], **fields)
+        return self.refresh()
+
+    def delete(self) -> None:
+        """Delete the collection and all its versions (blobs stay until gc)."""
+        self._parts.require_writable("delete a collection")
+        self._parts.catalog.delete_collection(self._row["id"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Collection) and other._row["id"] == self._row["id"]
+
+    def __hash__(self) -> int:
+        return hash(("collection", self._row["id"]))
+
+    def __repr__(self) -> str:
+        return f"<Collection {self.name} type={self.type}>"

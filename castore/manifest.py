@@ -1,0 +1,189 @@
+"""The one codec of the version document: written by finalize, read by rebuild (and bundles).
+
+A committed version is also stored as a blob holding its canonical JSON document (sorted keys,
+no whitespace), so the catalogue can be rebuilt from blobs alone. The reader accepts exactly
+what the writer writes and checks it: every path is a canonical artifact path, the entries
+hash to the document's digest, and counts and sizes agree. Anything else is not a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from castore.errors import CastoreError
+from castore.paths import validate_path
+from castore.refs import validate_name, validate_tag
+from castore.storage.hashing import new_hasher
+
+__all__ = [
+    "FORMAT_KEY",
+    "ManifestRow",
+    "artifact_digest",
+    "encode_manifest",
+    "decode_manifest",
+]
+
+#: The key (and value 1) that opens every version document.
+FORMAT_KEY = "castore_manifest"
+_FORMAT = 1
+_DIGEST = re.compile(r"^[a-z0-9-]+:[0-9a-f]+$")
+_KEYS = frozenset(
+    {FORMAT_KEY, "id", "collection", "type", "number", "digest", "size", "file_count",
+     "description", "metadata", "tags", "created_at", "ttl", "producer", "entries"}
+)
+
+# (path, digest, size, ref): a manifest entry as the catalogue stores it
+ManifestRow = tuple[str, str | None, int, str | None]
+
+
+def artifact_digest(algorithm: str, rows: Iterable[ManifestRow]) -> str:
+    """The content digest of a version: the hash over its sorted ``path, digest, size`` lines.
+
+    External references without a checksum contribute their URI in place of the digest.
+    """
+    hasher = new_hasher(algorithm)
+    for path, digest, size, ref in sorted(rows):
+        hasher.update(f"{path}\0{digest or ref or ''}\0{size}\n".encode())
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def encode_manifest(row: dict[str, Any], tags: list[str], rows: list[ManifestRow]) -> bytes:
+    """The canonical JSON of a committed version (its catalogue ``row``, tags and entries)."""
+    created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
+    document = {
+        FORMAT_KEY: _FORMAT,
+        "id": row["id"],
+        "collection": row["collection"],
+        "type": row["type"],
+        "number": row["number"],
+        "digest": row["digest"],
+        "size": row["size"],
+        "file_count": row["file_count"],
+        "description": row["description"],
+        "metadata": json.loads(row["metadata"] or "{}"),
+        "tags": sorted(tags),
+        "created_at": created,
+        "ttl": row["ttl"],
+        "producer": row["producer"],
+        "entries": [
+            {"path": p, "digest": d, "size": s, **({"ref": r} if r else {})}
+            for p, d, s, r in sorted(rows)
+        ],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+
+
+class ManifestDecodeError(CastoreError, ValueError):
+    """Bytes that are not a valid version document (the reason says which check failed)."""
+
+
+def _fail(reason: str) -> ManifestDecodeError:
+    return ManifestDecodeError(f"not a valid castore version document: {reason}")
+
+
+def _entries(raw: Any) -> list[ManifestRow]:
+    if not isinstance(raw, list):
+        raise _fail("'entries' is not a list")
+    rows: list[ManifestRow] = []
+    for item in raw:
+        if not isinstance(item, dict) or not {"path", "digest", "size"} <= item.keys():
+            raise _fail("an entry is not an object with path, digest and size")
+        unknown = item.keys() - {"path", "digest", "size", "ref"}
+        if unknown:
+            raise _fail(f"an entry has unknown keys {sorted(unknown)}")
+        path, digest, size, ref = item["path"], item["digest"], item["size"], item.get("ref")
+        if not isinstance(path, str):
+            raise _fail("an entry's path is not a string")
+        try:
+            validate_path(path)
+        except ValueError as exc:
+            raise _fail(f"entry path {path!r} is not a canonical artifact path ({exc})") from None
+        if digest is not None and not (isinstance(digest, str) and _DIGEST.match(digest)):
+            raise _fail(f"entry {path!r} has a malformed digest")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise _fail(f"entry {path!r} has an invalid size")
+        if ref is not None and not isinstance(ref, str):
+            raise _fail(f"entry {path!r} has a non-string ref")
+        if digest is None and ref is None:
+            raise _fail(f"entry {path!r} has neither a digest nor a ref")
+        rows.append((path, digest, size, ref))
+    paths = [r[0] for r in rows]
+    if len(set(paths)) != len(paths):
+        raise _fail("two entries share a path")
+    return rows
+
+
+def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
+    """Check a version document of a store hashing with ``algorithm`` and return its fields.
+
+    Returns:
+        The version's fields (``id``, ``collection``, ``type``, ``number``, ``digest``,
+        ``size``, ``file_count``, ``description``, ``metadata``, ``tags``, ``created_at`` in
+        µs, ``ttl``, ``producer``) and ``entries`` as ``(path, digest, size, ref)`` tuples.
+
+    Raises:
+        ManifestDecodeError: the bytes are not exactly what :func:`encode_manifest` writes, or
+            the entries do not hash to the document's digest.
+    """
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise _fail("not JSON") from None
+    if not isinstance(doc, dict) or doc.get(FORMAT_KEY) != _FORMAT:
+        raise _fail(f"no {FORMAT_KEY!r}: {_FORMAT}")
+    if doc.keys() != _KEYS:
+        raise _fail(f"keys differ from a version document's: {sorted(doc.keys() ^ _KEYS)}")
+    try:
+        vid = str(uuid.UUID(doc["id"])) if isinstance(doc["id"], str) else None
+        validate_name(doc["collection"])
+        validate_name(doc["type"], "type")
+        tags = [validate_tag(t) for t in doc["tags"]]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise _fail(f"bad id, name, type or tag ({exc})") from None
+    if vid != doc["id"]:
+        raise _fail("the id is not a canonical UUID")
+    number = doc["number"]
+    if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+        raise _fail("the version number is not a non-negative integer")
+    if not isinstance(doc["metadata"], dict):
+        raise _fail("metadata is not an object")
+    ttl = doc["ttl"]
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0):
+        raise _fail("ttl is not a positive number")
+    if doc["description"] is not None and not isinstance(doc["description"], str):
+        raise _fail("description is not a string")
+    if doc["producer"] is not None and not isinstance(doc["producer"], str):
+        raise _fail("producer is not a string")
+    try:
+        created = datetime.fromisoformat(doc["created_at"])
+    except (TypeError, ValueError):
+        raise _fail("created_at is not an ISO date") from None
+    if created.tzinfo is None:
+        raise _fail("created_at has no time zone")
+    rows = _entries(doc["entries"])
+    expected = artifact_digest(algorithm, rows)
+    if doc["digest"] != expected:
+        raise _fail(f"its entries hash to {expected}, not to the stated digest {doc['digest']}")
+    if doc["size"] != sum(r[2] for r in rows) or doc["file_count"] != len(rows):
+        raise _fail("size or file_count disagree with the entries")
+    return {
+        "id": vid,
+        "collection": doc["collection"],
+        "type": doc["type"],
+        "number": number,
+        "digest": expected,
+        "size": doc["size"],
+        "file_count": len(rows),
+        "description": doc["description"],
+        "metadata": doc["metadata"],
+        "tags": tags,
+        "created_at": int(created.timestamp() * 1_000_000),
+        "ttl": ttl,
+        "producer": doc["producer"],
+        "entries": rows,
+    }
