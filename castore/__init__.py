@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "RemoteError": "castore.errors",
     "Store": "castore.store",
     "StoreConfig": "castore.models",
+    "StoreDamagedError": "castore.errors",
     "StoreNotFoundError": "castore.errors",
     "StoreStats": "castore.models",
     "TypeInfo": "castore.models",

@@ -14,6 +14,7 @@ from castore.index.catalog import Catalog
 from castore.models import StoreConfig
 from castore.storage.blobs import BlobStore
 from castore.storage.layout import Layout
+from castore.storage.markers import ManifestMarkers
 
 __all__ = ["Parts"]
 
@@ -25,7 +26,9 @@ class Parts:
     handle holding these parts sees the new one.
     """
 
-    __slots__ = ("blobs", "catalog", "config", "durable", "layout", "lock", "path", "read_only")
+    __slots__ = (
+        "blobs", "catalog", "config", "durable", "layout", "lock", "markers", "path", "read_only"
+    )
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Parts:
         self.catalog = catalog
         self.read_only = read_only
         self.durable = durable
+        self.markers = ManifestMarkers(layout.manifests, durable=durable)
         self.lock = threading.RLock()
 
     @property

@@ -16,7 +16,8 @@ attributes and builds its own message::
     ├── VerificationError (ValueError)
     ├── IntegrityError
     │   ├── HashCollisionError
-    │   └── CatalogCorruptError
+    │   ├── CatalogCorruptError
+    │   └── StoreDamagedError
     ├── UnsafeTargetError
     ├── OutOfSpaceError (OSError)
     ├── ReadOnlyStoreError
@@ -165,6 +166,22 @@ class IntegrityError(CastoreError):
 
 class HashCollisionError(IntegrityError):
     """Two different contents arrived under one digest."""
+
+
+class StoreDamagedError(IntegrityError):
+    """A file the store needs (``castore.json``, the catalogue) is lost or damaged;
+    ``castore fsck --repair`` (``castore.repair()``) restores it from what the store holds."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        CastoreError.__init__(
+            self,
+            f"the store at {str(path)!r} is damaged: {detail}. Nothing was changed; run "
+            "`castore fsck --repair` (castore.repair(path) in Python) to restore it",
+            digest=None,
+            paths=[str(path)],
+            path=path,
+            detail=detail,
+        )
 
 
 class CatalogCorruptError(IntegrityError):

@@ -142,6 +142,9 @@ FindingKind = Literal[
     "stale_tmp",
     "stale_draft",
     "modified_link",
+    "unknown_version",
+    "missing_marker",
+    "config_missing",
 ]
 
 

@@ -14,6 +14,7 @@ from castore.errors import (
     CatalogCorruptError,
     ConfigurationError,
     NotFoundError,
+    StoreDamagedError,
     StoreNotFoundError,
 )
 from castore.handles.collection import Collection
@@ -73,6 +74,12 @@ class Store:
         durable: bool = True,
     ) -> None:
         layout = Layout(Path(path).absolute())
+        if layout.catalogue_lost():
+            # An empty catalogue beside stored blobs looks like an empty store, and a gc
+            # would then delete every blob, manifests included: refuse instead.
+            raise CatalogCorruptError(
+                layout.catalog_path, "it is missing or empty while the store holds blobs"
+            )
         blobs = _blob_store(layout, config, read_only=read_only, durable=durable)
         catalog = Catalog(layout.catalog_path, read_only=read_only, durable=durable)
         self.parts = Parts(
@@ -84,6 +91,8 @@ class Store:
             durable=durable,
         )
         self._closed = False
+        if not read_only and not layout.manifests.is_dir():
+            rebuild.backfill_markers(self.parts)  # a store made before markers existed
 
     @property
     def path(self) -> Path:
@@ -290,7 +299,13 @@ class Store:
             for name, colls, versions in self.catalog.types()
         ]
 
-    def gc(self, dry_run: bool = False, grace: timedelta | None = None) -> GCReport:
+    def gc(
+        self,
+        dry_run: bool = False,
+        grace: timedelta | None = None,
+        *,
+        discard_unknown: bool = False,
+    ) -> GCReport:
         """Delete expired versions, unreferenced blobs and stale temp files.
 
         Plans, then acts: expired versions (TTL) are deleted with the alias rules (``latest``
@@ -301,6 +316,9 @@ class Store:
         Args:
             dry_run: only report what would be deleted.
             grace: how old an unreferenced blob must be (default one hour).
+            discard_unknown: also let go of versions that have a stored document but no
+                catalogue row (after restoring an older ``catalog.db``). By default gc keeps
+                them, and every blob they name, until ``fsck(repair=True)`` restores them.
 
         Returns:
             A :class:`GCReport`.
@@ -315,7 +333,9 @@ class Store:
         """
         if not dry_run:
             self.parts.require_writable("run gc")
-        return gc_ops.gc(self.parts, dry_run=dry_run, grace=grace)
+        return gc_ops.gc(
+            self.parts, dry_run=dry_run, grace=grace, discard_unknown=discard_unknown
+        )
 
     def prune(
         self,
@@ -510,6 +530,10 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
     if not layout.exists():
+        if layout.holds_data():
+            raise StoreDamagedError(
+                root, "castore.json is missing while the store holds a catalogue or blobs"
+            )
         if not create or read_only:
             raise StoreNotFoundError(root)
         return init(root, durable=durable, **settings)
@@ -541,17 +565,20 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
     """
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
+    notes: list[Finding] = []
+    if not layout.exists() and layout.holds_data():
+        with maintenance_lock(layout.locks):
+            notes.append(rebuild.restore_config(layout, durable=durable))
     config = layout.read_config()
     try:
         store = Store(root, config=config, durable=durable)
     except CatalogCorruptError:
         blobs = _blob_store(layout, config, read_only=False, durable=durable)
         with maintenance_lock(layout.locks):
-            catalog, notes = rebuild.rebuild_catalog(layout, blobs, durable=durable)
+            catalog, rebuilt = rebuild.rebuild_catalog(layout, blobs, durable=durable)
             catalog.close()
+        notes.extend(rebuilt)
         store = Store(root, config=config, durable=durable)
-    else:
-        notes = []
     with store:
         report = store.fsck(repair=True)
     if not notes:

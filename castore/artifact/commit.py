@@ -131,6 +131,9 @@ def commit_draft(
             document = encode_manifest(committed, catalog.tags_of(version_id), rows)
             staged = blobs.stage_bytes(document, sync=blobs.durable)
             blobs.publish(staged)
+            # The marker first: a catalogue lost or rolled back after this point still lets
+            # gc keep, and repair restore, this version (storage/markers.py).
+            parts.markers.write(version_id, str(staged.digest))
             catalog.update_version(version_id, manifest_blob=staged.digest)
             committed = {**committed, "manifest_blob": str(staged.digest)}
     return committed

@@ -131,7 +131,18 @@ class Collection:
     def delete(self) -> None:
         """Delete the collection and all its versions (blobs stay until gc)."""
         self._parts.require_writable("delete a collection")
-        self._parts.catalog.delete_collection(self._row["id"])
+        catalog = self._parts.catalog
+        ids = [
+            row[0]
+            for row in catalog.execute(
+                "SELECT id FROM versions WHERE collection_id = ?", (self._row["id"],)
+            )
+        ]
+        catalog.delete_collection(self._row["id"])
+        # After the commit: the rows are gone, so their markers would make gc keep the
+        # versions as unknown ones (storage/markers.py).
+        for version_id in ids:
+            self._parts.markers.remove(version_id)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Collection) and other._row["id"] == self._row["id"]

@@ -37,6 +37,8 @@ from castore.maintenance.gc import (
     stale_tmp_files,
     wall_clock,
 )
+from castore.maintenance.rebuild import restore_unknown
+from castore.maintenance.roots import scan_markers, unknown_roots
 from castore.models import Finding, FsckReport
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
@@ -253,8 +255,46 @@ def _check(store: Parts, *, repair: bool) -> FsckReport:
         )
         repaired = repaired or fixed
 
+    # Versions that markers know and the catalogue does not: roots until restored.
+    scan = scan_markers(store)
+    roots = unknown_roots(store, scan.unknown)
+    if repair and not store.read_only and scan.unknown:
+        restored = restore_unknown(store, scan.unknown)
+        findings.extend(restored)
+        repaired = repaired or any(f.repaired for f in restored)
+    else:
+        findings.extend(
+            Finding(
+                kind="unknown_version",
+                severity="error",
+                digest=digest,
+                path=str(layout.manifests / version_id),
+                message=f"version {version_id} has a stored document ({digest}) but no "
+                "catalogue row (was catalog.db restored from an older copy?); its blobs are "
+                "kept: `castore fsck --repair` restores it, `castore gc "
+                "--discard-unknown` drops it",
+            )
+            for version_id, digest in sorted(scan.unknown.items())
+        )
+    for version_id, digest in scan.missing:
+        fixed = False
+        if repair and not store.read_only:
+            store.markers.write(version_id, digest)
+            fixed = repaired = True
+        findings.append(
+            Finding(
+                kind="missing_marker",
+                severity="warning",
+                digest=digest,
+                path=str(layout.manifests / version_id),
+                message=f"committed version {version_id} has no marker naming its document, "
+                "so a catalogue rebuild would miss it",
+                repaired=fixed,
+            )
+        )
+
     # Orphans: stored, referenced by nothing committed or pending, and not damaged.
-    for digest in sorted(stored - set(sizes) - set(corrupt)):
+    for digest in sorted(stored - set(sizes) - set(corrupt) - roots):
         findings.append(
             Finding(
                 kind="orphan_blob",

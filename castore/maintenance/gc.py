@@ -33,6 +33,7 @@ from castore import _faults
 from castore._parts import Parts
 from castore.index import catalog as _catalog
 from castore.index import maintenance as _catalog_maint
+from castore.maintenance.roots import scan_markers, unknown_roots
 from castore.models import GCReport, PruneReport, StoreStats
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
@@ -123,13 +124,13 @@ def stale_tmp_files(layout: Layout, *, older_than: float) -> list[Path]:
 
 
 def _blob_candidates(
-    catalog: Catalog, blobs: BlobStore, *, cutoff: float
+    catalog: Catalog, blobs: BlobStore, *, cutoff: float, keep: set[str]
 ) -> list[tuple[str, int]]:
     """Unreferenced blobs last modified before ``cutoff``, found without any lock."""
     referenced = _catalog_maint.referenced_digest_sizes(catalog)
     found: list[tuple[str, int]] = []
     for digest in blobs.iter_digests():
-        if digest in referenced:
+        if digest in referenced or digest in keep:
             continue
         try:
             st = os.stat(blobs.path_of(digest))
@@ -160,17 +161,23 @@ def gc(
     dry_run: bool = False,
     grace: timedelta | float | None = None,
     lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    discard_unknown: bool = False,
 ) -> GCReport:
     """Delete expired versions, unreferenced blobs older than ``grace`` and stale temp files.
 
     See ``Store.gc``. Runs under the maintenance lock (a dry run takes no lock and writes
-    nothing).
+    nothing). Versions whose markers the catalogue does not account for are roots: their
+    documents and blobs are kept unless ``discard_unknown`` (then their markers go first).
     """
     catalog, blobs, layout = store.catalog, store.blobs, store.layout
     grace_s = _seconds(grace, DEFAULT_GRACE)
     tmp_cutoff = wall_clock() - max(grace_s, TMP_GRACE.total_seconds())
     if dry_run:
-        return _gc_plan(catalog, blobs, layout, grace_s=grace_s, tmp_cutoff=tmp_cutoff)
+        scan = scan_markers(store)
+        return _gc_plan(
+            catalog, blobs, layout, grace_s=grace_s, tmp_cutoff=tmp_cutoff,
+            keep=set() if discard_unknown else unknown_roots(store, scan.unknown),
+        )
     with maintenance_lock(layout.locks, timeout=lock_timeout):
         _empty_trash(layout)  # left by a gc that died after its COMMIT
         # 1. Expired versions and stale drafts: one transaction (latest is repointed inside).
@@ -181,8 +188,20 @@ def gc(
             for draft in _stale_drafts(catalog):
                 catalog.discard_draft(draft["version_id"])  # type: ignore[arg-type]
         deleted_refs = [_ref(row) for row in expired]
-        # 2. Blobs: scan without a lock, then re-check and move aside under the write lock.
-        candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s)
+        # 2. Markers: a deleted version's row accounts for it, so its marker can go; an
+        # unknown version's marker keeps its blobs (unless discarded on purpose).
+        scan = scan_markers(store)
+        keep: set[str]
+        for version_id in scan.deleted:
+            store.markers.remove(version_id)
+        if discard_unknown:
+            for version_id in scan.unknown:
+                store.markers.remove(version_id)
+            keep = set()
+        else:
+            keep = unknown_roots(store, scan.unknown)
+        # 3. Blobs: scan without a lock, then re-check and move aside under the write lock.
+        candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
         moved = 0
         freed = 0
         if candidates:
@@ -196,9 +215,9 @@ def gc(
                     if size:
                         moved += 1
                         freed += size
-        # 3. After COMMIT: delete for good.
+        # 4. After COMMIT: delete for good.
         _empty_trash(layout)
-        # 4. Temp files old enough that no writer is still writing them.
+        # 5. Temp files old enough that no writer is still writing them.
         swept = 0
         for path in stale_tmp_files(layout, older_than=tmp_cutoff):
             try:
@@ -216,7 +235,13 @@ def gc(
 
 
 def _gc_plan(
-    catalog: Catalog, blobs: BlobStore, layout: Layout, *, grace_s: float, tmp_cutoff: float
+    catalog: Catalog,
+    blobs: BlobStore,
+    layout: Layout,
+    *,
+    grace_s: float,
+    tmp_cutoff: float,
+    keep: set[str],
 ) -> GCReport:
     """What :func:`gc` would do now, without changing anything."""
     with catalog.read_txn():
@@ -224,11 +249,11 @@ def _gc_plan(
         drafts = _stale_drafts(catalog)
         going = [str(row["id"]) for row in expired] + [str(d["version_id"]) for d in drafts]
         freed_by_delete = _catalog_maint.digests_used_only_by(catalog, going)
-        candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s)
+        candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
     cutoff = wall_clock() - grace_s
     count = len(candidates)
     size = sum(s for _, s in candidates)
-    for digest in freed_by_delete:
+    for digest in freed_by_delete - keep:
         try:
             st = os.stat(blobs.path_of(digest))
         except (FileNotFoundError, KeyError):

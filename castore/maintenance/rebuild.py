@@ -1,13 +1,14 @@
-"""Rebuild a lost or damaged catalogue from the manifest blobs (git, restic and borg keep their
-metadata in the object store for the same reason).
+"""Rebuild a lost or damaged catalogue from the version documents (git, restic and borg keep
+their metadata in the object store for the same reason); restore a lost ``castore.json``.
 
-Every finalized version stores its manifest as a canonical JSON blob. When ``catalog.db`` is
-damaged, :func:`rebuild_catalog` sets it aside (``catalog.db.damaged-<time>``, never deleted,
-with its ``-wal`` and ``-shm``), creates a fresh catalogue and inserts every version whose
-manifest it finds: collection, type, number, digest, entries, metadata, and ``latest`` on the
-highest number of each collection. What the manifests do not hold is lost: user aliases (they
-move after finalize), tags and TTL changes made later, drafts, lineage. A version deleted
-since its manifest was written comes back until gc removes its manifest blob.
+Every finalized version stores its document as a blob and a marker naming it
+(:mod:`castore.storage.markers`). When ``catalog.db`` is damaged, :func:`rebuild_catalog` sets
+it aside (``catalog.db.damaged-<time>``, never deleted, with its ``-wal`` and ``-shm``),
+creates a fresh catalogue and inserts every version a marker vouches for, once its document
+passes :func:`castore.manifest.decode_manifest`: collection, type, number, digest, entries,
+metadata, and ``latest`` on the highest number of each collection. A blob that merely looks
+like a version document (any user can add one) is never trusted. What the documents do not
+hold is lost: user aliases, later tag and TTL changes, drafts, lineage.
 """
 
 from __future__ import annotations
@@ -15,22 +16,31 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from castore.errors import CastoreError
+from castore._parts import Parts
+from castore.digest import ALGORITHMS
+from castore.errors import CastoreError, IntegrityError
 from castore.index.catalog import Catalog
-from castore.manifest import FORMAT_KEY, ManifestDecodeError, decode_manifest
-from castore.models import Finding
+from castore.maintenance.roots import read_marked_manifest
+from castore.manifest import FORMAT_KEY
+from castore.models import CompressionConfig, Finding, StoreConfig
+from castore.storage.blobs import BlobStore
+from castore.storage.fsutil import durable_write
+from castore.storage.layout import FORMAT, Layout
+from castore.storage.markers import ManifestMarkers
 
-if TYPE_CHECKING:
-    from castore.storage.blobs import BlobStore
-    from castore.storage.layout import Layout
+__all__ = [
+    "backfill_markers",
+    "insert_version",
+    "rebuild_catalog",
+    "restore_config",
+    "restore_unknown",
+]
 
-__all__ = ["rebuild_catalog"]
-
-#: Manifest documents larger than this are not considered (a bound on memory).
-MAX_MANIFEST_BYTES = 512 * 1024 * 1024
 _PEEK = 64
 
 
@@ -55,10 +65,64 @@ def _set_aside(path: Path) -> Path | None:
     return target
 
 
+def insert_version(catalog: Catalog, manifest_digest: str, doc: dict[str, Any]) -> int:
+    """Insert a checked version document as a committed version; return its number.
+
+    The document's number is kept unless another version of the collection holds it; then
+    the version gets the next free number. The caller holds a write transaction.
+    """
+    coll = catalog.ensure_collection(doc["collection"], doc["type"])
+    number = doc["number"]
+    taken = catalog.execute(
+        "SELECT 1 FROM versions WHERE collection_id = ? AND number = ?", (coll["id"], number)
+    ).fetchone()
+    if taken:
+        row = catalog.execute(
+            "SELECT MAX(MAX(COALESCE(number, -1)) + 1, ?) FROM versions v "
+            "JOIN collections c ON c.id = v.collection_id WHERE c.id = ?",
+            (coll["next_number"], coll["id"]),
+        ).fetchone()
+        number = int(row[0])
+    created, ttl = doc["created_at"], doc["ttl"]
+    catalog.execute(
+        "INSERT INTO versions (id, collection_id, number, state, digest, size, file_count, "
+        "description, metadata, created_at, updated_at, ttl, expires_at, manifest_blob) "
+        "VALUES (?, ?, ?, 'COMMITTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            doc["id"], coll["id"], number, doc["digest"], doc["size"], doc["file_count"],
+            doc["description"], json.dumps(doc["metadata"], sort_keys=True), created, created,
+            ttl, None if ttl is None else created + int(ttl * 1_000_000), manifest_digest,
+        ),
+    )
+    catalog.put_entries(doc["id"], doc["entries"])
+    catalog.add_tags(doc["id"], doc["tags"])
+    catalog.execute(
+        "UPDATE collections SET next_number = MAX(next_number, ?) WHERE id = ?",
+        (number + 1, coll["id"]),
+    )
+    return int(number)
+
+
+def _untrusted_lookalikes(blobs: BlobStore, trusted: set[str]) -> list[str]:
+    """Blobs that start like a version document but that no marker vouches for."""
+    found = []
+    for digest in blobs.iter_digests():
+        if digest in trusted:
+            continue
+        try:
+            with blobs.open(digest) as fh:
+                head = fh.read(_PEEK)
+        except (CastoreError, OSError):
+            continue
+        if head.startswith(b'{"' + FORMAT_KEY.encode() + b'"'):
+            found.append(str(digest))
+    return found
+
+
 def rebuild_catalog(
     layout: Layout, blobs: BlobStore, *, durable: bool = True
 ) -> tuple[Catalog, list[Finding]]:
-    """Set the catalogue aside, create a new one and fill it from the manifest blobs.
+    """Set the catalogue aside, create a new one and fill it from the marked documents.
 
     The caller must hold the maintenance lock and have closed its catalogue connections.
 
@@ -67,79 +131,165 @@ def rebuild_catalog(
     """
     kept = _set_aside(layout.catalog_path)
     catalog = Catalog(layout.catalog_path, durable=durable)
-    found: dict[str, tuple[str, dict[str, Any]]] = {}
-    rejected: list[str] = []
-    for digest in blobs.iter_digests():
-        if not _looks_like_manifest(blobs, digest):
-            continue
+    parts = Parts(
+        layout=layout, config=_placeholder_config(blobs), blobs=blobs, catalog=catalog,
+        read_only=False, durable=durable,
+    )
+    found: list[tuple[str, dict[str, Any]]] = []
+    notes: list[Finding] = []
+    for version_id, digest in sorted(parts.markers):
         try:
-            if blobs.stat(digest).size > MAX_MANIFEST_BYTES:
-                continue
-            parsed = decode_manifest(blobs.read_bytes(digest), algorithm=blobs.algorithm)
-        except ManifestDecodeError as exc:
-            rejected.append(f"{digest}: {exc}")
-            continue
-        except (CastoreError, OSError):
-            continue
-        found.setdefault(parsed["id"], (digest, parsed))
+            found.append((digest, read_marked_manifest(parts, version_id, digest)))
+        except (CastoreError, OSError) as exc:
+            notes.append(_untrusted(str(layout.manifests / version_id), str(exc)))
+    lookalikes = _untrusted_lookalikes(blobs, {d for d, _ in found})
     with catalog.write_txn():
-        for manifest_digest, doc in sorted(found.values(), key=lambda item: item[1]["number"]):
-            coll = catalog.ensure_collection(doc["collection"], doc["type"])
-            taken = catalog.execute(
-                "SELECT 1 FROM versions WHERE collection_id = ? AND number = ?",
-                (coll["id"], doc["number"]),
-            ).fetchone()
-            if taken:
-                continue
-            created = doc["created_at"]
-            ttl = doc["ttl"]
-            catalog.execute(
-                "INSERT INTO versions (id, collection_id, number, state, digest, size, "
-                "file_count, description, metadata, created_at, updated_at, ttl, expires_at, "
-                "manifest_blob) VALUES (?, ?, ?, 'COMMITTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    doc["id"],
-                    coll["id"],
-                    doc["number"],
-                    doc["digest"],
-                    doc["size"],
-                    doc["file_count"],
-                    doc["description"],
-                    json.dumps(doc["metadata"], sort_keys=True),
-                    created,
-                    created,
-                    ttl,
-                    None if ttl is None else created + int(ttl * 1_000_000),
-                    manifest_digest,
-                ),
-            )
-            catalog.put_entries(doc["id"], doc["entries"])
-            catalog.add_tags(doc["id"], doc["tags"])
-            catalog.execute(
-                "UPDATE collections SET next_number = MAX(next_number, ?) WHERE id = ?",
-                (doc["number"] + 1, coll["id"]),
-            )
+        for manifest_digest, doc in sorted(found, key=lambda item: item[1]["number"]):
+            insert_version(catalog, manifest_digest, doc)
         for coll in catalog.list_collections():
             catalog.repoint_latest(coll["id"])
-    notes = [
+    notes.insert(
+        0,
         Finding(
             kind="catalogue_integrity",
             severity="warning",
             path=str(layout.catalog_path),
-            message=f"rebuilt the catalogue from {len(found)} manifest blob(s)"
+            message=f"rebuilt the catalogue from {len(found)} version document(s)"
             + (f"; the damaged one is kept as {kept.name}" if kept else "")
             + "; user aliases, later tag and TTL changes, drafts and lineage are not in "
-            "manifests and must be set again",
+            "the documents and must be set again",
             repaired=True,
-        )
-    ]
+        ),
+    )
     notes.extend(
-        Finding(
-            kind="catalogue_integrity",
-            severity="warning",
-            path=reason.partition(":")[0],
-            message=f"a blob that looks like a version document was not trusted: {reason}",
-        )
-        for reason in rejected
+        _untrusted(digest, "it looks like a version document but no marker in manifests/ "
+                   "vouches for it (castore writes one for every version it commits)")
+        for digest in lookalikes
     )
     return catalog, notes
+
+
+def _untrusted(where: str, why: str) -> Finding:
+    return Finding(
+        kind="catalogue_integrity",
+        severity="warning",
+        path=where,
+        message=f"not restored: {why}",
+    )
+
+
+def restore_unknown(parts: Parts, unknown: dict[str, str]) -> list[Finding]:
+    """Bring back the versions whose markers the catalogue does not account for."""
+    findings = []
+    catalog = parts.catalog
+    for version_id, digest in sorted(unknown.items()):
+        try:
+            doc = read_marked_manifest(parts, version_id, digest)
+        except (CastoreError, OSError) as exc:
+            findings.append(_untrusted(str(parts.layout.manifests / version_id), str(exc)))
+            continue
+        with catalog.write_txn():
+            if catalog.get_version(version_id) is not None:
+                continue  # restored meanwhile
+            number = insert_version(catalog, digest, doc)
+            coll = catalog.get_collection(doc["collection"])
+            assert coll is not None
+            catalog.repoint_latest(coll["id"])
+        moved = "" if number == doc["number"] else f" (v{doc['number']} was taken)"
+        findings.append(
+            Finding(
+                kind="unknown_version",
+                severity="error",
+                ref=f"{doc['collection']}:v{number}",
+                message=f"restored version {version_id} of {doc['collection']!r} as "
+                f"v{number}{moved} from its document {digest}",
+                repaired=True,
+            )
+        )
+    return findings
+
+
+def backfill_markers(parts: Parts) -> int:
+    """Write the markers of every committed version (stores made before markers existed)."""
+    rows = parts.catalog.execute(
+        "SELECT id, manifest_blob FROM versions WHERE state = 'COMMITTED' "
+        "AND manifest_blob IS NOT NULL"
+    ).fetchall()
+    markers = ManifestMarkers(parts.layout.manifests, durable=parts.durable)
+    staging = parts.layout.manifests.with_name("manifests.partial")
+    staging.mkdir(exist_ok=True)
+    partial = ManifestMarkers(staging, durable=parts.durable)
+    for version_id, digest in rows:
+        partial.write(version_id, digest)
+    try:
+        os.rename(staging, parts.layout.manifests)  # all at once: a crash leaves no half set
+    except OSError:
+        for version_id, digest in rows:  # another process won the race: fill in the gaps
+            markers.write(version_id, digest)
+    return len(rows)
+
+
+def _placeholder_config(blobs: BlobStore) -> StoreConfig:
+    return StoreConfig(
+        format=FORMAT,
+        store_id=str(uuid.uuid4()),
+        hash=blobs.algorithm,
+        compression=CompressionConfig(codec=blobs.compression, level=blobs.level),  # type: ignore[arg-type]
+        created_at=datetime.now(UTC),
+    )
+
+
+def _algorithm_of(layout: Layout) -> tuple[str, str]:
+    """The store's hash algorithm, from what the store holds, and how it was found."""
+    for _, digest in ManifestMarkers(layout.manifests):
+        return digest.partition(":")[0], "the manifest markers"
+    if layout.catalog_path.is_file() and layout.catalog_path.stat().st_size:
+        try:
+            catalog = Catalog(layout.catalog_path, read_only=True, durable=False)
+            try:
+                row = catalog.execute(
+                    "SELECT digest FROM entries WHERE digest IS NOT NULL LIMIT 1"
+                ).fetchone()
+            finally:
+                catalog.close()
+        except CastoreError:
+            row = None
+        if row and str(row[0]).partition(":")[0] in ALGORITHMS:
+            return str(row[0]).partition(":")[0], "the catalogue's digests"
+    # Last resort: re-hash one blob with each algorithm whose digest length fits its name.
+    for algorithm in ALGORITHMS:
+        probe = BlobStore(layout, algorithm=algorithm, compression="zstd", level=3,
+                          durable=False, read_only=True)
+        for digest in probe.iter_digests():
+            try:
+                probe.verify(digest)
+            except (IntegrityError, CastoreError, OSError):
+                break
+            return algorithm, f"re-hashing blob {digest.partition(':')[2]}"
+    return "xxh3-128", "nothing (the store holds no blob): the default"
+
+
+def restore_config(layout: Layout, *, durable: bool = True) -> Finding:
+    """Write a lost ``castore.json`` with the algorithm the store's content shows.
+
+    The caller holds the maintenance lock. Compression settings only steer new writes (every
+    blob names its own codec), so the defaults are safe; the store gets a new ``store_id``.
+    """
+    algorithm, source = _algorithm_of(layout)
+    config = StoreConfig(
+        format=FORMAT,
+        store_id=str(uuid.uuid4()),
+        hash=algorithm,
+        compression=CompressionConfig(codec="zstd", level=3),
+        created_at=datetime.now(UTC),
+    )
+    body = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    durable_write(layout.config_path, body.encode(), overwrite=False, durable=durable)
+    return Finding(
+        kind="config_missing",
+        severity="error",
+        path=str(layout.config_path),
+        message=f"castore.json was missing; restored it with hash={algorithm!r} (from "
+        f"{source}), zstd level 3 for new writes and a new store_id",
+        repaired=True,
+    )

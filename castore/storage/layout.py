@@ -22,7 +22,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from castore.errors import ConfigurationError, StoreNotFoundError, UnsupportedFormatError
+from castore.errors import (
+    ConfigurationError,
+    StoreDamagedError,
+    StoreNotFoundError,
+    UnsupportedFormatError,
+)
 from castore.models import CompressionConfig, StoreConfig
 from castore.storage.fsutil import durable_write
 
@@ -44,7 +49,10 @@ _OWN_NAMES = {
     "trash",
     "quarantine",
     "locks",
+    "manifests",
 }
+#: Files and directories whose presence means a store lives here, even without castore.json.
+_DATA_NAMES = ("catalog.db", "catalog.db-wal", "blobs", "manifests")
 
 
 class Layout:
@@ -59,6 +67,7 @@ class Layout:
         self.trash = self.root / "trash"
         self.quarantine = self.root / "quarantine"
         self.locks = self.root / "locks"
+        self.manifests = self.root / "manifests"
         self._tmp_spread = [self.tmp / name for name in TMP_SPREAD]
 
     def exists(self) -> bool:
@@ -108,6 +117,13 @@ class Layout:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         if not self.exists():
+            if self.holds_data():
+                raise StoreDamagedError(
+                    self.root,
+                    "castore.json is missing while the store holds a catalogue or blobs "
+                    "(creating a new one could change the hash algorithm and make every "
+                    "version unreadable)",
+                )
             strangers = sorted(
                 p.name
                 for p in self.root.iterdir()
@@ -129,7 +145,9 @@ class Layout:
             body = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
             durable_write(self.config_path, body.encode(), overwrite=False, durable=durable)
         config = self.read_config()
-        for directory in (self.blobs, self.tmp, self.trash, self.quarantine, self.locks):
+        for directory in (
+            self.blobs, self.tmp, self.trash, self.quarantine, self.locks, self.manifests
+        ):
             directory.mkdir(exist_ok=True)
         for spread in TMP_SPREAD:
             (self.tmp / spread).mkdir(exist_ok=True)
@@ -156,8 +174,46 @@ class Layout:
             else:
                 yield entry
 
+    def holds_data(self) -> bool:
+        """True when a catalogue, a blob or a manifest marker is here (a store's content)."""
+        for name in _DATA_NAMES:
+            path = self.root / name
+            if path.is_file() and path.stat().st_size > 0:
+                return True
+            if path.is_dir() and any(_files_below(path)):
+                return True
+        return False
+
+    def catalogue_lost(self) -> bool:
+        """True when ``catalog.db`` is missing or empty while the store holds blobs or markers.
+
+        Such a catalogue would open as an empty store, and gc would then delete everything.
+        """
+        try:
+            size = self.catalog_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size > 0:
+            return False
+        return any(
+            path.is_dir() and any(_files_below(path)) for path in (self.blobs, self.manifests)
+        )
+
     def writable(self) -> bool:
         """True when this process may create files in the store."""
         return os.access(self.root, os.W_OK) and (
             not self.blobs.exists() or os.access(self.blobs, os.W_OK)
         )
+
+
+def _files_below(directory: Path) -> Iterator[str]:
+    """Names of files in ``directory`` and its subdirectories (one level), lazily."""
+    with os.scandir(directory) as it:
+        entries = list(it)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            with os.scandir(entry.path) as sub:
+                names = [e.name for e in sub]
+            yield from names
+        else:
+            yield entry.name
