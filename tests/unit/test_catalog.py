@@ -11,14 +11,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from castore.index import migrations as _migrations
-from castore.index.catalog import Catalog, now_us, uuid7
 from castore.errors import (
     LockTimeoutError,
     OutOfSpaceError,
     ReadOnlyStoreError,
     UnsupportedFormatError,
 )
+from castore.index import migrations as _migrations
+from castore.index.catalog import Catalog, now_us, uuid7
 
 
 @pytest.fixture
