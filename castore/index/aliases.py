@@ -8,14 +8,17 @@ has just expired (reads never write; gc repoints it). Functions over a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from castore import _faults
 from castore.index.database import Database
 from castore.index.queries import newest_live
-from castore.refs import LATEST
+from castore.models import AliasEvent
+from castore.refs import LATEST, format_ref
 
 __all__ = [
+    "alias_events",
     "alias_history",
     "aliases_of",
     "collection_aliases",
@@ -152,10 +155,52 @@ def repoint_latest(db: Database, collection_id: int) -> None:
 def alias_history(
     db: Database, collection_id: int, alias: str | None = None
 ) -> list[dict[str, Any]]:
-    """Every recorded move of the collection's aliases (of ``alias``), oldest first."""
+    """Every recorded move of the collection's aliases (of ``alias``), oldest first, as rows.
+
+    The stored rows (version ids, microseconds); :func:`alias_events` gives the records.
+    """
     sql = "SELECT * FROM alias_history WHERE collection_id = ?"
     params: list[Any] = [collection_id]
     if alias is not None:
         sql += " AND alias = ?"
         params.append(alias)
     return db.all_rows(sql + " ORDER BY at, id", params)
+
+
+def alias_events(db: Database, collection_id: int, alias: str | None = None) -> list[AliasEvent]:
+    """Every move of the collection's aliases (of ``alias``), oldest first.
+
+    Versions are given as references (``"mnist:v3"``); a version whose row is gone (purged by
+    gc) keeps its id, the only name left for it.
+    """
+    sql = (
+        "SELECT h.at, h.alias, h.from_version, h.to_version, "
+        "fc.name AS from_collection, fv.number AS from_number, "
+        "tc.name AS to_collection, tv.number AS to_number FROM alias_history h "
+        "LEFT JOIN versions fv ON fv.id = h.from_version "
+        "LEFT JOIN collections fc ON fc.id = fv.collection_id "
+        "LEFT JOIN versions tv ON tv.id = h.to_version "
+        "LEFT JOIN collections tc ON tc.id = tv.collection_id "
+        "WHERE h.collection_id = ?"
+    )
+    params: list[Any] = [collection_id]
+    if alias is not None:
+        sql += " AND h.alias = ?"
+        params.append(alias)
+    return [
+        AliasEvent(
+            at=datetime.fromtimestamp(row["at"] / 1_000_000, tz=UTC),
+            alias=row["alias"],
+            from_version=_ref(row["from_version"], row["from_collection"], row["from_number"]),
+            to_version=_ref(row["to_version"], row["to_collection"], row["to_number"]),
+        )
+        for row in db.execute(sql + " ORDER BY h.at, h.id", params)
+    ]
+
+
+def _ref(version_id: str | None, collection: str | None, number: int | None) -> str | None:
+    if version_id is None:
+        return None
+    if collection is None or number is None:
+        return version_id
+    return format_ref(collection, number)

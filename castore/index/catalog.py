@@ -14,8 +14,9 @@ The operations are module functions over a ``Database``; :class:`Catalog` *is* a
 and lists each function once as a method, so ``catalog.get_version(id)`` and
 ``queries.get_version(catalog, id)`` are the same call.
 
-Rows are returned as plain ``dict``s (the handles turn them into objects). Times are integers
-of microseconds since the epoch (UTC), TTLs are seconds.
+Rows are returned as plain ``dict``s (the handles turn them into objects); records where the
+public API wants them (:meth:`Catalog.alias_events`). Times are integers of microseconds since
+the epoch (UTC), TTLs are seconds.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ class Catalog(Database):
     remove_alias = _aliases.remove_alias
     repoint_latest = _aliases.repoint_latest
     alias_history = _aliases.alias_history
+    alias_events = _aliases.alias_events
 
     # -- entries (entries.py) --------------------------------------------------------------
     put_entries = _entries.put_entries
