@@ -2,8 +2,9 @@
 
 Functions over a :class:`~castore.index.database.Database`. The entry writes are the catalogue's
 hot path (one row per file of every version), so they stay raw ``executemany`` and
-``INSERT … SELECT``: measured against sqlite-utils' ``insert_all`` at 20,000 rows, see
-``docs/format.md`` "Reading the catalogue".
+``INSERT … SELECT``: at 20,000 rows ``put_entries`` took 232-334 ms against 280-453 ms for
+sqlite-utils' ``insert_all(replace=True)`` (medians of 5, two runs on a loaded 2-core machine),
+and ``entries`` is a WITHOUT ROWID table, which sqlite-utils does not fully support.
 """
 
 from __future__ import annotations
