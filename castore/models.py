@@ -12,6 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AliasEvent",
     "BlobStat",
     "CompressionConfig",
     "Diff",
@@ -37,6 +38,19 @@ LinkMode = Literal["auto", "copy", "hardlink", "symlink", "reflink"]
 
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AliasEvent(_Record):
+    """One move of an alias: at ``at`` (UTC), ``alias`` went from one version to another.
+
+    ``from_version``/``to_version`` are references (``"mnist:v3"``); None when the alias was
+    created or removed.
+    """
+
+    at: datetime
+    alias: str
+    from_version: str | None
+    to_version: str | None
 
 
 class CompressionConfig(_Record):

@@ -1,8 +1,9 @@
 """Maintenance queries of the catalogue: what gc, prune, fsck and stats ask of it.
 
-Module functions over a :class:`~castore.index.catalog.Catalog`, kept apart from the class (which
-holds connections, transactions and the everyday reads and writes). Still pure SQL: nothing
-here knows blob files.
+Module functions over a :class:`~castore.index.database.Database` (a
+:class:`~castore.index.catalog.Catalog` is one), kept apart from the everyday reads and writes.
+Raw SQL: aggregates, ``PRAGMA`` checks and set differences that sqlite-utils has no API for.
+Nothing here knows blob files.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from castore.index.catalog import _VERSION_SELECT, Catalog, now_us
-from castore.index.queries import LIVE
+from castore.index.database import Database
+from castore.index.queries import LIVE, VERSION_SELECT
 
 __all__ = [
     "bad_aliases",
@@ -30,7 +31,7 @@ __all__ = [
 _ALIVE_STATES = "('COMMITTED', 'PENDING')"
 
 
-def referenced_digest_sizes(catalog: Catalog) -> dict[str, int]:
+def referenced_digest_sizes(catalog: Database) -> dict[str, int]:
     """``{digest: content size}`` of every blob a committed or pending version needs.
 
     Manifest blobs map to -1 (their size is not recorded in the catalogue).
@@ -51,7 +52,7 @@ def referenced_digest_sizes(catalog: Catalog) -> dict[str, int]:
     return found
 
 
-def digests_used_only_by(catalog: Catalog, version_ids: Iterable[str]) -> set[str]:
+def digests_used_only_by(catalog: Database, version_ids: Iterable[str]) -> set[str]:
     """Blob digests that no committed or pending version outside ``version_ids`` needs."""
     ids = list(version_ids)
     if not ids:
@@ -78,9 +79,9 @@ def digests_used_only_by(catalog: Catalog, version_ids: Iterable[str]) -> set[st
     return theirs - outside
 
 
-def stale_drafts(catalog: Catalog, created_before: int) -> list[dict[str, Any]]:
+def stale_drafts(catalog: Database, created_before: int) -> list[dict[str, Any]]:
     """Drafts created before ``created_before`` (µs), oldest first, with their collection."""
-    return catalog._all_rows(
+    return catalog.all_rows(
         "SELECT d.version_id, d.pid, d.host, d.created_at, c.name AS collection FROM drafts d "
         "JOIN versions v ON v.id = d.version_id JOIN collections c ON c.id = v.collection_id "
         "WHERE d.created_at < ? ORDER BY d.created_at",
@@ -89,7 +90,7 @@ def stale_drafts(catalog: Catalog, created_before: int) -> list[dict[str, Any]]:
 
 
 def users_of_digests(
-    catalog: Catalog, digests: Iterable[str]
+    catalog: Database, digests: Iterable[str]
 ) -> dict[str, list[tuple[str, str, str | None]]]:
     """``{digest: [(version id, "coll:vN" ref, path)]}`` for committed and pending versions.
 
@@ -116,7 +117,7 @@ def users_of_digests(
     return found
 
 
-def set_damaged(catalog: Catalog, version_ids: Iterable[str], damaged: bool = True) -> int:
+def set_damaged(catalog: Database, version_ids: Iterable[str], damaged: bool = True) -> int:
     """Flag versions as damaged (a blob they need is missing or corrupt), or clear the flag."""
     ids = list(version_ids)
     with catalog.write_txn():
@@ -126,12 +127,12 @@ def set_damaged(catalog: Catalog, version_ids: Iterable[str], damaged: bool = Tr
     return len(ids)
 
 
-def damaged_version_ids(catalog: Catalog) -> set[str]:
+def damaged_version_ids(catalog: Database) -> set[str]:
     """Ids of versions flagged damaged."""
     return {row[0] for row in catalog.execute("SELECT id FROM versions WHERE damaged != 0")}
 
 
-def has_table(catalog: Catalog, name: str) -> bool:
+def has_table(catalog: Database, name: str) -> bool:
     """True when the catalogue has a table ``name`` (e.g. ``runs``, from a later migration)."""
     row = catalog.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
@@ -140,7 +141,7 @@ def has_table(catalog: Catalog, name: str) -> bool:
 
 
 def prune_candidates(
-    catalog: Catalog,
+    catalog: Database,
     *,
     collection: str | None,
     keep_last: int | None,
@@ -153,7 +154,7 @@ def prune_candidates(
     no run used or produced; a version holding any alias (``latest`` included) is never a
     candidate.
     """
-    params: dict[str, Any] = {"now": now or now_us()}
+    params: dict[str, Any] = {"now": now or catalog.now()}
     where = [
         "v.state = 'COMMITTED'",
         LIVE,
@@ -175,15 +176,13 @@ def prune_candidates(
             if has_table(catalog, table):
                 cols = {r[1] for r in catalog.execute(f"PRAGMA table_info({table})")}
                 if "version_id" in cols:
-                    where.append(
-                        f"NOT EXISTS (SELECT 1 FROM {table} u WHERE u.version_id = v.id)"
-                    )
-    return catalog._all_rows(
-        f"{_VERSION_SELECT} WHERE {' AND '.join(where)} ORDER BY c.name, v.number", params
+                    where.append(f"NOT EXISTS (SELECT 1 FROM {table} u WHERE u.version_id = v.id)")
+    return catalog.all_rows(
+        f"{VERSION_SELECT} WHERE {' AND '.join(where)} ORDER BY c.name, v.number", params
     )
 
 
-def integrity_problems(catalog: Catalog) -> list[str]:
+def integrity_problems(catalog: Database) -> list[str]:
     """What ``PRAGMA integrity_check`` and ``foreign_key_check`` report (empty when sound)."""
     problems = [
         str(row[0])
@@ -195,9 +194,9 @@ def integrity_problems(catalog: Catalog) -> list[str]:
     return problems
 
 
-def bad_aliases(catalog: Catalog) -> list[dict[str, Any]]:
+def bad_aliases(catalog: Database) -> list[dict[str, Any]]:
     """Aliases pointing at a version that is not committed (or not in their collection)."""
-    return catalog._all_rows(
+    return catalog.all_rows(
         "SELECT a.alias, a.version_id, c.name AS collection, v.state, v.number FROM aliases a "
         "JOIN collections c ON c.id = a.collection_id "
         "LEFT JOIN versions v ON v.id = a.version_id "
@@ -205,7 +204,7 @@ def bad_aliases(catalog: Catalog) -> list[dict[str, Any]]:
     )
 
 
-def store_counts(catalog: Catalog) -> dict[str, int]:
+def store_counts(catalog: Database) -> dict[str, int]:
     """Collections, committed versions, logical bytes and unique content bytes."""
     with catalog.read_txn():
         collections = catalog.execute("SELECT COUNT(*) FROM collections").fetchone()[0]

@@ -6,6 +6,17 @@ processes opening a fresh store at once cannot both create the tables (sqlite-ut
 ``Migrations`` helper checks its bookkeeping table before taking the write lock, which races).
 Steps are append-only: never edit a released one, add a new number instead.
 
+Each step receives a sqlite-utils ``Database`` over the migrating connection, inside the open
+transaction (sqlite-utils nests its own work in savepoints). New steps use its ``Table`` API:
+``add_column``, ``create_index``, ``transform`` for a change SQLite's ``ALTER TABLE`` cannot
+make (foreign keys are off while migrating, as SQLite's 12-step ``ALTER`` recipe wants; a
+step that moves rows checks them with ``PRAGMA foreign_key_check``, and fsck reports any
+dangling row). The released steps 1-3 stay the SQL they
+were released as: their text is what ``sqlite3 catalog.db .schema`` shows in every existing
+store, and sqlite-utils cannot express parts of them (``WITHOUT ROWID`` tables, partial indexes,
+triggers, the table-level ``UNIQUE``); ``table.create`` would write other ``CREATE`` text, so a
+fresh store would no longer match the stores already on disk.
+
 Times are integers of microseconds since the epoch (UTC); TTLs are seconds; metadata and
 collection tags are JSON text, queried with ``json_extract``.
 """
@@ -15,13 +26,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
+from sqlite_utils import Database
+
 from castore.errors import UnsupportedFormatError
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 
-def _v1(conn: sqlite3.Connection) -> None:
-    conn.executescript(
+def _v1(db: Database) -> None:
+    _script(
+        db,
         """
         CREATE TABLE collections (
             id INTEGER PRIMARY KEY,
@@ -120,29 +134,31 @@ def _v1(conn: sqlite3.Connection) -> None:
             checked_at INTEGER NOT NULL,
             PRIMARY KEY (device, inode)
         ) WITHOUT ROWID;
-        """
+        """,
     )
 
 
-def _v2(conn: sqlite3.Connection) -> None:
-    # fsck(repair=True) flags versions whose blobs are missing or corrupt (issue 5).
-    conn.executescript(
+def _v2(db: Database) -> None:
+    # fsck(repair=True) flags versions whose blobs are missing or corrupt.
+    _script(
+        db,
         """
         ALTER TABLE versions ADD COLUMN damaged INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX idx_versions_manifest ON versions(manifest_blob)
             WHERE manifest_blob IS NOT NULL;
-        """
+        """,
     )
 
 
-def _v3(conn: sqlite3.Connection) -> None:
-    # Listing speed at 100k versions (issue 3): ``hide_at`` is ``expires_at`` unless a user
+def _v3(db: Database) -> None:
+    # Listing speed at 100k versions: ``hide_at`` is ``expires_at`` unless a user
     # alias pins the version (then NULL), so "is it visible" reads one column that the
     # covering indexes hold, instead of a correlated alias lookup per row; triggers keep it
     # right whoever writes versions or aliases (catalog methods, rebuild, import). ``version_meta``
     # indexes the top-level scalar metadata values (kept by triggers, whoever writes), so
     # ``metadata={"k": v}`` filters are index lookups instead of a json_extract per row.
-    conn.executescript(
+    _script(
+        db,
         """
         ALTER TABLE versions ADD COLUMN hide_at INTEGER;
         UPDATE versions SET hide_at = expires_at WHERE expires_at IS NOT NULL AND NOT EXISTS
@@ -203,12 +219,12 @@ def _v3(conn: sqlite3.Connection) -> None:
         INSERT INTO version_meta (version_id, key, value)
             SELECT v.id, j.key, j.value FROM versions v, json_each(v.metadata) j
             WHERE j.type NOT IN ('object', 'array', 'null');
-        """
+        """,
     )
 
 
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -231,50 +247,46 @@ def migrate(conn: sqlite3.Connection) -> int:
     """
     if current_version(conn) == SCHEMA_VERSION:
         return 0
-    conn.execute("BEGIN IMMEDIATE")
+    db = Database(conn, execute_plugins=False, recursive_triggers=False)
+    # Off outside the transaction (the pragma is a no-op inside one): a step that rebuilds a
+    # referenced table must not fire ON DELETE CASCADE when the old copy is dropped.
+    foreign_keys = bool(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+    conn.execute("PRAGMA foreign_keys = OFF")
     try:
-        version = current_version(conn)
-        if version > SCHEMA_VERSION:
-            raise UnsupportedFormatError(
-                f"the catalogue has schema version {version}, newer than this castore "
-                f"understands ({SCHEMA_VERSION}); upgrade castore",
-                found=version,
-            )
-        for number in range(version + 1, SCHEMA_VERSION + 1):
-            # executescript would COMMIT first: run the statements one by one instead.
-            _run_in_txn(conn, MIGRATIONS[number - 1])
-            conn.execute(f"PRAGMA user_version = {number}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = current_version(conn)
+            if version > SCHEMA_VERSION:
+                raise UnsupportedFormatError(
+                    f"the catalogue has schema version {version}, newer than this castore "
+                    f"understands ({SCHEMA_VERSION}); upgrade castore",
+                    found=version,
+                )
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[number - 1](db)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys = ON")
     return SCHEMA_VERSION - version
 
 
-class _NoScript:
-    """Wraps a connection so that ``executescript`` runs inside the open transaction."""
+def _script(db: Database, script: str) -> None:
+    """Run a released step's SQL statement by statement, inside the open transaction.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def executescript(self, script: str) -> None:
-        for statement in _split_sql(script):
-            self._conn.execute(statement)
-
-
-def _split_sql(script: str) -> list[str]:
-    statements, current = [], ""
+    (``executescript`` would COMMIT first.)
+    """
+    current = ""
     for line in script.splitlines(keepends=True):
         current += line
         if sqlite3.complete_statement(current):
             if current.strip():
-                statements.append(current.strip())
+                db.execute(current.strip())
             current = ""
     if current.strip():
-        statements.append(current.strip())
-    return statements
-
-
-def _run_in_txn(conn: sqlite3.Connection, step: Callable[[sqlite3.Connection], None]) -> None:
-    step(_NoScript(conn))  # type: ignore[arg-type]
+        db.execute(current.strip())

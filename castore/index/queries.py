@@ -1,7 +1,10 @@
-"""Version queries of the catalogue: the WHERE and ORDER BY clauses of ``Store.versions``.
+"""Version queries of the catalogue: reads of version rows and the filters of ``Store.versions``.
 
-Pure SQL text building, kept apart from ``catalog.py`` (connections, transactions, rows).
-Every filter has an index behind it; see ``_migrations._v3`` for the listing indexes.
+Functions over a :class:`~castore.index.database.Database`; they only read. The WHERE and
+ORDER BY builders are pure SQL text. Every filter has an index behind it; see
+``migrations._v3`` for the listing indexes. Raw SQL throughout: these are the hot reads, with
+joins, window-free paging and partial-index conditions that sqlite-utils' ``rows_where`` would
+only pass through as text anyway.
 """
 
 from __future__ import annotations
@@ -9,11 +12,38 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["LIVE", "SORT_KEYS", "build_where", "order_by"]
+from castore.index.database import Database
+from castore.refs import LATEST
+
+__all__ = [
+    "LIVE",
+    "SORT_KEYS",
+    "VERSION_SELECT",
+    "build_where",
+    "count_versions",
+    "count_versions_where",
+    "expired_versions",
+    "get_version",
+    "latest_per_collection",
+    "list_drafts",
+    "live_version",
+    "newest_live",
+    "order_by",
+    "query_versions",
+    "types",
+    "version_by_alias",
+    "version_by_number",
+    "versions_by_digest_prefix",
+]
 
 #: Versions hidden because they expired: ``hide_at`` is ``expires_at`` unless a user alias pins
 #: the version (see ``_migrations._v3``); kept up to date by every write that changes either.
 LIVE = "(v.hide_at IS NULL OR v.hide_at > :now)"
+#: A version row with its collection's ``name`` (as ``collection``) and ``type``.
+VERSION_SELECT = (
+    "SELECT v.*, c.name AS collection, c.type AS type FROM versions v "
+    "JOIN collections c ON c.id = v.collection_id"
+)
 SORT_KEYS = {
     "created_at": "v.created_at",
     "updated_at": "v.updated_at",
@@ -143,3 +173,193 @@ def order_by(sort: str | list[str]) -> str:
     tie = "DESC" if keys and keys[0].strip().startswith("-") else "ASC"
     parts.append(f"v.id {tie}")
     return ", ".join(parts)
+
+
+# -- single versions -------------------------------------------------------------------------
+
+
+def get_version(db: Database, version_id: str) -> dict[str, Any] | None:
+    """A version row (with ``collection`` and ``type``), or None."""
+    return db.one(f"{VERSION_SELECT} WHERE v.id = ?", (version_id,))
+
+
+def live_version(db: Database, version_id: str, *, now: int | None = None) -> dict[str, Any] | None:
+    """A committed, unexpired version by id, or None."""
+    return db.one(
+        f"{VERSION_SELECT} WHERE v.id = :id AND v.state = 'COMMITTED' AND {LIVE}",
+        {"id": version_id, "now": now or db.now()},
+    )
+
+
+def version_by_number(
+    db: Database, collection_id: int, number: int, *, now: int | None = None
+) -> dict[str, Any] | None:
+    """The live committed version ``number`` of a collection, or None."""
+    return db.one(
+        f"{VERSION_SELECT} WHERE v.collection_id = :c AND v.number = :n "
+        f"AND v.state = 'COMMITTED' AND {LIVE}",
+        {"c": collection_id, "n": number, "now": now or db.now()},
+    )
+
+
+def version_by_alias(
+    db: Database, collection_id: int, alias: str, *, now: int | None = None
+) -> dict[str, Any] | None:
+    """The live version an alias points at; for ``latest``, the newest live version."""
+    now = now or db.now()
+    row = db.one(
+        f"{VERSION_SELECT} JOIN aliases a ON a.version_id = v.id "
+        f"WHERE a.collection_id = :c AND a.alias = :a AND v.state = 'COMMITTED' AND {LIVE}",
+        {"c": collection_id, "a": alias, "now": now},
+    )
+    if row is None and alias == LATEST:
+        # latest expired: reads never write, so show the newest version still alive.
+        row = newest_live(db, collection_id, now=now)
+    return row
+
+
+def newest_live(
+    db: Database, collection_id: int, *, now: int | None = None
+) -> dict[str, Any] | None:
+    """The highest-numbered live committed version of a collection."""
+    return db.one(
+        f"{VERSION_SELECT} WHERE v.collection_id = :c AND v.state = 'COMMITTED' "
+        f"AND {LIVE} ORDER BY v.number DESC LIMIT 1",
+        {"c": collection_id, "now": now or db.now()},
+    )
+
+
+def versions_by_digest_prefix(
+    db: Database, collection_id: int, prefix: str, *, now: int | None = None
+) -> list[dict[str, Any]]:
+    """Live committed versions whose digest hex starts with ``prefix``, newest first."""
+    # The digest is "algo:hex": match on the hex part with a range scan-friendly LIKE.
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return db.all_rows(
+        f"{VERSION_SELECT} WHERE v.collection_id = :c AND v.state = 'COMMITTED' "
+        f"AND substr(v.digest, instr(v.digest, ':') + 1) LIKE :p ESCAPE '\\' AND {LIVE} "
+        "ORDER BY v.number DESC",
+        {"c": collection_id, "p": escaped + "%", "now": now or db.now()},
+    )
+
+
+def list_drafts(db: Database, collection: str | None = None) -> list[dict[str, Any]]:
+    """Pending drafts, oldest first, with ``age`` in seconds."""
+    sql = (
+        "SELECT d.*, v.*, c.name AS collection, c.type AS type FROM drafts d "
+        "JOIN versions v ON v.id = d.version_id JOIN collections c ON c.id = v.collection_id"
+    )
+    params: list[Any] = []
+    if collection is not None:
+        sql += " WHERE c.name = ?"
+        params.append(collection)
+    rows = db.all_rows(sql + " ORDER BY d.created_at", params)
+    now = db.now()
+    for row in rows:
+        row["age"] = (now - row["created_at"]) / 1_000_000
+    return rows
+
+
+def expired_versions(db: Database, now: int | None = None) -> list[dict[str, Any]]:
+    """Committed versions past ``expires_at`` holding no user alias (gc deletes them)."""
+    return db.all_rows(
+        f"{VERSION_SELECT} WHERE v.state = 'COMMITTED' AND v.expires_at IS NOT NULL "
+        f"AND NOT {LIVE} ORDER BY v.expires_at",
+        {"now": now or db.now()},
+    )
+
+
+# -- listings --------------------------------------------------------------------------------
+
+
+def query_versions(
+    db: Database,
+    *,
+    sort: str | list[str] = "-created_at",
+    limit: int | None = 50,
+    offset: int = 0,
+    now: int | None = None,
+    **filters: Any,
+) -> tuple[list[dict[str, Any]], int]:
+    """Version rows matching the filters of ``Store.versions``, and the total count."""
+    where, params = build_where(now=now or db.now(), **filters)
+    order = order_by(sort)
+    # Sort and page row ids only, then fetch the page's rows: sorting whole rows (metadata
+    # included) of every match is what makes a wide listing slow.
+    join = " JOIN collections c ON c.id = v.collection_id" if "c." in order else ""
+    sql = f"SELECT v.rowid FROM versions v{join} WHERE {where} ORDER BY {order}"
+    if limit is not None:
+        sql += " LIMIT :limit OFFSET :offset"
+        params.update(limit=limit, offset=offset)
+    elif offset:
+        sql += " LIMIT -1 OFFSET :offset"
+        params["offset"] = offset
+    with db.read_txn():
+        ids = [row[0] for row in db.execute(sql, params)]
+        by_id: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in db.execute(
+                f"SELECT v.rowid AS _rowid, v.*, c.name AS collection, c.type AS type "
+                f"FROM versions v JOIN collections c ON c.id = v.collection_id "
+                f"WHERE v.rowid IN ({marks})",
+                chunk,
+            ):
+                found = dict(row)
+                by_id[found.pop("_rowid")] = found
+        rows = [by_id[i] for i in ids]
+        if offset == 0 and (limit is None or len(rows) < limit):
+            total = len(rows)  # the whole result fits in this page
+        else:
+            total = count_versions_where(db, where, params)
+    return rows, total
+
+
+def count_versions_where(db: Database, where: str, params: dict[str, Any]) -> int:
+    """The number of versions matching a WHERE clause built by :func:`build_where`."""
+    params = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+    row = db.execute(
+        f"SELECT COUNT(*) FROM versions v WHERE {where}",  # no filter needs collections
+        params,
+    ).fetchone()
+    return int(row[0])
+
+
+def count_versions(db: Database, *, now: int | None = None, **filters: Any) -> int:
+    """The number of versions matching the filters of ``Store.versions``."""
+    where, params = build_where(now=now or db.now(), **filters)
+    return count_versions_where(db, where, params)
+
+
+def latest_per_collection(
+    db: Database,
+    type: str | None = None,
+    *,
+    now: int | None = None,
+) -> list[dict[str, Any]]:
+    """The newest live committed version of every collection (of ``type``), by name."""
+    # One index seek per collection (collection_id, state, number DESC), not a scan.
+    sql = (
+        "SELECT v.*, c.name AS collection, c.type AS type FROM collections c "
+        "JOIN versions v ON v.id = (SELECT v2.id FROM versions v2 "
+        "WHERE v2.collection_id = c.id AND v2.state = 'COMMITTED' "
+        f"AND {LIVE.replace('v.', 'v2.')} ORDER BY v2.number DESC LIMIT 1)"
+    )
+    params: dict[str, Any] = {"now": now or db.now()}
+    if type is not None:
+        sql += " WHERE c.type = :type"
+        params["type"] = type
+    return db.all_rows(sql + " ORDER BY c.name", params)
+
+
+def types(db: Database, *, now: int | None = None) -> list[tuple[str, int, int]]:
+    """``(type, collections, live committed versions)`` for every type in use."""
+    rows = db.execute(
+        "SELECT c.type, COUNT(DISTINCT c.id), "
+        f"COUNT(v.id) FILTER (WHERE v.state = 'COMMITTED' AND {LIVE}) "
+        "FROM collections c LEFT JOIN versions v ON v.collection_id = c.id "
+        "GROUP BY c.type ORDER BY c.type",
+        {"now": now or db.now()},
+    )
+    return [(row[0], int(row[1]), int(row[2])) for row in rows]

@@ -1,18 +1,16 @@
 """The stat cache: ``(device, inode, size, mtime_ns, ctime_ns) → digest`` in the catalogue.
 
 Adding or verifying a file whose stat matches a recorded one needs no read (DVC's ``state``,
-git's index). Lives in the catalogue's ``stat_cache`` table.
+git's index). Lives in the catalogue's ``stat_cache`` table and needs only the
+:class:`~castore.index.database.Database` (connections and transactions), not the catalogue.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from castore.index.catalog import Catalog
+from castore.index.database import Database
 
 __all__ = ["StatCache"]
 
@@ -29,12 +27,12 @@ class StatCache:
     ``ctime``, which no user can set back (DVC and git key their caches the same way).
     """
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     def lookup(self, path: str, st: os.stat_result) -> str | None:
         """The digest recorded for this exact file state, or None."""
-        row = self._catalog.execute(
+        row = self._db.execute(
             "SELECT size, mtime_ns, ctime_ns, digest FROM stat_cache "
             "WHERE device = ? AND inode = ?",
             (_signed64(st.st_dev), _signed64(st.st_ino)),
@@ -53,7 +51,7 @@ class StatCache:
         for start in range(0, len(keys), 400):
             chunk = keys[start : start + 400]
             clause = " OR ".join(["(device = ? AND inode = ?)"] * len(chunk))
-            rows = self._catalog.execute(
+            rows = self._db.execute(
                 "SELECT device, inode, size, mtime_ns, ctime_ns, digest FROM stat_cache "
                 f"WHERE {clause}",
                 [value for key in chunk for value in key],
@@ -66,11 +64,14 @@ class StatCache:
 
     def record_many(self, rows: list[tuple[str, os.stat_result, str]]) -> None:
         """Remember ``(path, stat, digest)`` triples (a no-op on a read-only store)."""
-        if not rows or self._catalog.read_only:
+        if not rows or self._db.read_only:
             return
-        now = time.time_ns() // 1000
-        with self._catalog.write_txn():
-            self._catalog.conn.executemany(
+        now = self._db.now()
+        # Raw executemany, not sqlite-utils' upsert_all: this runs for every file a checkout
+        # or an add meets; at 20,000 rows it took 46-76 ms against 184-226 ms for upsert_all
+        # (medians of 5, two runs on a loaded 2-core machine).
+        with self._db.write_txn():
+            self._db.conn.executemany(
                 "INSERT OR REPLACE INTO stat_cache (device, inode, size, mtime_ns, ctime_ns, "
                 "digest, path, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -90,5 +91,5 @@ class StatCache:
 
     def clear(self) -> None:
         """Forget every recorded file state."""
-        with self._catalog.write_txn():
-            self._catalog.execute("DELETE FROM stat_cache")
+        with self._db.write_txn():
+            self._db.execute("DELETE FROM stat_cache")

@@ -6,10 +6,12 @@ import os
 import sqlite3
 import threading
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 
 from castore.errors import (
     LockTimeoutError,
@@ -19,6 +21,7 @@ from castore.errors import (
 )
 from castore.index import migrations as _migrations
 from castore.index.catalog import Catalog, now_us, uuid7
+from castore.models import AliasEvent
 
 
 @pytest.fixture
@@ -209,6 +212,39 @@ def test_alias_moves_are_recorded(catalog: Catalog) -> None:
         (r["from_version"], r["to_version"]) for r in catalog.alias_history(coll["id"], "latest")
     ]
     assert latest == [(None, ids[0]), (ids[0], ids[1])]
+
+
+def test_alias_events_are_records_with_refs(catalog: Catalog) -> None:
+    coll = catalog.ensure_collection("a", "dataset")
+    ids = []
+    for _ in range(2):
+        vid = catalog.create_version(coll["id"])
+        with catalog.write_txn():
+            catalog.commit_version(
+                vid, digest="xxh3-128:" + "1" * 32, size=0, file_count=0, ttl=None
+            )
+        ids.append(vid)
+    catalog.set_alias(coll["id"], "prod", ids[0])
+    catalog.set_alias(coll["id"], "prod", ids[1])
+    catalog.remove_alias(coll["id"], "prod")
+    events = catalog.alias_events(coll["id"], "prod")
+    assert all(isinstance(e, AliasEvent) for e in events)
+    assert [(e.alias, e.from_version, e.to_version) for e in events] == [
+        ("prod", None, "a:v0"),
+        ("prod", "a:v0", "a:v1"),
+        ("prod", "a:v1", None),
+    ]
+    assert all(e.at.tzinfo is not None and e.at.utcoffset() == timedelta(0) for e in events)
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    assert {e.alias for e in catalog.alias_events(coll["id"])} == {"latest", "prod"}
+    with pytest.raises(ValidationError):
+        AliasEvent(at=events[0].at, alias="x", from_version=None, to_version=None, extra=1)
+    # a version whose row is gone keeps its id, the only name left for it
+    with catalog.write_txn():
+        catalog.execute(
+            "UPDATE alias_history SET to_version = 'gone' WHERE to_version = ?", (ids[0],)
+        )
+    assert catalog.alias_events(coll["id"], "prod")[0].to_version == "gone"
 
 
 def test_referenced_digests_cover_pending_committed_and_manifests(catalog: Catalog) -> None:

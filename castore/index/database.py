@@ -1,0 +1,289 @@
+"""The catalogue's SQLite database: connections, transactions and error translation.
+
+It keeps diskcache's discipline (STYLE rule 8): WAL, ``busy_timeout`` set before anything
+else, one connection per thread (re-created after ``fork``), and every write inside
+:meth:`Database.write_txn`, a ``BEGIN IMMEDIATE`` transaction, so writers queue on SQLite's lock
+instead of failing half-way. SQLite's errors are translated here, at the boundary, into
+castore's (``database is locked`` → :class:`LockTimeoutError`, full disk →
+:class:`OutOfSpaceError`, ...).
+
+This is the lower piece of the catalogue: the operations (``collection``, ``versions``,
+``aliases``, ``entries``, ``queries``), the stat cache and the maintenance queries are functions
+over a :class:`Database`; :class:`~castore.index.catalog.Catalog` gathers them as methods.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlite_utils import Database as _UtilsDatabase
+from sqlite_utils.db import Table
+
+from castore import _faults
+from castore.errors import (
+    CastoreError,
+    CatalogCorruptError,
+    LockTimeoutError,
+    OutOfSpaceError,
+    ReadOnlyStoreError,
+)
+from castore.index.ids import now_us
+
+__all__ = ["DEFAULT_TIMEOUT", "Database"]
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch a connection's database to WAL, waiting for the other processes doing the same.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked"
+    at once instead of calling the busy handler (diskcache #266): 50 processes opening a new
+    store together failed this way. Retry until ``timeout``; once the file is in WAL mode (it
+    is persistent) nothing needs changing.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == 13
+
+
+class Database:
+    """The SQLite database of a catalogue: per-thread connections and transactions.
+
+    Args:
+        path: the database file (``STORE/catalog.db``).
+        timeout: seconds to wait for SQLite's write lock before :class:`LockTimeoutError`.
+        read_only: open with ``mode=ro``; any write raises :class:`ReadOnlyStoreError`.
+        durable: ``synchronous=FULL`` (every commit reaches the disk) instead of ``NORMAL``.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        read_only: bool = False,
+        durable: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self.read_only = read_only
+        self.durable = durable
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+
+    def now(self) -> int:
+        """Catalogue time: microseconds since the epoch (UTC)."""
+        return now_us()
+
+    # -- connections and transactions ------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (a new one after ``fork``)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():
+            if self._closed:
+                raise CastoreError(f"the catalogue {str(self.path)!r} is closed")
+            conn = self._connect()
+            local.conn, local.pid, local.depth, local.utils = conn, os.getpid(), 0, None
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def table(self, name: str) -> Table:
+        """The sqlite-utils ``Table`` ``name`` over this thread's connection.
+
+        For schema work and cold bulk writes (``insert_all``/``upsert_all``); run it inside
+        :meth:`write_txn` (sqlite-utils then nests in a savepoint instead of committing).
+        """
+        conn = self.conn
+        utils: _UtilsDatabase | None = self._local.utils
+        if utils is None:
+            utils = self._local.utils = _UtilsDatabase(
+                conn, execute_plugins=False, recursive_triggers=False
+            )
+        return utils.table(name)
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if self.read_only:
+                uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+                conn = sqlite3.connect(
+                    uri,
+                    uri=True,
+                    timeout=self.timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                conn = sqlite3.connect(
+                    str(self.path),
+                    timeout=self.timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            # busy_timeout first: every later statement may meet a locked database.
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.row_factory = sqlite3.Row
+            if not self.read_only:
+                _enable_wal(conn, self.timeout)
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        return conn
+
+    def _translate(self, exc: sqlite3.Error) -> Exception:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return LockTimeoutError(
+                f"the catalogue {str(self.path)!r} stayed locked for {self.timeout:g} s; "
+                "another process holds a long write, retry or raise the timeout",
+                timeout=self.timeout,
+            )
+        if _is_full(exc):
+            return OutOfSpaceError(
+                f"no space left to write the catalogue {str(self.path)!r}; free disk space "
+                "(nothing was committed)",
+                path=self.path,
+            )
+        if "readonly" in text or "read-only" in text:
+            return ReadOnlyStoreError(self.path.parent, "write the catalogue")
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return CatalogCorruptError(self.path, str(exc))
+        return exc
+
+    @contextmanager
+    def write_txn(self, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` … ``COMMIT`` transaction (re-entrant: inner calls join it).
+
+        Args:
+            sync: on a durable catalogue, False commits with ``synchronous=NORMAL`` (no fsync
+                of the WAL; a power loss may undo it, never corrupt it), for writes a crash
+                may lose, such as a draft's intermediate batches.
+
+        Raises:
+            ReadOnlyStoreError: the catalogue was opened read-only.
+            LockTimeoutError: the write lock was not granted within ``timeout``.
+            OutOfSpaceError: the disk is full; the transaction was rolled back.
+        """
+        if self.read_only:
+            raise ReadOnlyStoreError(self.path.parent, "write the catalogue")
+        conn = self.conn
+        local = self._local
+        if self.durable and not sync and not local.depth:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with self.write_txn() as joined:
+                    yield joined
+            finally:
+                conn.execute("PRAGMA synchronous = FULL")
+            return
+        if local.depth:
+            local.depth += 1
+            try:
+                yield conn
+            finally:
+                local.depth -= 1
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        local.depth = 1
+        _faults.point("cat.begin")
+        try:
+            yield conn
+        except BaseException as exc:
+            local.depth = 0
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                translated = self._translate(exc)
+                if translated is not exc:
+                    raise translated from exc
+            raise
+        local.depth = 0
+        _faults.point("cat.rows_inserted")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._translate(exc) from exc
+        _faults.point("cat.committed")
+
+    @contextmanager
+    def read_txn(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several reads (joins an open transaction)."""
+        conn = self.conn
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """Run one statement on this thread's connection, translating SQLite's errors."""
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        """Close every connection this catalogue opened (in any thread)."""
+        if not self._closed and not self.read_only:
+            # SQLite's advice: let the planner gather statistics before closing.
+            conn = getattr(self._local, "conn", None)
+            if conn is not None and self._local.pid == os.getpid() and not conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("PRAGMA optimize")
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        """The first row of a query as a ``dict``, or None."""
+        row = self.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None
+
+    def all_rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        """Every row of a query as ``dict``s."""
+        return [dict(row) for row in self.execute(sql, params)]
+
+    # The old private names, still called by castore/maintenance (not part of this package).
+    _one = one
+    _all_rows = all_rows

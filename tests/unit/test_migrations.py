@@ -1,0 +1,101 @@
+"""Schema migrations: stepwise upgrades match a fresh catalogue; new steps use sqlite-utils."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from castore.index import migrations as _migrations
+from castore.index.catalog import Catalog
+
+
+def _schema(path: Path) -> list[tuple[str, str, str | None]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def test_every_older_schema_upgrades_to_the_fresh_one(tmp_path: Path) -> None:
+    Catalog(tmp_path / "fresh.db").close()
+    fresh = _schema(tmp_path / "fresh.db")
+    for start in range(1, _migrations.SCHEMA_VERSION):
+        path = tmp_path / f"v{start}.db"
+        conn = _connect(path)
+        conn.execute("BEGIN")
+        for step in _migrations.MIGRATIONS[:start]:
+            step(Database(conn))
+        conn.execute(f"PRAGMA user_version = {start}")
+        conn.execute("COMMIT")
+        assert _migrations.migrate(conn) == _migrations.SCHEMA_VERSION - start
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # restored
+        conn.close()
+        assert _schema(path) == fresh
+
+
+def _with_step(monkeypatch: pytest.MonkeyPatch, step: object) -> None:
+    steps = [*_migrations.MIGRATIONS, step]
+    monkeypatch.setattr(_migrations, "MIGRATIONS", steps)
+    monkeypatch.setattr(_migrations, "SCHEMA_VERSION", len(steps))
+
+
+def test_a_new_step_can_use_the_table_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.db"
+    cat = Catalog(path)
+    coll = cat.ensure_collection("a", "dataset")
+    vid = cat.create_version(coll["id"])
+    with cat.write_txn():
+        cat.commit_version(vid, digest="xxh3-128:" + "1" * 32, size=0, file_count=0, ttl=None)
+    cat.close()
+
+    def step(db: Database) -> None:
+        db["alias_history"].add_column("note", str)
+        db["alias_history"].create_index(["note"])
+        db["alias_history"].transform(types={"note": int})
+
+    _with_step(monkeypatch, step)
+    conn = _connect(path)
+    assert _migrations.migrate(conn) == 1
+    table = Database(conn)["alias_history"]
+    assert table.columns_dict["note"] is int
+    assert {index.name for index in table.indexes} >= {
+        "idx_alias_history",
+        "idx_alias_history_note",
+    }
+    assert conn.execute("SELECT COUNT(*) FROM alias_history").fetchone()[0] == 1
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+
+
+def test_a_failing_step_leaves_the_catalogue_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.db"
+    Catalog(path).close()
+    before = _schema(path)
+
+    def step(db: Database) -> None:
+        db["versions"].add_column("half_done", str)
+        raise RuntimeError("boom")
+
+    _with_step(monkeypatch, step)
+    conn = _connect(path)
+    with pytest.raises(RuntimeError):
+        _migrations.migrate(conn)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == _migrations.SCHEMA_VERSION - 1
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn.close()
+    assert _schema(path) == before
