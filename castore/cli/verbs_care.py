@@ -13,10 +13,9 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import (
+from castore.cli.common import (
     EXIT_VERIFY,
     State,
-    cli,
     confirm,
     destructive_options,
     output_options,
@@ -34,7 +33,7 @@ def _plural(n: int, word: str) -> str:
 # -- alias --------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def alias() -> None:
     """Set, remove and list aliases (movable names such as prod, best).
 
@@ -141,7 +140,7 @@ def alias_ls(state: State, collection: str | None) -> None:
 # -- tag ----------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def tag() -> None:
     """Add and remove tags of a version.
 
@@ -196,7 +195,7 @@ def _tags_done(state: State, v: Any) -> None:
 # -- ttl, rm ------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Set or remove a version's time to live.")
+@click.command(short_help="Set or remove a version's time to live.")
 @click.argument("ref")
 @click.argument("duration", type=DurationType(allow_none=True), metavar="DURATION|none")
 @click.option("--default", "as_default", is_flag=True,
@@ -244,7 +243,7 @@ def ttl(
     _done(state, record, f"TTL of {v.ref}: {shown}{when}")
 
 
-@cli.command(short_help="Delete a version or a collection.")
+@click.command(short_help="Delete a version or a collection.")
 @click.argument("ref")
 @click.option("--delete-aliases", is_flag=True,
               help="Also remove the user aliases pointing at the version.")
@@ -305,7 +304,7 @@ def _done(state: State, record: dict[str, Any], message: str) -> None:
 # -- gc, prune, fsck ----------------------------------------------------------------------
 
 
-@cli.command(short_help="Delete expired versions and unreferenced blobs.")
+@click.command(short_help="Delete expired versions and unreferenced blobs.")
 @click.option("--grace", type=DURATION, metavar="DURATION",
               help="Keep unreferenced blobs younger than this (default 1h).")
 @destructive_options
@@ -358,7 +357,7 @@ def _gc_done(state: State, report: Any) -> None:
     )
 
 
-@cli.command(short_help="Delete old versions by a retention policy.")
+@click.command(short_help="Delete old versions by a retention policy.")
 @click.argument("collection", required=False)
 @click.option("--keep-last", type=click.IntRange(min=0), metavar="N",
               help="Keep the newest N versions of each collection.")
@@ -408,7 +407,7 @@ def prune(
         click.echo(f"{verb} {_plural(len(report.versions_deleted), 'version')}")
 
 
-@cli.command(short_help="Check (and repair) the whole store.")
+@click.command(short_help="Check (and repair) the whole store.")
 @click.option("--repair", is_flag=True,
               help="Fix what can be fixed: quarantine corrupt blobs, drop stale temp files.")
 @destructive_options
@@ -471,7 +470,7 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
 # -- du -----------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Show sizes per collection and for the store.")
+@click.command(short_help="Show sizes per collection and for the store.")
 @click.argument("collection", required=False)
 @output_options
 @pass_state

@@ -8,12 +8,11 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import (
+from castore.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_VERIFY,
     CliError,
     State,
-    cli,
     fail,
     output_options,
     pass_state,
@@ -40,7 +39,7 @@ def _materialized(state: State, verb: str, v: Any, root: Path, link: str, extra:
         click.echo(f"{verb} {v.ref} into {root} ({fmt.summary(v)})")
 
 
-@cli.command(short_help="Make a directory exactly a version (mirror).")
+@click.command(short_help="Make a directory exactly a version (mirror).")
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--link", type=click.Choice(LINK_MODES), default="auto", show_default=True,
@@ -69,7 +68,7 @@ def checkout(state: State, ref: str, directory: Path, link: str, force: bool) ->
     _materialized(state, "checked out", v, directory, link, result)
 
 
-@cli.command(short_help="Write a version's files into a directory.")
+@click.command(short_help="Write a version's files into a directory.")
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prefix", metavar="PATH", help="Only files under this path prefix.")
@@ -92,7 +91,7 @@ def download(state: State, ref: str, directory: Path, prefix: str | None, link: 
     _materialized(state, "downloaded", v, root, link, result)
 
 
-@cli.command(short_help="Check a directory or the stored blobs against a version.")
+@click.command(short_help="Check a directory or the stored blobs against a version.")
 @click.argument("ref")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @output_options
@@ -169,7 +168,7 @@ def _print_verify(state: State, report: dict[str, Any]) -> None:
         click.echo(f"ok: {target} matches {report['ref']}")
 
 
-@cli.command(short_help="Show what changed between two versions.")
+@click.command(short_help="Show what changed between two versions.")
 @click.argument("a")
 @click.argument("b")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when the versions differ (as git).")

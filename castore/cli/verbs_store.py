@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import EXIT_NO_STORE, State, cli, output_options, pass_state
+from castore.cli.common import EXIT_NO_STORE, State, output_options, pass_state
 
 __all__ = ["doctor", "init", "probe_link_modes"]
 
@@ -17,7 +17,7 @@ _FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 _PACKAGES = ("click", "pydantic", "sqlite-utils", "xxhash", "zstandard", "filelock", "blake3")
 
 
-@cli.command(short_help="Create a store (or open it if the settings match).")
+@click.command(short_help="Create a store (or open it if the settings match).")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option(
     "--hash", "hash_", type=click.Choice(["xxh3-128", "blake3", "sha256"]), default="xxh3-128",
@@ -164,7 +164,7 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-@cli.command(short_help="Check the installation and the store.")
+@click.command(short_help="Check the installation and the store.")
 @output_options
 @pass_state
 def doctor(state: State) -> None:

@@ -10,11 +10,10 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import (
+from castore.cli.common import (
     EXIT_NOT_FOUND,
     CliError,
     State,
-    cli,
     output_options,
     pass_state,
 )
@@ -37,7 +36,7 @@ def _metadata(items: tuple[str, ...]) -> dict[str, Any] | None:
 # -- add ----------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", metavar="NAME", help="Collection name (default: the PATH's basename).")
 @click.option("--type", "type_", metavar="TYPE",
@@ -122,7 +121,7 @@ def add(
 # -- ls -----------------------------------------------------------------------------------
 
 
-@cli.command(short_help="List collections, or versions with filters.")
+@click.command(short_help="List collections, or versions with filters.")
 @click.argument("name", required=False)
 @click.option("--type", "type_", metavar="TYPE", help="Only this collection type.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG",
@@ -294,7 +293,7 @@ def _ls_collections(state: State, store: Any, type_: str | None) -> None:
 # -- show, files, cat ---------------------------------------------------------------------
 
 
-@cli.command(short_help="Show one version's details.")
+@click.command(short_help="Show one version's details.")
 @click.argument("ref")
 @output_options
 @pass_state
@@ -341,7 +340,7 @@ def show(state: State, ref: str) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.option("--prefix", metavar="PATH", help="Only files under this path prefix.")
 @output_options
@@ -373,7 +372,7 @@ def files(state: State, ref: str, prefix: str | None) -> None:
     click.echo(fmt.render_table(["path", "size", "digest"], rows, right=(1,)))
 
 
-@cli.command(short_help="Write one file of a version to stdout.")
+@click.command(short_help="Write one file of a version to stdout.")
 @click.argument("ref")
 @click.argument("path")
 @output_options

@@ -67,7 +67,7 @@ class Cli:
 @pytest.fixture
 def run(root: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The CLI on ``root``, opening stores with durable=False (fsync is not tested here)."""
-    from castore.cli.app import State
+    from castore.cli.common import State
 
     def open_scratch(self: State, *, create: bool = False) -> Any:
         if self._store is None:
@@ -98,6 +98,25 @@ def test_root_help_lists_verbs_and_exit_codes() -> None:
         assert f"  {verb} " in result.stdout
     assert "130  interrupted" in result.stdout
     assert "Examples:" in result.stdout
+
+
+def test_verbs_are_registered_from_one_list() -> None:
+    """app.VERBS is the only registration; verb modules never import the group module."""
+    import ast
+
+    from castore.cli import app
+
+    assert sorted(cli.commands) == sorted(c.name for c in app.VERBS if c.name)
+    assert set(VERBS) <= set(cli.commands)
+    for module in Path(app.__file__).parent.glob("verbs_*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not names & {"castore.cli.app", "castore.cli.cli"}, module.name
 
 
 @pytest.mark.parametrize("verb", VERBS + [" ".join(s) for s in SUBVERBS])
@@ -500,10 +519,10 @@ def test_alias_set_ls_rm(logged: Cli) -> None:
 
 
 def test_alias_rm_asks_at_a_terminal(logged: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    import castore.cli.app as app
+    import castore.cli.common as common
 
     logged("alias", "set", "ds:v0", "prod")
-    monkeypatch.setattr(app, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(common, "_stdin_is_tty", lambda: True)
     no = logged("alias", "rm", "ds:prod", input="n\n")
     assert no.exit_code == 1 and "nothing was changed" in no.stderr
     eof = logged("alias", "rm", "ds:prod", input="")
