@@ -11,7 +11,6 @@ Exit codes (``API.md`` "Command line", documented in ``castore --help`` and ``do
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +50,6 @@ EXIT_NO_STORE = 10
 EXIT_LOCK = 11
 EXIT_INTERRUPTED = 130
 
-DEFAULT_HOME = "~/.castore"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -83,20 +81,21 @@ class State:
         self._store: Any = None
 
     @property
-    def store_path(self) -> Path:
-        """``--store``, else ``$CASTORE_HOME``, else ``~/.castore``."""
-        raw = self.store_arg or os.environ.get("CASTORE_HOME") or DEFAULT_HOME
-        return Path(raw).expanduser()
+    def store_path(self) -> Path | None:
+        """The ``--store`` directory, or None for castore's default store.
+
+        The default (``$CASTORE_HOME``, else ``~/.castore``) is resolved by ``castore.open``
+        and ``castore.init`` themselves, so it is defined once, in the library.
+        """
+        return Path(self.store_arg).expanduser() if self.store_arg else None
 
     def open(self, *, create: bool = False) -> Any:
-        """Open the store (once); a missing store raises ``StoreNotFoundError`` unless create."""
-        if self._store is None:
-            if not create and not (self.store_path / "castore.json").is_file():
-                # The same test castore.open() makes, before importing the heavy modules, so
-                # a script probing for a store gets its exit 10 quickly.
-                from castore.errors import StoreNotFoundError
+        """Open the store (once); a missing store raises ``StoreNotFoundError`` unless create.
 
-                raise StoreNotFoundError(self.store_path)
+        Whether a store is there is the library's decision (its layout), not a file-name test
+        here; ``StoreNotFoundError`` carries the path it looked at and exits 10.
+        """
+        if self._store is None:
             import castore
 
             self._store = castore.open(self.store_path, create=create)

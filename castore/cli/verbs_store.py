@@ -45,20 +45,25 @@ def init(state: State, path: str | None, hash_: str, compression: str, level: in
     """
     import castore
 
-    root = Path(path).expanduser() if path else state.store_path
-    existed = (root / "castore.json").exists()
-    with castore.init(root, hash=hash_, compression=compression, level=level) as store:
+    where = Path(path).expanduser() if path else state.store_path
+    try:  # the library decides what is a store (its layout), not a file name test here
+        castore.open(where, create=False, read_only=True).close()
+        existed = True
+    except castore.StoreNotFoundError:
+        existed = False
+    with castore.init(where, hash=hash_, compression=compression, level=level) as store:
         config = store.config
+        root = store.path
     if state.json:
-        fmt.echo_json({"path": str(root.absolute()), "created": not existed, "config": config})
+        fmt.echo_json({"path": str(root), "created": not existed, "config": config})
         return
     if state.quiet:
-        click.echo(str(root.absolute()))
+        click.echo(str(root))
         return
     codec = config.compression.codec
     how = f"zstd level {config.compression.level}" if codec == "zstd" else "no compression"
     verb = "store already exists at" if existed else "initialized store at"
-    click.echo(f"{verb} {root.absolute()} ({config.hash}, {how})")
+    click.echo(f"{verb} {root} ({config.hash}, {how})")
 
 
 def _probe_dir(root: Path) -> Path:
@@ -182,19 +187,21 @@ def doctor(state: State) -> None:
 
     import castore
 
-    root = state.store_path
+    try:
+        store = state.open(create=False)
+    except castore.StoreNotFoundError as exc:
+        store = None
+        root = Path(str(getattr(exc, "path", "")))  # where castore.open looked
+    else:
+        root = Path(store.path)
+    found = store is not None
+    store_info: dict[str, Any] = {"path": str(root.absolute()), "exists": False}
     report: dict[str, Any] = {
         "versions": _versions(),
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "store": {"path": str(root.absolute()), "exists": False},
+        "store": store_info,
     }
-    store_info: dict[str, Any] = report["store"]
-    found = True
-    try:
-        store = state.open(create=False)
-    except castore.StoreNotFoundError:
-        found = False
-    else:
+    if store is not None:
         config = store.config
         store_info.update(
             exists=True,

@@ -150,6 +150,22 @@ def test_store_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert json.loads(result.stdout)["store"]["path"] == str(root)
 
 
+def test_default_store_is_the_librarys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --store or $CASTORE_HOME the CLI uses castore's own default (~/.castore)."""
+    monkeypatch.delenv("CASTORE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    missing = CliRunner().invoke(cli, ["ls"])
+    assert missing.exit_code == 10
+    assert repr(str(tmp_path / ".castore")) in missing.stderr
+    created = CliRunner().invoke(cli, ["--json", "init"])
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["path"] == str(tmp_path / ".castore")
+    assert json.loads(created.stdout)["created"] is True
+    again = CliRunner().invoke(cli, ["--json", "init"])
+    assert json.loads(again.stdout)["created"] is False
+    assert castore.open(tmp_path / ".castore", create=False).path == tmp_path / ".castore"
+
+
 @pytest.mark.parametrize(
     "args",
     [
