@@ -20,6 +20,7 @@ import click
 
 from castore.cli import formatting as fmt
 from castore.cli.progress import ProgressBar, progress_enabled
+from castore.cli.wording import cli_wording
 
 __all__ = [
     "EXIT_CONFLICT",
@@ -156,7 +157,7 @@ def destructive_options(func: F) -> F:
 
 def fail(code: int, message: str, hint: str | None = None) -> NoReturn:
     """Print ``error: ...`` on stderr and exit with ``code`` (after a verb printed its data)."""
-    line = f"error: {' '.join(message.split())}"
+    line = f"error: {cli_wording(' '.join(message.split()))}"
     if hint:
         line += f" (hint: {hint})"
     fmt.err(line)

@@ -25,6 +25,7 @@ from castore.cli.common import (
     CliError,
     State,
 )
+from castore.cli.wording import cli_wording
 
 __all__ = ["classify", "error_line", "report_error", "silence_stdout"]
 
@@ -42,6 +43,7 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
          "`castore checkout REF DIR` restores the directory"),
         (e.HashCollisionError, EXIT_CONFLICT,
          "two contents share one digest; use a store with hash sha256 or blake3"),
+        (e.CatalogCorruptError, EXIT_VERIFY, None),  # its message names fsck --repair
         (e.IntegrityError, EXIT_VERIFY,
          "run `castore fsck` to see what is damaged"),
         (e.InvalidReferenceError, EXIT_USAGE,
@@ -67,6 +69,11 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
         if isinstance(exc, kind):
             if kind is e.InvalidReferenceError and "reference" not in str(exc):
                 hint = None  # a bad name, alias or tag: the message says what is allowed
+            if kind is e.UnsupportedFormatError and not isinstance(
+                getattr(exc, "found", None), int
+            ):
+                # not a newer format but an unreadable castore.json: upgrading cannot help
+                hint = "the store's castore.json is damaged; restore it from a backup"
             return code, hint
     if not isinstance(exc, (e.CastoreError, OSError)):
         return EXIT_OTHER, "set CASTORE_DEBUG=1 to see the traceback"
@@ -86,7 +93,7 @@ def error_line(exc: BaseException, hint: str | None) -> str:
         message = f"{exc.strerror}{where}"
     else:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    message = " ".join(str(message).split())
+    message = cli_wording(" ".join(str(message).split()))
     if hint and hint not in message:
         return f"error: {message} (hint: {hint})"
     return f"error: {message}"

@@ -22,6 +22,7 @@ from castore.cli.common import (
     pass_state,
 )
 from castore.cli.parsing import DURATION, DurationType
+from castore.cli.wording import cli_wording
 
 __all__ = ["alias", "du", "fsck", "gc", "prune", "rm", "tag", "ttl"]
 
@@ -453,7 +454,7 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
     else:
         rows = [
             (f.severity, f.kind, f.ref or f.path or fmt.short_digest(f.digest),
-             f.message + (" [repaired]" if f.repaired else ""))
+             cli_wording(f.message) + (" [repaired]" if f.repaired else ""))
             for f in report.findings
         ]
         if rows:

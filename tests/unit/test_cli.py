@@ -742,3 +742,55 @@ def test_fsck_repair_rebuilds_a_catalogue_too_damaged_to_open(logged: Cli) -> No
     refs = [v["ref"] for v in logged.json("ls", "ds")["items"]]
     assert sorted(refs) == ["ds:v0", "ds:v1"]
     assert list(logged.root.glob("catalog.db.damaged-*"))
+
+
+
+# -- issue 9: the CLI speaks its own verbs and flags, and reports true results -------------
+
+PYTHON_API = (
+    "store.", "castore.init()", "castore.open()", "castore.repair(", "=True", "=False",
+    "use None", "()",
+)
+
+
+def _speaks_cli(result: Result) -> str:
+    text = result.stderr + result.stdout
+    assert not [p for p in PYTHON_API if p in text], text
+    return text
+
+
+def test_errors_name_cli_verbs_not_python_api(logged: Cli, tmp_path: Path) -> None:
+    missing = logged("show", "nosuch")
+    assert missing.exit_code == 4
+    assert "list them with `castore ls`" in _speaks_cli(missing)
+    logged("alias", "set", "ds:v0", "prod")
+    held = logged("rm", "ds:v0", "-y")
+    assert held.exit_code == 5
+    assert "--delete-aliases" in _speaks_cli(held)
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "precious").write_text("x")
+    unsafe = logged("checkout", "ds", str(target))
+    assert unsafe.exit_code == 1
+    assert "--force" in _speaks_cli(unsafe) and "`castore download`" in unsafe.stderr
+    _corrupt_first_blob(logged, "ds:v0")
+    damaged = logged("verify", "ds:v0")
+    assert damaged.exit_code == 3
+    assert "`castore fsck`" in _speaks_cli(damaged)
+
+
+def test_damaged_catalogue_hint_names_the_cli(logged: Cli) -> None:
+    for suffix in ("-wal", "-shm"):
+        (logged.root / f"catalog.db{suffix}").unlink(missing_ok=True)
+    catalog = logged.root / "catalog.db"
+    catalog.write_bytes(b"\0" * 4096 + catalog.read_bytes()[4096:])
+    plain = logged("ls")
+    assert plain.exit_code == 3
+    assert "`castore fsck --repair`" in _speaks_cli(plain)
+
+
+def test_garbage_config_hint_is_not_upgrade(root: Path) -> None:
+    (root / "castore.json").write_text("{ not json")
+    result = CliRunner().invoke(cli, ["--store", str(root), "ls"])
+    assert result.exit_code == 1
+    assert "upgrade" not in result.stderr and "damaged" in result.stderr
