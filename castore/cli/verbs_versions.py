@@ -139,7 +139,7 @@ def add(
 @click.option("--sort", metavar="KEY", default="-created_at", show_default=True,
               help=f"One of {', '.join(SORT_KEYS)}; '-' for descending.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
-              help="At most this many versions (0: no limit).")
+              help="At most this many collections or versions (0: no limit).")
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many.")
 @click.option("--versions", "-v", "all_versions", is_flag=True,
               help="List versions of every collection instead of collections.")
@@ -181,7 +181,7 @@ def ls(
     store = state.open()
     version_filters = bool(tags or alias or meta or since or before or min_size or max_size)
     if name is None and not version_filters and not all_versions:
-        _ls_collections(state, store, type_)
+        _ls_collections(state, store, type_, limit=limit, offset=offset)
         return
     if name is not None:
         store.collection(name)  # NotFoundError (exit 4) rather than an empty list
@@ -246,8 +246,13 @@ def ls(
         fmt.err(f"showing {len(items)} of {total}; use --limit/--offset for more")
 
 
-def _ls_collections(state: State, store: Any, type_: str | None) -> None:
-    collections = store.collections(type=type_)
+def _ls_collections(
+    state: State, store: Any, type_: str | None, *, limit: int, offset: int
+) -> None:
+    every = store.collections(type=type_)
+    # --limit/--offset page collections too (issue 9: they were ignored); the JSON stays a
+    # list of collection records, and a cut list says so on stderr.
+    collections = every[offset: offset + limit] if limit else every[offset:]
     latest = {v.collection: v for v in store.latest(type=type_)}
     if state.quiet:
         for c in collections:
@@ -288,6 +293,8 @@ def _ls_collections(state: State, store: Any, type_: str | None) -> None:
     click.echo(fmt.render_table(
         ["name", "type", "versions", "latest", "size", "updated"], rows, right=(2, 4)
     ))
+    if offset + len(collections) < len(every):
+        fmt.err(f"showing {len(collections)} of {len(every)}; use --limit/--offset for more")
 
 
 # -- show, files, cat ---------------------------------------------------------------------

@@ -744,7 +744,6 @@ def test_fsck_repair_rebuilds_a_catalogue_too_damaged_to_open(logged: Cli) -> No
     assert list(logged.root.glob("catalog.db.damaged-*"))
 
 
-
 # -- issue 9: the CLI speaks its own verbs and flags, and reports true results -------------
 
 PYTHON_API = (
@@ -794,3 +793,15 @@ def test_garbage_config_hint_is_not_upgrade(root: Path) -> None:
     result = CliRunner().invoke(cli, ["--store", str(root), "ls"])
     assert result.exit_code == 1
     assert "upgrade" not in result.stderr and "damaged" in result.stderr
+
+
+def test_ls_limit_applies_to_collections(run: Cli, data: Path) -> None:
+    for name in ("c1", "c2", "c3"):
+        assert run("add", str(data / "a.txt"), "--name", name).exit_code == 0
+    assert len(run.json("ls")) == 3
+    assert [c["name"] for c in run.json("ls", "--limit", "2")] == ["c1", "c2"]
+    assert [c["name"] for c in run.json("ls", "--limit", "2", "--offset", "2")] == ["c3"]
+    table = run("ls", "--limit", "1")
+    assert table.stdout.count("\n") == 2  # header and one row
+    assert "showing 1 of 3" in table.stderr
+    assert run("-q", "ls", "--limit", "2").stdout.split() == ["c1", "c2"]
