@@ -198,7 +198,9 @@ def _tags_done(state: State, v: Any) -> None:
 
 @click.command(short_help="Set or remove a version's time to live.")
 @click.argument("ref")
-@click.argument("duration", type=DurationType(allow_none=True), metavar="DURATION|none")
+@click.argument(
+    "duration", type=DurationType(allow_none=True, positive=True), metavar="DURATION|none"
+)
 @click.option("--default", "as_default", is_flag=True,
               help="Set the collection's default TTL for versions created from now on.")
 @destructive_options

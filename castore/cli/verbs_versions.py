@@ -17,7 +17,7 @@ from castore.cli.common import (
     output_options,
     pass_state,
 )
-from castore.cli.parsing import DURATION, SIZE, parse_metadata
+from castore.cli.parsing import DURATION, POSITIVE_DURATION, SIZE, parse_metadata
 
 __all__ = ["add", "cat", "files", "ls", "show"]
 
@@ -49,7 +49,7 @@ def _metadata(items: tuple[str, ...]) -> dict[str, Any] | None:
               help="Point an alias at the version (moves it). Repeatable.")
 @click.option("--ignore", multiple=True, metavar="PATTERN",
               help="gitignore-style pattern to leave out of a directory. Repeatable.")
-@click.option("--ttl", type=DURATION, metavar="DURATION",
+@click.option("--ttl", type=POSITIVE_DURATION, metavar="DURATION",
               help="Expire the version after this long (30d, 12h).")
 @output_options
 @pass_state

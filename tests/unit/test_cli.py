@@ -805,3 +805,18 @@ def test_ls_limit_applies_to_collections(run: Cli, data: Path) -> None:
     assert table.stdout.count("\n") == 2  # header and one row
     assert "showing 1 of 3" in table.stderr
     assert run("-q", "ls", "--limit", "2").stdout.split() == ["c1", "c2"]
+
+
+@pytest.mark.parametrize("args", [["ttl", "ds:v0", "0s", "-y"], ["ttl", "ds", "0", "--default"]])
+def test_ttl_zero_is_a_usage_error(logged: Cli, args: list[str]) -> None:
+    result = logged(*args)
+    assert result.exit_code == 2, result.output
+    assert "positive" in result.stderr and "none" in result.stderr
+    assert "ValueError" not in result.stderr
+    _speaks_cli(result)
+
+
+def test_add_ttl_zero_is_a_usage_error(run: Cli, data: Path) -> None:
+    result = run("add", str(data), "--name", "ds", "--ttl", "0s")
+    assert result.exit_code == 2
+    assert "positive" in result.stderr
