@@ -26,17 +26,29 @@ LINK_MODES = ["auto", "copy", "hardlink", "symlink", "reflink"]
 # -- checkout, download, verify, diff -----------------------------------------------------
 
 
-def _materialized(state: State, verb: str, v: Any, root: Path, link: str, extra: Any) -> None:
+def _materialized(
+    state: State,
+    verb: str,
+    v: Any,
+    root: Path,
+    link: str,
+    extra: Any,
+    *,
+    written: tuple[int, int] | None = None,
+) -> None:
+    """Report a checkout or download; ``written`` is ``(files, bytes)`` when not all of v."""
+    count, size = written if written is not None else (v.file_count, v.size)
     if state.json:
-        record = {"ref": v.ref, "path": str(root.absolute()), "file_count": v.file_count,
-                  "size": v.size, "link": link}
+        record = {"ref": v.ref, "path": str(root.absolute()), "file_count": count,
+                  "size": size, "link": link}
         if hasattr(extra, "model_dump"):
             record["result"] = extra.model_dump(mode="json")
         fmt.echo_json(record)
     elif state.quiet:
         click.echo(str(root.absolute()))
     else:
-        click.echo(f"{verb} {v.ref} into {root} ({fmt.summary(v)})")
+        files = f"{count} file{'s' if count != 1 else ''}"
+        click.echo(f"{verb} {v.ref} into {root} ({files}, {fmt.human_size(size)})")
 
 
 @click.command(short_help="Make a directory exactly a version (mirror).")
@@ -88,7 +100,11 @@ def download(state: State, ref: str, directory: Path, prefix: str | None, link: 
     with state.progress_bar(f"download {v.ref}") as bar:
         result = v.download(directory, path_prefix=prefix, link=link, progress=bar.callback)
     root = Path(result) if isinstance(result, (str, Path)) else directory
-    _materialized(state, "downloaded", v, root, link, result)
+    written = None
+    if prefix is not None:  # report what was written, not the whole version (issue 9)
+        sizes = [e.size for e in v.files(prefix=prefix)]
+        written = (len(sizes), sum(sizes))
+    _materialized(state, "downloaded", v, root, link, result, written=written)
 
 
 @click.command(short_help="Check a directory or the stored blobs against a version.")

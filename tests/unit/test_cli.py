@@ -820,3 +820,12 @@ def test_add_ttl_zero_is_a_usage_error(run: Cli, data: Path) -> None:
     result = run("add", str(data), "--name", "ds", "--ttl", "0s")
     assert result.exit_code == 2
     assert "positive" in result.stderr
+
+
+def test_download_with_prefix_reports_what_it_wrote(logged: Cli, tmp_path: Path) -> None:
+    record = logged.json("download", "ds:v1", str(tmp_path / "dl"), "--prefix", "sub/")
+    assert (record["file_count"], record["size"]) == (1, len("gamma\n"))
+    text = logged("download", "ds:v1", str(tmp_path / "dl2"), "--prefix", "sub/")
+    assert "(1 file, 6 B)" in text.stdout
+    whole = logged.json("download", "ds:v1", str(tmp_path / "dl3"))
+    assert whole["file_count"] == 4
