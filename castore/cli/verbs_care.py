@@ -461,13 +461,33 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
         ]
         if rows:
             click.echo(fmt.render_table(["severity", "kind", "where", "message"], rows))
-        errors = sum(1 for f in report.findings if f.severity == "error")
-        warnings = len(report.findings) - errors
-        status = "ok" if report.ok else "damaged"
-        click.echo(f"{status}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
+        click.echo(_fsck_status(report))
     if not report.ok:
-        fmt.err("error: the store has errors (hint: `castore fsck --repair` fixes what it can)")
+        if report.repaired:
+            fmt.err(
+                "error: the store still has errors that --repair cannot fix (hint: delete the "
+                "damaged versions with `castore rm`, or log their files again with `castore add`)"
+            )
+        else:
+            fmt.err("error: the store has errors (hint: `castore fsck --repair` fixes what it can)")
         raise click.exceptions.Exit(EXIT_VERIFY)
+
+
+def _fsck_status(report: Any) -> str:
+    """The last line of ``fsck``: true to what was found and what was fixed.
+
+    ``"ok: 1 error"`` after a repair (issue 9) read as a contradiction: errors that a repair
+    fixed are counted as fixed, and "ok" is said only when nothing was found.
+    """
+    errors = [f for f in report.findings if f.severity == "error"]
+    fixed = sum(1 for f in errors if f.repaired)
+    warnings = _plural(len(report.findings) - len(errors), "warning")
+    if not report.ok:
+        note = f" ({fixed} repaired)" if fixed else ""
+        return f"damaged: {_plural(len(errors), 'error')}{note}, {warnings}"
+    if errors:
+        return f"repaired: {_plural(len(errors), 'error')} fixed, {warnings}"
+    return f"ok: 0 errors, {warnings}"
 
 
 # -- du -----------------------------------------------------------------------------------

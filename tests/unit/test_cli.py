@@ -829,3 +829,22 @@ def test_download_with_prefix_reports_what_it_wrote(logged: Cli, tmp_path: Path)
     assert "(1 file, 6 B)" in text.stdout
     whole = logged.json("download", "ds:v1", str(tmp_path / "dl3"))
     assert whole["file_count"] == 4
+
+
+def test_fsck_repair_says_it_repaired(logged: Cli) -> None:
+    """A lost catalogue rebuilt by --repair printed "ok: 1 error, 1 warning"."""
+    for suffix in ("", "-wal", "-shm"):
+        (logged.root / f"catalog.db{suffix}").unlink(missing_ok=True)
+    repaired = logged("fsck", "--repair", "-y")
+    assert repaired.exit_code == 0, repaired.output
+    last = repaired.stdout.strip().splitlines()[-1]
+    assert last == "repaired: 1 error fixed, 1 warning", last
+    assert logged("fsck").stdout.strip().splitlines()[-1].startswith("ok: 0 errors")
+
+
+def test_fsck_repair_that_cannot_fix_says_damaged(logged: Cli) -> None:
+    _corrupt_first_blob(logged, "ds:v0")  # quarantined by --repair: its version stays damaged
+    result = logged("fsck", "--repair", "-y")
+    assert result.exit_code == 3
+    assert result.stdout.strip().splitlines()[-1] == "damaged: 1 error (1 repaired), 0 warnings"
+    assert "cannot fix" in result.stderr and "`castore rm`" in result.stderr
