@@ -15,7 +15,14 @@ from typing import Any
 
 import click
 
-from castore.cli import reporting, verbs_care, verbs_materialize, verbs_store, verbs_versions
+from castore.cli import (
+    reporting,
+    verbs_care,
+    verbs_drafts,
+    verbs_materialize,
+    verbs_store,
+    verbs_versions,
+)
 from castore.cli.common import EXIT_INTERRUPTED, EXIT_OTHER, CliError, State
 
 __all__ = ["VERBS", "cli", "main"]
@@ -130,6 +137,7 @@ VERBS: tuple[click.Command, ...] = (
     verbs_care.prune,
     verbs_care.fsck,
     verbs_care.du,
+    verbs_drafts.drafts,
 )
 
 for _verb in VERBS:

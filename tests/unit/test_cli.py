@@ -18,7 +18,7 @@ from castore.cli.progress import ProgressBar, progress_enabled
 
 VERBS = [
     "init", "add", "ls", "show", "files", "cat", "checkout", "download", "verify", "diff",
-    "alias", "tag", "ttl", "rm", "gc", "prune", "fsck", "du", "doctor",
+    "alias", "tag", "ttl", "rm", "gc", "prune", "fsck", "du", "doctor", "drafts",
 ]
 SUBVERBS = [("alias", "set"), ("alias", "rm"), ("alias", "ls"), ("tag", "add"), ("tag", "rm")]
 
@@ -173,7 +173,7 @@ def test_default_store_is_the_librarys(tmp_path: Path, monkeypatch: pytest.Monke
         ["download", "x", "d"], ["verify", "x"], ["diff", "a", "b"], ["alias", "ls"],
         ["alias", "set", "x:v0", "p"], ["tag", "add", "x", "t"], ["ttl", "x", "1d"],
         ["rm", "x", "-y"], ["gc", "-y"], ["prune", "--keep-last", "1", "-y"], ["fsck"], ["du"],
-        ["doctor"],
+        ["doctor"], ["drafts"],
     ],
 )
 def test_verbs_on_a_missing_store_exit_10_and_create_nothing(
@@ -848,3 +848,59 @@ def test_fsck_repair_that_cannot_fix_says_damaged(logged: Cli) -> None:
     assert result.exit_code == 3
     assert result.stdout.strip().splitlines()[-1] == "damaged: 1 error (1 repaired), 0 warnings"
     assert "cannot fix" in result.stderr and "`castore rm`" in result.stderr
+
+
+# -- drafts ---------------------------------------------------------------------------------
+
+
+def _leave_drafts(run: Cli, *names: str) -> list[str]:
+    """Drafts as a killed `add` leaves them: started, given a file, never finalized."""
+    ids = []
+    with run.store() as store:
+        for name in names:
+            draft = store.draft(name)
+            draft.add_bytes(b"half", name="part.bin")
+            ids.append(draft.id)
+    return ids
+
+
+def test_drafts_lists_unfinished_drafts(logged: Cli) -> None:
+    assert logged.json("drafts") == []
+    assert "No drafts." in logged("drafts").stderr
+    first, second = _leave_drafts(logged, "ds", "other")
+    listed = logged.json("drafts")
+    assert [(d["id"], d["collection"], d["file_count"]) for d in listed] == [
+        (first, "ds", 1), (second, "other", 1),
+    ]
+    assert all(0 <= d["age"] < 600 for d in listed)
+    assert [d["id"] for d in logged.json("drafts", "ds")] == [first]
+    table = logged("drafts").stdout
+    assert "COLLECTION" in table and first in table
+    assert logged("-q", "drafts").stdout.split() == [first, second]
+    assert logged("drafts", "nosuch").exit_code == 4
+
+
+def test_drafts_discard_by_id(logged: Cli) -> None:
+    first, second = _leave_drafts(logged, "ds", "ds")
+    assert logged("drafts", "--discard", first).exit_code == 1  # no -y, no terminal
+    planned = logged.json("drafts", "--discard", first[:23], "--dry-run")
+    assert planned["dry_run"] is True and [d["id"] for d in planned["discarded"]] == [first]
+    assert len(logged.json("drafts")) == 2
+    done = logged("drafts", "--discard", first, "-y")
+    assert done.exit_code == 0 and "discarded 1 draft" in done.stdout
+    assert [d["id"] for d in logged.json("drafts")] == [second]
+    missing = logged("drafts", "--discard", "nosuch", "-y")
+    assert missing.exit_code == 4 and "`castore drafts`" in missing.stderr
+    assert logged("drafts", "--discard", second, "--all-older-than", "1d").exit_code == 2
+    assert [v["ref"] for v in logged.json("ls", "ds")["items"]] == ["ds:v1", "ds:v0"]
+
+
+def test_drafts_discard_older_than(logged: Cli) -> None:
+    _leave_drafts(logged, "ds", "other")
+    none = logged.json("drafts", "--all-older-than", "1h", "-y")
+    assert none == {"discarded": [], "dry_run": False}
+    assert len(logged.json("drafts")) == 2
+    every = logged.json("drafts", "--all-older-than", "0s", "-y")
+    assert len(every["discarded"]) == 2
+    assert logged.json("drafts") == []
+    assert logged("fsck").exit_code == 0
