@@ -1,8 +1,8 @@
 """Parse the values people type on the command line: durations, sizes, ``k=v`` metadata.
 
 Everything here is stdlib only, so ``castore --help`` stays fast. Errors are ``ValueError``
-with a message that shows an accepted example; :mod:`castore.cli.app` turns them into usage
-errors (exit 2) through the click parameter types below.
+with a message that shows an accepted example; the click parameter types below turn them
+into usage errors (exit 2), as does a verb that calls ``parse_metadata`` itself.
 """
 
 from __future__ import annotations
