@@ -1,8 +1,8 @@
 """Parse the values people type on the command line: durations, sizes, ``k=v`` metadata.
 
 Everything here is stdlib only, so ``castore --help`` stays fast. Errors are ``ValueError``
-with a message that shows an accepted example; :mod:`castore.cli.app` turns them into usage
-errors (exit 2) through the click parameter types below.
+with a message that shows an accepted example; the click parameter types below turn them
+into usage errors (exit 2), as does a verb that calls ``parse_metadata`` itself.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ else:  # click before 8.2 has no generic ParamType
 
 __all__ = [
     "DURATION",
+    "POSITIVE_DURATION",
     "SIZE",
     "DurationType",
     "SizeType",
@@ -151,20 +152,30 @@ def parse_metadata(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
 
 
 class DurationType(_ParamType):
-    """A click type for durations (``30d``); with ``allow_none``, ``none`` gives None."""
+    """A click type for durations (``30d``); with ``allow_none``, ``none`` gives None.
+
+    With ``positive``, zero is a usage error (a TTL of ``0s`` would expire at once; the
+    library refuses it with a ``ValueError`` that used to reach the terminal as exit 1).
+    """
 
     name = "duration"
 
-    def __init__(self, *, allow_none: bool = False) -> None:
+    def __init__(self, *, allow_none: bool = False, positive: bool = False) -> None:
         self.allow_none = allow_none
+        self.positive = positive
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, timedelta) or value is None:
             return value
         try:
-            return parse_duration(str(value), allow_none=self.allow_none)
+            parsed = parse_duration(str(value), allow_none=self.allow_none)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if self.positive and parsed is not None and parsed <= timedelta(0):
+            never = "; for no expiry write 'none'" if self.allow_none else ""
+            self.fail(f"{value!r} is not a positive duration; write e.g. 30d or 12h{never}",
+                      param, ctx)
+        return parsed
 
 
 class SizeType(_ParamType):
@@ -182,4 +193,5 @@ class SizeType(_ParamType):
 
 
 DURATION = DurationType()
+POSITIVE_DURATION = DurationType(positive=True)
 SIZE = SizeType()

@@ -13,16 +13,16 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import (
+from castore.cli.common import (
     EXIT_VERIFY,
     State,
-    cli,
     confirm,
     destructive_options,
     output_options,
     pass_state,
 )
 from castore.cli.parsing import DURATION, DurationType
+from castore.cli.wording import cli_wording
 
 __all__ = ["alias", "du", "fsck", "gc", "prune", "rm", "tag", "ttl"]
 
@@ -34,7 +34,7 @@ def _plural(n: int, word: str) -> str:
 # -- alias --------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def alias() -> None:
     """Set, remove and list aliases (movable names such as prod, best).
 
@@ -141,7 +141,7 @@ def alias_ls(state: State, collection: str | None) -> None:
 # -- tag ----------------------------------------------------------------------------------
 
 
-@cli.group()
+@click.group()
 def tag() -> None:
     """Add and remove tags of a version.
 
@@ -196,9 +196,11 @@ def _tags_done(state: State, v: Any) -> None:
 # -- ttl, rm ------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Set or remove a version's time to live.")
+@click.command(short_help="Set or remove a version's time to live.")
 @click.argument("ref")
-@click.argument("duration", type=DurationType(allow_none=True), metavar="DURATION|none")
+@click.argument(
+    "duration", type=DurationType(allow_none=True, positive=True), metavar="DURATION|none"
+)
 @click.option("--default", "as_default", is_flag=True,
               help="Set the collection's default TTL for versions created from now on.")
 @destructive_options
@@ -244,7 +246,7 @@ def ttl(
     _done(state, record, f"TTL of {v.ref}: {shown}{when}")
 
 
-@cli.command(short_help="Delete a version or a collection.")
+@click.command(short_help="Delete a version or a collection.")
 @click.argument("ref")
 @click.option("--delete-aliases", is_flag=True,
               help="Also remove the user aliases pointing at the version.")
@@ -305,7 +307,7 @@ def _done(state: State, record: dict[str, Any], message: str) -> None:
 # -- gc, prune, fsck ----------------------------------------------------------------------
 
 
-@cli.command(short_help="Delete expired versions and unreferenced blobs.")
+@click.command(short_help="Delete expired versions and unreferenced blobs.")
 @click.option("--grace", type=DURATION, metavar="DURATION",
               help="Keep unreferenced blobs younger than this (default 1h).")
 @destructive_options
@@ -358,7 +360,7 @@ def _gc_done(state: State, report: Any) -> None:
     )
 
 
-@cli.command(short_help="Delete old versions by a retention policy.")
+@click.command(short_help="Delete old versions by a retention policy.")
 @click.argument("collection", required=False)
 @click.option("--keep-last", type=click.IntRange(min=0), metavar="N",
               help="Keep the newest N versions of each collection.")
@@ -408,7 +410,7 @@ def prune(
         click.echo(f"{verb} {_plural(len(report.versions_deleted), 'version')}")
 
 
-@cli.command(short_help="Check (and repair) the whole store.")
+@click.command(short_help="Check (and repair) the whole store.")
 @click.option("--repair", is_flag=True,
               help="Fix what can be fixed: quarantine corrupt blobs, drop stale temp files.")
 @destructive_options
@@ -454,24 +456,44 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
     else:
         rows = [
             (f.severity, f.kind, f.ref or f.path or fmt.short_digest(f.digest),
-             f.message + (" [repaired]" if f.repaired else ""))
+             cli_wording(f.message) + (" [repaired]" if f.repaired else ""))
             for f in report.findings
         ]
         if rows:
             click.echo(fmt.render_table(["severity", "kind", "where", "message"], rows))
-        errors = sum(1 for f in report.findings if f.severity == "error")
-        warnings = len(report.findings) - errors
-        status = "ok" if report.ok else "damaged"
-        click.echo(f"{status}: {_plural(errors, 'error')}, {_plural(warnings, 'warning')}")
+        click.echo(_fsck_status(report))
     if not report.ok:
-        fmt.err("error: the store has errors (hint: `castore fsck --repair` fixes what it can)")
+        if report.repaired:
+            fmt.err(
+                "error: the store still has errors that --repair cannot fix (hint: delete the "
+                "damaged versions with `castore rm`, or log their files again with `castore add`)"
+            )
+        else:
+            fmt.err("error: the store has errors (hint: `castore fsck --repair` fixes what it can)")
         raise click.exceptions.Exit(EXIT_VERIFY)
+
+
+def _fsck_status(report: Any) -> str:
+    """The last line of ``fsck``: true to what was found and what was fixed.
+
+    ``"ok: 1 error"`` after a repair (issue 9) read as a contradiction: errors that a repair
+    fixed are counted as fixed, and "ok" is said only when nothing was found.
+    """
+    errors = [f for f in report.findings if f.severity == "error"]
+    fixed = sum(1 for f in errors if f.repaired)
+    warnings = _plural(len(report.findings) - len(errors), "warning")
+    if not report.ok:
+        note = f" ({fixed} repaired)" if fixed else ""
+        return f"damaged: {_plural(len(errors), 'error')}{note}, {warnings}"
+    if errors:
+        return f"repaired: {_plural(len(errors), 'error')} fixed, {warnings}"
+    return f"ok: 0 errors, {warnings}"
 
 
 # -- du -----------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Show sizes per collection and for the store.")
+@click.command(short_help="Show sizes per collection and for the store.")
 @click.argument("collection", required=False)
 @output_options
 @pass_state

@@ -8,12 +8,11 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import (
+from castore.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_VERIFY,
     CliError,
     State,
-    cli,
     fail,
     output_options,
     pass_state,
@@ -27,20 +26,32 @@ LINK_MODES = ["auto", "copy", "hardlink", "symlink", "reflink"]
 # -- checkout, download, verify, diff -----------------------------------------------------
 
 
-def _materialized(state: State, verb: str, v: Any, root: Path, link: str, extra: Any) -> None:
+def _materialized(
+    state: State,
+    verb: str,
+    v: Any,
+    root: Path,
+    link: str,
+    extra: Any,
+    *,
+    written: tuple[int, int] | None = None,
+) -> None:
+    """Report a checkout or download; ``written`` is ``(files, bytes)`` when not all of v."""
+    count, size = written if written is not None else (v.file_count, v.size)
     if state.json:
-        record = {"ref": v.ref, "path": str(root.absolute()), "file_count": v.file_count,
-                  "size": v.size, "link": link}
+        record = {"ref": v.ref, "path": str(root.absolute()), "file_count": count,
+                  "size": size, "link": link}
         if hasattr(extra, "model_dump"):
             record["result"] = extra.model_dump(mode="json")
         fmt.echo_json(record)
     elif state.quiet:
         click.echo(str(root.absolute()))
     else:
-        click.echo(f"{verb} {v.ref} into {root} ({fmt.summary(v)})")
+        files = f"{count} file{'s' if count != 1 else ''}"
+        click.echo(f"{verb} {v.ref} into {root} ({files}, {fmt.human_size(size)})")
 
 
-@cli.command(short_help="Make a directory exactly a version (mirror).")
+@click.command(short_help="Make a directory exactly a version (mirror).")
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--link", type=click.Choice(LINK_MODES), default="auto", show_default=True,
@@ -69,7 +80,7 @@ def checkout(state: State, ref: str, directory: Path, link: str, force: bool) ->
     _materialized(state, "checked out", v, directory, link, result)
 
 
-@cli.command(short_help="Write a version's files into a directory.")
+@click.command(short_help="Write a version's files into a directory.")
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--prefix", metavar="PATH", help="Only files under this path prefix.")
@@ -89,10 +100,14 @@ def download(state: State, ref: str, directory: Path, prefix: str | None, link: 
     with state.progress_bar(f"download {v.ref}") as bar:
         result = v.download(directory, path_prefix=prefix, link=link, progress=bar.callback)
     root = Path(result) if isinstance(result, (str, Path)) else directory
-    _materialized(state, "downloaded", v, root, link, result)
+    written = None
+    if prefix is not None:  # report what was written, not the whole version (issue 9)
+        sizes = [e.size for e in v.files(prefix=prefix)]
+        written = (len(sizes), sum(sizes))
+    _materialized(state, "downloaded", v, root, link, result, written=written)
 
 
-@cli.command(short_help="Check a directory or the stored blobs against a version.")
+@click.command(short_help="Check a directory or the stored blobs against a version.")
 @click.argument("ref")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @output_options
@@ -169,7 +184,7 @@ def _print_verify(state: State, report: dict[str, Any]) -> None:
         click.echo(f"ok: {target} matches {report['ref']}")
 
 
-@cli.command(short_help="Show what changed between two versions.")
+@click.command(short_help="Show what changed between two versions.")
 @click.argument("a")
 @click.argument("b")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when the versions differ (as git).")

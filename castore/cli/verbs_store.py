@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import EXIT_NO_STORE, State, cli, output_options, pass_state
+from castore.cli.common import EXIT_NO_STORE, State, output_options, pass_state
 
 __all__ = ["doctor", "init", "probe_link_modes"]
 
@@ -17,7 +17,7 @@ _FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h
 _PACKAGES = ("click", "pydantic", "sqlite-utils", "xxhash", "zstandard", "filelock", "blake3")
 
 
-@cli.command(short_help="Create a store (or open it if the settings match).")
+@click.command(short_help="Create a store (or open it if the settings match).")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option(
     "--hash", "hash_", type=click.Choice(["xxh3-128", "blake3", "sha256"]), default="xxh3-128",
@@ -45,20 +45,25 @@ def init(state: State, path: str | None, hash_: str, compression: str, level: in
     """
     import castore
 
-    root = Path(path).expanduser() if path else state.store_path
-    existed = (root / "castore.json").exists()
-    with castore.init(root, hash=hash_, compression=compression, level=level) as store:
+    where = Path(path).expanduser() if path else state.store_path
+    try:  # the library decides what is a store (its layout), not a file name test here
+        castore.open(where, create=False, read_only=True).close()
+        existed = True
+    except castore.StoreNotFoundError:
+        existed = False
+    with castore.init(where, hash=hash_, compression=compression, level=level) as store:
         config = store.config
+        root = store.path
     if state.json:
-        fmt.echo_json({"path": str(root.absolute()), "created": not existed, "config": config})
+        fmt.echo_json({"path": str(root), "created": not existed, "config": config})
         return
     if state.quiet:
-        click.echo(str(root.absolute()))
+        click.echo(str(root))
         return
     codec = config.compression.codec
     how = f"zstd level {config.compression.level}" if codec == "zstd" else "no compression"
     verb = "store already exists at" if existed else "initialized store at"
-    click.echo(f"{verb} {root.absolute()} ({config.hash}, {how})")
+    click.echo(f"{verb} {root} ({config.hash}, {how})")
 
 
 def _probe_dir(root: Path) -> Path:
@@ -164,7 +169,7 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-@cli.command(short_help="Check the installation and the store.")
+@click.command(short_help="Check the installation and the store.")
 @output_options
 @pass_state
 def doctor(state: State) -> None:
@@ -182,19 +187,21 @@ def doctor(state: State) -> None:
 
     import castore
 
-    root = state.store_path
+    try:
+        store = state.open(create=False)
+    except castore.StoreNotFoundError as exc:
+        store = None
+        root = Path(str(getattr(exc, "path", "")))  # where castore.open looked
+    else:
+        root = Path(store.path)
+    found = store is not None
+    store_info: dict[str, Any] = {"path": str(root.absolute()), "exists": False}
     report: dict[str, Any] = {
         "versions": _versions(),
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
-        "store": {"path": str(root.absolute()), "exists": False},
+        "store": store_info,
     }
-    store_info: dict[str, Any] = report["store"]
-    found = True
-    try:
-        store = state.open(create=False)
-    except castore.StoreNotFoundError:
-        found = False
-    else:
+    if store is not None:
         config = store.config
         store_info.update(
             exists=True,

@@ -10,15 +10,14 @@ from typing import Any
 import click
 
 from castore.cli import formatting as fmt
-from castore.cli.app import (
+from castore.cli.common import (
     EXIT_NOT_FOUND,
     CliError,
     State,
-    cli,
     output_options,
     pass_state,
 )
-from castore.cli.parsing import DURATION, SIZE, parse_metadata
+from castore.cli.parsing import DURATION, POSITIVE_DURATION, SIZE, parse_metadata
 
 __all__ = ["add", "cat", "files", "ls", "show"]
 
@@ -37,7 +36,7 @@ def _metadata(items: tuple[str, ...]) -> dict[str, Any] | None:
 # -- add ----------------------------------------------------------------------------------
 
 
-@cli.command()
+@click.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", metavar="NAME", help="Collection name (default: the PATH's basename).")
 @click.option("--type", "type_", metavar="TYPE",
@@ -50,7 +49,7 @@ def _metadata(items: tuple[str, ...]) -> dict[str, Any] | None:
               help="Point an alias at the version (moves it). Repeatable.")
 @click.option("--ignore", multiple=True, metavar="PATTERN",
               help="gitignore-style pattern to leave out of a directory. Repeatable.")
-@click.option("--ttl", type=DURATION, metavar="DURATION",
+@click.option("--ttl", type=POSITIVE_DURATION, metavar="DURATION",
               help="Expire the version after this long (30d, 12h).")
 @output_options
 @pass_state
@@ -122,7 +121,7 @@ def add(
 # -- ls -----------------------------------------------------------------------------------
 
 
-@cli.command(short_help="List collections, or versions with filters.")
+@click.command(short_help="List collections, or versions with filters.")
 @click.argument("name", required=False)
 @click.option("--type", "type_", metavar="TYPE", help="Only this collection type.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG",
@@ -140,7 +139,7 @@ def add(
 @click.option("--sort", metavar="KEY", default="-created_at", show_default=True,
               help=f"One of {', '.join(SORT_KEYS)}; '-' for descending.")
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
-              help="At most this many versions (0: no limit).")
+              help="At most this many collections or versions (0: no limit).")
 @click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many.")
 @click.option("--versions", "-v", "all_versions", is_flag=True,
               help="List versions of every collection instead of collections.")
@@ -182,7 +181,7 @@ def ls(
     store = state.open()
     version_filters = bool(tags or alias or meta or since or before or min_size or max_size)
     if name is None and not version_filters and not all_versions:
-        _ls_collections(state, store, type_)
+        _ls_collections(state, store, type_, limit=limit, offset=offset)
         return
     if name is not None:
         store.collection(name)  # NotFoundError (exit 4) rather than an empty list
@@ -247,8 +246,13 @@ def ls(
         fmt.err(f"showing {len(items)} of {total}; use --limit/--offset for more")
 
 
-def _ls_collections(state: State, store: Any, type_: str | None) -> None:
-    collections = store.collections(type=type_)
+def _ls_collections(
+    state: State, store: Any, type_: str | None, *, limit: int, offset: int
+) -> None:
+    every = store.collections(type=type_)
+    # --limit/--offset page collections too (issue 9: they were ignored); the JSON stays a
+    # list of collection records, and a cut list says so on stderr.
+    collections = every[offset: offset + limit] if limit else every[offset:]
     latest = {v.collection: v for v in store.latest(type=type_)}
     if state.quiet:
         for c in collections:
@@ -289,12 +293,14 @@ def _ls_collections(state: State, store: Any, type_: str | None) -> None:
     click.echo(fmt.render_table(
         ["name", "type", "versions", "latest", "size", "updated"], rows, right=(2, 4)
     ))
+    if offset + len(collections) < len(every):
+        fmt.err(f"showing {len(collections)} of {len(every)}; use --limit/--offset for more")
 
 
 # -- show, files, cat ---------------------------------------------------------------------
 
 
-@cli.command(short_help="Show one version's details.")
+@click.command(short_help="Show one version's details.")
 @click.argument("ref")
 @output_options
 @pass_state
@@ -341,7 +347,7 @@ def show(state: State, ref: str) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
-@cli.command()
+@click.command()
 @click.argument("ref")
 @click.option("--prefix", metavar="PATH", help="Only files under this path prefix.")
 @output_options
@@ -373,7 +379,7 @@ def files(state: State, ref: str, prefix: str | None) -> None:
     click.echo(fmt.render_table(["path", "size", "digest"], rows, right=(1,)))
 
 
-@cli.command(short_help="Write one file of a version to stdout.")
+@click.command(short_help="Write one file of a version to stdout.")
 @click.argument("ref")
 @click.argument("path")
 @output_options

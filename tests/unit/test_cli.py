@@ -18,7 +18,7 @@ from castore.cli.progress import ProgressBar, progress_enabled
 
 VERBS = [
     "init", "add", "ls", "show", "files", "cat", "checkout", "download", "verify", "diff",
-    "alias", "tag", "ttl", "rm", "gc", "prune", "fsck", "du", "doctor",
+    "alias", "tag", "ttl", "rm", "gc", "prune", "fsck", "du", "doctor", "drafts",
 ]
 SUBVERBS = [("alias", "set"), ("alias", "rm"), ("alias", "ls"), ("tag", "add"), ("tag", "rm")]
 
@@ -67,7 +67,7 @@ class Cli:
 @pytest.fixture
 def run(root: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """The CLI on ``root``, opening stores with durable=False (fsync is not tested here)."""
-    from castore.cli.app import State
+    from castore.cli.common import State
 
     def open_scratch(self: State, *, create: bool = False) -> Any:
         if self._store is None:
@@ -98,6 +98,25 @@ def test_root_help_lists_verbs_and_exit_codes() -> None:
         assert f"  {verb} " in result.stdout
     assert "130  interrupted" in result.stdout
     assert "Examples:" in result.stdout
+
+
+def test_verbs_are_registered_from_one_list() -> None:
+    """app.VERBS is the only registration; verb modules never import the group module."""
+    import ast
+
+    from castore.cli import app
+
+    assert sorted(cli.commands) == sorted(c.name for c in app.VERBS if c.name)
+    assert set(VERBS) <= set(cli.commands)
+    for module in Path(app.__file__).parent.glob("verbs_*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            assert not names & {"castore.cli.app", "castore.cli.cli"}, module.name
 
 
 @pytest.mark.parametrize("verb", VERBS + [" ".join(s) for s in SUBVERBS])
@@ -131,6 +150,22 @@ def test_store_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert json.loads(result.stdout)["store"]["path"] == str(root)
 
 
+def test_default_store_is_the_librarys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --store or $CASTORE_HOME the CLI uses castore's own default (~/.castore)."""
+    monkeypatch.delenv("CASTORE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    missing = CliRunner().invoke(cli, ["ls"])
+    assert missing.exit_code == 10
+    assert repr(str(tmp_path / ".castore")) in missing.stderr
+    created = CliRunner().invoke(cli, ["--json", "init"])
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["path"] == str(tmp_path / ".castore")
+    assert json.loads(created.stdout)["created"] is True
+    again = CliRunner().invoke(cli, ["--json", "init"])
+    assert json.loads(again.stdout)["created"] is False
+    assert castore.open(tmp_path / ".castore", create=False).path == tmp_path / ".castore"
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -138,7 +173,7 @@ def test_store_from_environment(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ["download", "x", "d"], ["verify", "x"], ["diff", "a", "b"], ["alias", "ls"],
         ["alias", "set", "x:v0", "p"], ["tag", "add", "x", "t"], ["ttl", "x", "1d"],
         ["rm", "x", "-y"], ["gc", "-y"], ["prune", "--keep-last", "1", "-y"], ["fsck"], ["du"],
-        ["doctor"],
+        ["doctor"], ["drafts"],
     ],
 )
 def test_verbs_on_a_missing_store_exit_10_and_create_nothing(
@@ -500,10 +535,10 @@ def test_alias_set_ls_rm(logged: Cli) -> None:
 
 
 def test_alias_rm_asks_at_a_terminal(logged: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    import castore.cli.app as app
+    import castore.cli.common as common
 
     logged("alias", "set", "ds:v0", "prod")
-    monkeypatch.setattr(app, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(common, "_stdin_is_tty", lambda: True)
     no = logged("alias", "rm", "ds:prod", input="n\n")
     assert no.exit_code == 1 and "nothing was changed" in no.stderr
     eof = logged("alias", "rm", "ds:prod", input="")
@@ -707,3 +742,165 @@ def test_fsck_repair_rebuilds_a_catalogue_too_damaged_to_open(logged: Cli) -> No
     refs = [v["ref"] for v in logged.json("ls", "ds")["items"]]
     assert sorted(refs) == ["ds:v0", "ds:v1"]
     assert list(logged.root.glob("catalog.db.damaged-*"))
+
+
+# -- issue 9: the CLI speaks its own verbs and flags, and reports true results -------------
+
+PYTHON_API = (
+    "store.", "castore.init()", "castore.open()", "castore.repair(", "=True", "=False",
+    "use None", "()",
+)
+
+
+def _speaks_cli(result: Result) -> str:
+    text = result.stderr + result.stdout
+    assert not [p for p in PYTHON_API if p in text], text
+    return text
+
+
+def test_errors_name_cli_verbs_not_python_api(logged: Cli, tmp_path: Path) -> None:
+    missing = logged("show", "nosuch")
+    assert missing.exit_code == 4
+    assert "list them with `castore ls`" in _speaks_cli(missing)
+    logged("alias", "set", "ds:v0", "prod")
+    held = logged("rm", "ds:v0", "-y")
+    assert held.exit_code == 5
+    assert "--delete-aliases" in _speaks_cli(held)
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "precious").write_text("x")
+    unsafe = logged("checkout", "ds", str(target))
+    assert unsafe.exit_code == 1
+    assert "--force" in _speaks_cli(unsafe) and "`castore download`" in unsafe.stderr
+    _corrupt_first_blob(logged, "ds:v0")
+    damaged = logged("verify", "ds:v0")
+    assert damaged.exit_code == 3
+    assert "`castore fsck`" in _speaks_cli(damaged)
+
+
+def test_damaged_catalogue_hint_names_the_cli(logged: Cli) -> None:
+    for suffix in ("-wal", "-shm"):
+        (logged.root / f"catalog.db{suffix}").unlink(missing_ok=True)
+    catalog = logged.root / "catalog.db"
+    catalog.write_bytes(b"\0" * 4096 + catalog.read_bytes()[4096:])
+    plain = logged("ls")
+    assert plain.exit_code == 3
+    assert "`castore fsck --repair`" in _speaks_cli(plain)
+
+
+def test_garbage_config_hint_is_not_upgrade(root: Path) -> None:
+    (root / "castore.json").write_text("{ not json")
+    result = CliRunner().invoke(cli, ["--store", str(root), "ls"])
+    assert result.exit_code == 1
+    assert "upgrade" not in result.stderr and "damaged" in result.stderr
+
+
+def test_ls_limit_applies_to_collections(run: Cli, data: Path) -> None:
+    for name in ("c1", "c2", "c3"):
+        assert run("add", str(data / "a.txt"), "--name", name).exit_code == 0
+    assert len(run.json("ls")) == 3
+    assert [c["name"] for c in run.json("ls", "--limit", "2")] == ["c1", "c2"]
+    assert [c["name"] for c in run.json("ls", "--limit", "2", "--offset", "2")] == ["c3"]
+    table = run("ls", "--limit", "1")
+    assert table.stdout.count("\n") == 2  # header and one row
+    assert "showing 1 of 3" in table.stderr
+    assert run("-q", "ls", "--limit", "2").stdout.split() == ["c1", "c2"]
+
+
+@pytest.mark.parametrize("args", [["ttl", "ds:v0", "0s", "-y"], ["ttl", "ds", "0", "--default"]])
+def test_ttl_zero_is_a_usage_error(logged: Cli, args: list[str]) -> None:
+    result = logged(*args)
+    assert result.exit_code == 2, result.output
+    assert "positive" in result.stderr and "none" in result.stderr
+    assert "ValueError" not in result.stderr
+    _speaks_cli(result)
+
+
+def test_add_ttl_zero_is_a_usage_error(run: Cli, data: Path) -> None:
+    result = run("add", str(data), "--name", "ds", "--ttl", "0s")
+    assert result.exit_code == 2
+    assert "positive" in result.stderr
+
+
+def test_download_with_prefix_reports_what_it_wrote(logged: Cli, tmp_path: Path) -> None:
+    record = logged.json("download", "ds:v1", str(tmp_path / "dl"), "--prefix", "sub/")
+    assert (record["file_count"], record["size"]) == (1, len("gamma\n"))
+    text = logged("download", "ds:v1", str(tmp_path / "dl2"), "--prefix", "sub/")
+    assert "(1 file, 6 B)" in text.stdout
+    whole = logged.json("download", "ds:v1", str(tmp_path / "dl3"))
+    assert whole["file_count"] == 4
+
+
+def test_fsck_repair_says_it_repaired(logged: Cli) -> None:
+    """A lost catalogue rebuilt by --repair printed "ok: 1 error, 1 warning"."""
+    for suffix in ("", "-wal", "-shm"):
+        (logged.root / f"catalog.db{suffix}").unlink(missing_ok=True)
+    repaired = logged("fsck", "--repair", "-y")
+    assert repaired.exit_code == 0, repaired.output
+    last = repaired.stdout.strip().splitlines()[-1]
+    assert last == "repaired: 1 error fixed, 1 warning", last
+    assert logged("fsck").stdout.strip().splitlines()[-1].startswith("ok: 0 errors")
+
+
+def test_fsck_repair_that_cannot_fix_says_damaged(logged: Cli) -> None:
+    _corrupt_first_blob(logged, "ds:v0")  # quarantined by --repair: its version stays damaged
+    result = logged("fsck", "--repair", "-y")
+    assert result.exit_code == 3
+    assert result.stdout.strip().splitlines()[-1] == "damaged: 1 error (1 repaired), 0 warnings"
+    assert "cannot fix" in result.stderr and "`castore rm`" in result.stderr
+
+
+# -- drafts ---------------------------------------------------------------------------------
+
+
+def _leave_drafts(run: Cli, *names: str) -> list[str]:
+    """Drafts as a killed `add` leaves them: started, given a file, never finalized."""
+    ids = []
+    with run.store() as store:
+        for name in names:
+            draft = store.draft(name)
+            draft.add_bytes(b"half", name="part.bin")
+            ids.append(draft.id)
+    return ids
+
+
+def test_drafts_lists_unfinished_drafts(logged: Cli) -> None:
+    assert logged.json("drafts") == []
+    assert "No drafts." in logged("drafts").stderr
+    first, second = _leave_drafts(logged, "ds", "other")
+    listed = logged.json("drafts")
+    assert [(d["id"], d["collection"], d["file_count"]) for d in listed] == [
+        (first, "ds", 1), (second, "other", 1),
+    ]
+    assert all(0 <= d["age"] < 600 for d in listed)
+    assert [d["id"] for d in logged.json("drafts", "ds")] == [first]
+    table = logged("drafts").stdout
+    assert "COLLECTION" in table and first in table
+    assert logged("-q", "drafts").stdout.split() == [first, second]
+    assert logged("drafts", "nosuch").exit_code == 4
+
+
+def test_drafts_discard_by_id(logged: Cli) -> None:
+    first, second = _leave_drafts(logged, "ds", "ds")
+    assert logged("drafts", "--discard", first).exit_code == 1  # no -y, no terminal
+    planned = logged.json("drafts", "--discard", first[:23], "--dry-run")
+    assert planned["dry_run"] is True and [d["id"] for d in planned["discarded"]] == [first]
+    assert len(logged.json("drafts")) == 2
+    done = logged("drafts", "--discard", first, "-y")
+    assert done.exit_code == 0 and "discarded 1 draft" in done.stdout
+    assert [d["id"] for d in logged.json("drafts")] == [second]
+    missing = logged("drafts", "--discard", "nosuch", "-y")
+    assert missing.exit_code == 4 and "`castore drafts`" in missing.stderr
+    assert logged("drafts", "--discard", second, "--all-older-than", "1d").exit_code == 2
+    assert [v["ref"] for v in logged.json("ls", "ds")["items"]] == ["ds:v1", "ds:v0"]
+
+
+def test_drafts_discard_older_than(logged: Cli) -> None:
+    _leave_drafts(logged, "ds", "other")
+    none = logged.json("drafts", "--all-older-than", "1h", "-y")
+    assert none == {"discarded": [], "dry_run": False}
+    assert len(logged.json("drafts")) == 2
+    every = logged.json("drafts", "--all-older-than", "0s", "-y")
+    assert len(every["discarded"]) == 2
+    assert logged.json("drafts") == []
+    assert logged("fsck").exit_code == 0
