@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved lazily by __getattr__ (PEP 562).
 _LAZY: dict[str, str] = {
     "AliasConflictError": "castore.errors",
+    "AliasEvent": "castore.models",
     "ArtifactFinalizedError": "castore.errors",
     "ArtifactVersion": "castore.handles.version",
     "BlobStat": "castore.models",

@@ -182,6 +182,8 @@ class StoreDamagedError(IntegrityError):
             path=path,
             detail=detail,
         )
+        self.path = path
+        self.detail = detail
 
 
 class CatalogCorruptError(IntegrityError):
@@ -198,6 +200,8 @@ class CatalogCorruptError(IntegrityError):
             path=path,
             detail=detail,
         )
+        self.path = path
+        self.detail = detail
 
 
 class UnsafeTargetError(CastoreError):

@@ -572,7 +572,16 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
     config = layout.read_config()
     try:
         store = Store(root, config=config, durable=durable)
-    except CatalogCorruptError:
+    except CatalogCorruptError as exc:
+        notes.append(
+            Finding(
+                kind="catalogue_integrity",
+                severity="error",
+                path=str(layout.catalog_path),
+                message=f"the catalogue could not be used ({exc.detail}); rebuilt it",
+                repaired=True,
+            )
+        )
         blobs = _blob_store(layout, config, read_only=False, durable=durable)
         with maintenance_lock(layout.locks):
             catalog, rebuilt = rebuild.rebuild_catalog(layout, blobs, durable=durable)

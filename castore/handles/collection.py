@@ -13,6 +13,7 @@ from castore.errors import NotFoundError
 from castore.handles.query import version_filters
 from castore.handles.times import seconds, to_datetime
 from castore.handles.version import UNSET, ArtifactVersion
+from castore.models import AliasEvent
 from castore.refs import tag_list, validate_name
 
 __all__ = ["Collection"]
@@ -83,18 +84,14 @@ class Collection:
         assert value is not None
         return value
 
-    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
-        """Every move of the aliases (of ``alias``): ``at``, ``alias``, ``from``, ``to`` ids."""
-        rows = self._parts.catalog.alias_history(self._row["id"], alias)
-        return [
-            {
-                "at": to_datetime(r["at"]),
-                "alias": r["alias"],
-                "from": r["from_version"],
-                "to": r["to_version"],
-            }
-            for r in rows
-        ]
+    def alias_history(self, alias: str | None = None) -> list[AliasEvent]:
+        """Every move of the aliases (of ``alias``), oldest first.
+
+        Example:
+            >>> [(e.from_version, e.to_version) for e in c.alias_history("prod")]  # doctest: +SKIP
+            [(None, 'mnist:v0'), ('mnist:v0', 'mnist:v1')]
+        """
+        return self._parts.catalog.alias_events(self._row["id"], alias)
 
     def versions(self) -> list[ArtifactVersion]:
         """The live committed versions, newest first."""

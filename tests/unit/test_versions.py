@@ -63,7 +63,7 @@ def test_alias_points_at_one_version(store: castore.Store) -> None:
     assert v0.refresh().aliases == [] and store.get("c:prod") == v1
     assert store.collection("c").aliases == {"latest": "v1", "prod": "v1"}
     history = store.collection("c").alias_history("prod")
-    assert [(h["from"], h["to"]) for h in history] == [(None, v0.id), (v0.id, v1.id)]
+    assert [(h.from_version, h.to_version) for h in history] == [(None, v0.ref), (v0.ref, v1.ref)]
     v1.remove_alias("prod")
     with pytest.raises(NotFoundError):
         store.get("c:prod")
