@@ -16,6 +16,7 @@ from castore.errors import (
     NotFoundError,
     StoreDamagedError,
     StoreNotFoundError,
+    UnsupportedFormatError,
 )
 from castore.handles.collection import Collection
 from castore.handles.query import resolve_ref, version_filters
@@ -37,7 +38,7 @@ from castore.models import (
 )
 from castore.storage.blobs import BlobStore
 from castore.storage.hashing import DEFAULT_ALGORITHM, check_algorithm
-from castore.storage.layout import Layout
+from castore.storage.layout import FORMAT, Layout
 from castore.storage.locking import maintenance_lock
 from castore.worktree import operations
 
@@ -566,10 +567,21 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
     notes: list[Finding] = []
-    if not layout.exists() and layout.holds_data():
+    try:
+        config = layout.read_config()
+    except StoreNotFoundError:
+        if not layout.holds_data():
+            raise
+        config = None
+    except UnsupportedFormatError as exc:
+        found = getattr(exc, "found", None)
+        if isinstance(found, int) and found > FORMAT:
+            raise  # a newer castore's store: never rewrite its settings
+        config = None  # unreadable bytes: set aside below, then restored
+    if config is None:
         with maintenance_lock(layout.locks):
             notes.append(rebuild.restore_config(layout, durable=durable))
-    config = layout.read_config()
+        config = layout.read_config()
     try:
         store = Store(root, config=config, durable=durable)
     except CatalogCorruptError as exc:

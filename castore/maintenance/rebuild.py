@@ -275,6 +275,7 @@ def restore_config(layout: Layout, *, durable: bool = True) -> Finding:
     The caller holds the maintenance lock. Compression settings only steer new writes (every
     blob names its own codec), so the defaults are safe; the store gets a new ``store_id``.
     """
+    damaged = _set_aside(layout.config_path)
     algorithm, source = _algorithm_of(layout)
     config = StoreConfig(
         format=FORMAT,
@@ -289,7 +290,9 @@ def restore_config(layout: Layout, *, durable: bool = True) -> Finding:
         kind="config_missing",
         severity="error",
         path=str(layout.config_path),
-        message=f"castore.json was missing; restored it with hash={algorithm!r} (from "
-        f"{source}), zstd level 3 for new writes and a new store_id",
+        message=("castore.json was missing" if damaged is None else
+                 f"castore.json was unreadable (kept as {damaged.name})")
+        + f"; restored it with hash={algorithm!r} (from {source}), zstd level 3 for new "
+        "writes and a new store_id",
         repaired=True,
     )

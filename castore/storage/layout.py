@@ -51,6 +51,7 @@ _OWN_NAMES = {
     "locks",
     "manifests",
 }
+_REPAIR_HINT = "`castore fsck --repair` (castore.repair() in Python) restores it"
 #: Files and directories whose presence means a store lives here, even without castore.json.
 _DATA_NAMES = ("catalog.db", "catalog.db-wal", "blobs", "manifests")
 
@@ -91,21 +92,29 @@ class Layout:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UnsupportedFormatError(
-                f"{self.config_path} is not valid JSON; it is not a castore store or it is damaged",
+                f"{self.config_path} is not valid JSON: the store's settings file is damaged; "
+                f"{_REPAIR_HINT}",
                 found=None,
             ) from exc
         fmt = data.get("format") if isinstance(data, dict) else None
-        if fmt != FORMAT:
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
             raise UnsupportedFormatError(
                 f"store {str(self.root)!r} has format {fmt!r}; this castore reads format "
                 f"{FORMAT} (upgrade castore to open newer stores)",
+                found=fmt,
+            )
+        if fmt != FORMAT:
+            raise UnsupportedFormatError(
+                f"{self.config_path} has no valid format number ({fmt!r}): the store's "
+                f"settings file is damaged; {_REPAIR_HINT}",
                 found=fmt,
             )
         try:
             return StoreConfig.model_validate(data)
         except ValueError as exc:
             raise UnsupportedFormatError(
-                f"{self.config_path} is not a valid format-{FORMAT} configuration: {exc}",
+                f"{self.config_path} is not a valid format-{FORMAT} configuration ({exc}); "
+                f"{_REPAIR_HINT}",
                 found=fmt,
             ) from exc
 
