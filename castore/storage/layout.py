@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from castore.storage.fsutil import durable_write
 from castore.errors import ConfigurationError, StoreNotFoundError, UnsupportedFormatError
 from castore.models import CompressionConfig, StoreConfig
+from castore.storage.fsutil import durable_write
 
 __all__ = ["FORMAT", "Layout"]
 
