@@ -21,12 +21,13 @@ import stat
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, get_args
 
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
+from castore.models import LinkMode
 from castore.storage.hashing import VerifyingReader, new_hasher
-from castore.models import ManifestEntry
+from castore.worktree.entries import Entry
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
@@ -51,8 +52,7 @@ __all__ = [
     "reflink_supported",
 ]
 
-LinkMode = Literal["auto", "copy", "hardlink", "symlink", "reflink"]
-LINK_MODES: tuple[str, ...] = ("auto", "copy", "hardlink", "symlink", "reflink")
+LINK_MODES: tuple[str, ...] = get_args(LinkMode)
 #: ``_IOW(0x94, 9, int)`` from ``linux/fs.h``.
 FICLONE = 0x40049409
 CHUNK = 1024 * 1024
@@ -228,7 +228,7 @@ def _umask() -> int:
     return _umask_value
 
 
-def copy_raw(src: Path, entry: ManifestEntry, dir_fd: int, name: str) -> None:
+def copy_raw(src: Path, entry: Entry, dir_fd: int, name: str) -> None:
     """Copy a raw blob into ``name``, hashing while streaming (the fast path for small files)."""
     assert entry.digest is not None
     hasher = new_hasher(Digest.parse(entry.digest).algorithm)
@@ -268,7 +268,7 @@ def hash_fd(fd: int, algorithm: str) -> tuple[str, int]:
 
 
 def file_matches(
-    dir_fd: int, name: str, entry: ManifestEntry
+    dir_fd: int, name: str, entry: Entry
 ) -> tuple[bool, os.stat_result | None]:
     """Hash an existing regular file (opened without following links) against ``entry``."""
     try:
@@ -285,7 +285,7 @@ def file_matches(
         os.close(fd)
 
 
-def ref_path(entry: ManifestEntry) -> Path:
+def ref_path(entry: Entry) -> Path:
     """The local file behind an external ``file://`` reference."""
     ref = entry.ref or ""
     parsed = urllib.parse.urlparse(ref)
@@ -298,7 +298,7 @@ def ref_path(entry: ManifestEntry) -> Path:
     return Path(urllib.parse.unquote(parsed.path))
 
 
-def open_source(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
+def open_source(blobs: BlobStore, entry: Entry) -> BinaryIO:
     """A streaming reader of one entry's content; digest and size are checked at EOF.
 
     Raises:
