@@ -132,8 +132,8 @@ def enospc_after(nbytes: int) -> Iterator[None]:
 @contextmanager
 def failing_fsync(err: int = errno.EIO) -> Iterator[list[int]]:
     """``os.fsync`` and ``syncfs`` fail with ``err``; yields the list of failed fds."""
-    import castore.storage.fsutil as fsutil
     import castore.storage.blobs as blobs_mod
+    import castore.storage.fsutil as fsutil
 
     real_fsync, real_syncfs, real_blob_syncfs = os.fsync, fsutil.syncfs, blobs_mod.syncfs
     failed: list[int] = []

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import castore
-from castore.worktree import operations as m
 from castore.errors import UnsafeTargetError
 from castore.models import ManifestEntry
+from castore.worktree import operations as m
 
 
 def put(store: castore.Store, path: str, data: bytes) -> ManifestEntry:

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import castore
-from castore.worktree import operations as m
 from castore.errors import InvalidPathError
 from castore.models import ManifestEntry
 from castore.paths import validate_path
+from castore.worktree import operations as m
 
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\:"),

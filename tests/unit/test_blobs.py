@@ -11,8 +11,6 @@ import pytest
 import zstandard
 
 import castore
-from castore.storage import fsutil as _fsutil
-from castore.storage.blobs import BlobStore
 from castore.digest import Digest
 from castore.errors import (
     FileChangedError,
@@ -22,6 +20,8 @@ from castore.errors import (
     OutOfSpaceError,
     ReadOnlyStoreError,
 )
+from castore.storage import fsutil as _fsutil
+from castore.storage.blobs import BlobStore
 from castore.storage.hashing import CHUNK_SIZE, hash_bytes
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import castore
+from castore.errors import ConfigurationError, UnsafeTargetError
+from castore.models import ManifestEntry
 from castore.worktree import containment as c
 from castore.worktree import linking as lk
 from castore.worktree import operations as m
-from castore.errors import ConfigurationError, UnsafeTargetError
-from castore.models import ManifestEntry
 
 
 def raw_entry(store: castore.Store, path: str = "w.bin") -> ManifestEntry:

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 import castore
-from castore.worktree import linking as _linking
-from castore.worktree import operations as m
 from castore.errors import (
     IntegrityError,
     InvalidPathError,
@@ -21,6 +19,8 @@ from castore.errors import (
     UnsafeTargetError,
 )
 from castore.models import ManifestEntry
+from castore.worktree import linking as _linking
+from castore.worktree import operations as m
 
 RAW = os.urandom  # incompressible: stored raw, so it can be linked
 
