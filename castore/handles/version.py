@@ -23,6 +23,7 @@ from castore.handles.times import seconds, to_datetime
 from castore.models import Manifest, ManifestEntry, VerifyReport
 from castore.refs import check_user_alias, tag_list
 from castore.worktree import operations
+from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
 
 __all__ = ["UNSET", "ArtifactVersion", "Draft"]
 
@@ -181,9 +182,44 @@ class ArtifactVersion:
         return Manifest(entries=list(self.files()), digest=self.digest or "")
 
     def files(self, prefix: str | None = None) -> Iterator[ManifestEntry]:
-        """Iterate the entries (sorted by path) whose path starts with ``prefix``."""
-        for path, digest, size, ref in self._parts.catalog.iter_entries(self.id, prefix):
+        """Iterate the entries (sorted by path) whose path starts with ``prefix``.
+
+        Raises:
+            NotFoundError: the version was deleted (through another handle or process).
+        """
+        for path, digest, size, ref in self._rows(prefix):
             yield ManifestEntry(path=path, digest=digest, size=size, ref=ref)
+
+    def _require_live(self) -> None:
+        """Raise :class:`NotFoundError` unless the version is still committed.
+
+        A deleted version has no entries left: without this check a stale handle would
+        check out, verify and download an empty version.
+        """
+        row = self._parts.catalog.execute(
+            "SELECT state FROM versions WHERE id = ?", (self.id,)
+        ).fetchone()
+        if row is None or row[0] != "COMMITTED":
+            state = "deleted" if row is None else str(row[0]).lower()
+            raise NotFoundError(
+                f"{self.ref} is {state} (through another handle or process); "
+                "get the version again with store.get()",
+                ref=self.ref,
+            )
+
+    def _rows(self, prefix: str | None = None) -> Iterator[tuple[str, str | None, int, str | None]]:
+        """The entries as plain rows (no model per file), checked against deletion."""
+        self._require_live()
+        count = 0
+        for row in self._parts.catalog.iter_entries(self.id, prefix):
+            count += 1
+            yield row
+        if not prefix and count != self.file_count:
+            self._require_live()  # deleted while we read: say so rather than yield a part
+            raise IntegrityError(
+                f"{self.ref} lists {count} entries but recorded {self.file_count} files; "
+                "run `castore fsck`",
+            )
 
     def get_entry(self, path: str) -> ManifestEntry:
         """The entry at ``path``.
@@ -191,16 +227,17 @@ class ArtifactVersion:
         Raises:
             NotFoundError: (a ``KeyError``) no such file in the version.
         """
+        self._require_live()
         try:
             p, digest, size, ref = self._parts.catalog.get_entry(self.id, path)
         except KeyError:
             raise NotFoundError(f"{path!r} is not in {self.ref}", ref=path) from None
         return ManifestEntry(path=p, digest=digest, size=size, ref=ref)
 
-    # -- materialize (issue 4): thin wrappers over castore/operations.py ----------------------
+    # -- files on disk: thin wrappers over castore.worktree --------------------------------
 
-    def _stat_cache(self) -> Any:
-        return None if self._parts.read_only else self._parts.catalog.stat_cache
+    def _stat_cache(self) -> StatCache:
+        return NO_STAT_CACHE if self._parts.read_only else self._parts.catalog.stat_cache
 
     def checkout(
         self,
@@ -230,7 +267,7 @@ class ArtifactVersion:
             >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
         """
         return operations.checkout(
-            self._parts.blobs, list(self.files()), root, link=link, force=force,
+            self._parts.blobs, self._rows(), root, link=link, force=force,
             store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
         )
 
@@ -254,7 +291,7 @@ class ArtifactVersion:
             The resolved root.
         """
         return operations.download(
-            self._parts.blobs, list(self.files()), root or self._default_root(),
+            self._parts.blobs, self._rows(path_prefix), root or self._default_root(),
             path_prefix=path_prefix, link=link, store_root=self._parts.path,
             stat_cache=self._stat_cache(), progress=progress,
         )
@@ -283,10 +320,9 @@ class ArtifactVersion:
             IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
                 the files.
         """
-        entries = list(self.files())
         if root is not None:
             report = operations.verify_dir(
-                self._parts.blobs, entries, root, stat_cache=self._stat_cache()
+                self._parts.blobs, self._rows(), root, stat_cache=self._stat_cache()
             )
             if not report.ok:
                 parts = [
@@ -300,7 +336,7 @@ class ArtifactVersion:
                     report=report,
                 )
             return report
-        damaged = operations.verify_blobs(self._parts.blobs, entries)
+        damaged = operations.verify_blobs(self._parts.blobs, self._rows())
         if damaged:
             shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
             raise IntegrityError(

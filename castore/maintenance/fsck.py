@@ -24,11 +24,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from castore._parts import Parts
-from castore.errors import CastoreError, IntegrityError, NotFoundError
+from castore.errors import CastoreError, NotFoundError
 from castore.index import maintenance as _catalog_maint
 from castore.maintenance.gc import (
     STALE_DRAFT_AGE,
@@ -41,11 +40,12 @@ from castore.maintenance.rebuild import restore_unknown
 from castore.maintenance.roots import scan_markers, unknown_roots
 from castore.models import Finding, FsckReport
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
+from castore.storage.verify import verify_many
 
 if TYPE_CHECKING:
-    from castore.storage.blobs import BlobStore
+    pass
 
-__all__ = ["fsck", "verify_blobs"]
+__all__ = ["fsck"]
 
 #: Threads re-hashing blobs at once (reads overlap; xxh3 and zstd release the GIL).
 VERIFY_WORKERS = min(4, (os.cpu_count() or 2) * 2)
@@ -55,37 +55,6 @@ _MAX_NAMED = 10
 def _names(refs: list[str]) -> str:
     shown = ", ".join(refs[:_MAX_NAMED])
     return shown + (f" and {len(refs) - _MAX_NAMED} more" if len(refs) > _MAX_NAMED else "")
-
-
-def verify_blobs(
-    blobs: BlobStore, sizes: dict[str, int], digests: list[str]
-) -> dict[str, str]:
-    """Re-hash blobs; return ``{digest: problem}`` for those that do not verify.
-
-    ``sizes`` gives the expected content size where the catalogue knows it (-1: unknown).
-    A blob that cannot be read (EIO, permissions) is a problem too; checking goes on.
-    """
-
-    def check(digest: str) -> tuple[str, str | None]:
-        size = sizes.get(digest, -1)
-        try:
-            blobs.verify(digest, size=None if size < 0 else size)
-        except NotFoundError:
-            return digest, None  # deleted meanwhile (gc): not damage
-        except IntegrityError as exc:
-            return digest, str(exc)
-        except OSError as exc:
-            return digest, f"cannot be read: {exc}"
-        except CastoreError as exc:
-            return digest, str(exc)
-        return digest, None
-
-    bad: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=VERIFY_WORKERS) as pool:
-        for digest, problem in pool.map(check, digests):
-            if problem is not None:
-                bad[digest] = problem
-    return bad
 
 
 def _catalogue_findings(store: Parts) -> list[Finding]:
@@ -180,7 +149,9 @@ def _check(store: Parts, *, repair: bool) -> FsckReport:
         damaged_before = _catalog_maint.damaged_version_ids(catalog)
     stored = set(blobs.iter_digests())
     missing = sorted(set(sizes) - stored)
-    corrupt = verify_blobs(blobs, sizes, sorted(stored))
+    # A blob missing here was deleted meanwhile (gc): only what the listing lacks is missing.
+    damage = verify_many(blobs, ((d, sizes.get(d)) for d in stored), workers=VERIFY_WORKERS)
+    corrupt = dict(damage.corrupt)
     users = _catalog_maint.users_of_digests(catalog, [*missing, *corrupt])
 
     for row in dangling:

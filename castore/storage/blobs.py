@@ -9,20 +9,14 @@ overwritten. ``put_*`` do both. Reads stream and check digest and size at the en
 
 from __future__ import annotations
 
-import errno
 import io
-import mmap
 import os
 import stat
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
-
-import zstandard
+from typing import BinaryIO
 
 from castore import _faults
 from castore.digest import ALGORITHMS, Digest
@@ -34,13 +28,39 @@ from castore.errors import (
     ReadOnlyStoreError,
 )
 from castore.models import BlobStat
-from castore.storage.codec import MIN_SAVING, SAMPLE_SIZE, choose_codec, open_decoder
+from castore.storage._blobio import (
+    KERNEL_COPY,
+    KERNEL_MIN,
+    changed,
+    chunk_buffer,
+    copy_in_kernel,
+    is_hex,
+    read_exact,
+    read_full,
+)
+from castore.storage.codec import (
+    MIN_SAVING,
+    SAMPLE_SIZE,
+    TRAILER,
+    Codec,
+    choose_codec,
+    compressor,
+    content_size,
+    open_decoder,
+    trailer,
+)
 from castore.storage.fsutil import (
+    create_readonly,
     fsync_dir,
+    publish_noclobber,
     removing_on_error,
     syncfs,
     unique_tmp,
 )
+
+# Looked up through this module's globals at call time: the fault shims of the tests
+# (tests/harness.py enospc_after) replace ``blobs._write_all`` to fill the disk mid-blob.
+from castore.storage.fsutil import write_all as _write_all
 from castore.storage.hashing import (
     CHUNK_SIZE,
     CRYPTOGRAPHIC,
@@ -53,17 +73,7 @@ from castore.storage.layout import Layout
 
 __all__ = ["BlobStore", "PutResult", "StagedBlob"]
 
-Codec = Literal["raw", "zstd"]
-
 _ZST = ".zst"
-#: A zstd skippable frame closing every compressed blob: magic, length 8, content size (LE).
-_TRAILER = struct.Struct("<IIQ")
-_TRAILER_MAGIC = 0x184D2A5C
-#: Files at least this large that are stored raw are copied in the kernel (copy_file_range).
-_KERNEL_MIN = 8 * 1024 * 1024
-_KERNEL_COPY = hasattr(os, "copy_file_range")
-#: copy_file_range errors meaning "not between these files": fall back to read/write.
-_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class BlobStore:
     def _base(self, digest: str) -> str:
         """``blobs/ab/<hex>`` as a string (hot path: no pathlib, no regex)."""
         algo, _, hexpart = digest.partition(":")
-        if algo != self.algorithm or len(hexpart) != ALGORITHMS[algo] or not _is_hex(hexpart):
+        if algo != self.algorithm or len(hexpart) != ALGORITHMS[algo] or not is_hex(hexpart):
             Digest.parse(digest)  # raises for a malformed digest
             raise NotFoundError(
                 f"blob {digest} cannot be in this {self.algorithm} store", ref=digest
@@ -169,7 +179,7 @@ class BlobStore:
         """Size, stored size and codec of a blob. Raises NotFoundError if absent."""
         path, codec = self._require(digest)
         stored = os.stat(path).st_size
-        size = stored if codec == "raw" else _content_size(path)
+        size = stored if codec == "raw" else content_size(path)
         return BlobStat(digest=digest, size=size, stored_size=stored, codec=codec)
 
     def iter_digests(self) -> Iterator[Digest]:
@@ -184,7 +194,7 @@ class BlobStore:
             with os.scandir(self.layout.blobs / shard) as it:
                 names = [e.name.removesuffix(_ZST) for e in it]
             for name in names:
-                if name.startswith(shard) and _is_hex(name):
+                if name.startswith(shard) and is_hex(name):
                     yield Digest.of(self.algorithm, name)
 
     def iter_tmp(self) -> Iterator[Path]:
@@ -212,12 +222,12 @@ class BlobStore:
         with open(path, "rb", buffering=0) as fh:
             before = os.fstat(fh.fileno())
             staged = None
-            if _KERNEL_COPY and stat.S_ISREG(before.st_mode) and before.st_size >= _KERNEL_MIN:
+            if KERNEL_COPY and stat.S_ISREG(before.st_mode) and before.st_size >= KERNEL_MIN:
                 staged = self._stage_raw_in_kernel(fh.fileno(), sync)
             if staged is None:
                 staged = self.stage_stream(fh, size=before.st_size, sync=sync)
             after = os.fstat(fh.fileno())
-        if _changed(before, after) or staged.size != before.st_size:
+        if changed(before, after) or staged.size != before.st_size:
             self.discard(staged)
             raise FileChangedError(path)
         return StagedBlob(
@@ -227,11 +237,8 @@ class BlobStore:
     def _stage_raw_in_kernel(self, src: int, sync: bool | None) -> StagedBlob | None:
         """Stage a large file that will be stored raw without passing its bytes through Python.
 
-        ``copy_file_range`` copies each chunk into the temp file inside the kernel; the chunk is
-        then hashed from the temp file's pages through a read-only ``mmap``, so the digest is
-        of exactly the stored bytes. Returns None (nothing left behind, ``src``'s offset
-        untouched) when the content should be compressed or the kernel cannot copy between
-        these two files.
+        Returns None (nothing left behind, ``src``'s offset untouched) when the content should
+        be compressed or the kernel cannot copy between these two files.
         """
         self._check_writable("store a blob")
         sync = self.durable if sync is None else sync
@@ -240,36 +247,18 @@ class BlobStore:
             return None
         hasher = self._hasher()
         tmp = unique_tmp(self.layout.tmp_dir())
-        total = 0
         with removing_on_error(tmp):
-            fd = _create(tmp, os.O_RDWR)
+            fd = create_readonly(tmp, os.O_RDWR)
             try:
-                while True:
-                    try:
-                        n = _copy_range(src, fd, CHUNK_SIZE, total)
-                    except OSError as exc:
-                        if total == 0 and exc.errno in _NO_KERNEL_COPY:
-                            break  # e.g. across filesystems: fall back to read/write
-                        raise
-                    if not n:
-                        break
-                    start = total - total % mmap.ALLOCATIONGRANULARITY
-                    length = total + n - start
-                    with (
-                        mmap.mmap(fd, length, access=mmap.ACCESS_READ, offset=start) as m,
-                        memoryview(m) as view,
-                    ):
-                        hasher.update(view[total - start :])
-                    total += n
-                fallback = total == 0
-                if not fallback:
+                total = copy_in_kernel(src, fd, hasher)
+                if total is not None:
                     _faults.point("blob.tmp_written")
                     if sync:
                         os.fsync(fd)
                         _faults.point("blob.fsynced")
             finally:
                 os.close(fd)
-        if fallback:
+        if total is None:
             os.unlink(tmp)
             return None
         digest = Digest.of(self.algorithm, hasher.hexdigest())
@@ -295,14 +284,14 @@ class BlobStore:
         sync = self.durable if sync is None else sync
         hasher = self._hasher()
         tmp = unique_tmp(self.layout.tmp_dir())
-        view = _chunk_buffer()
+        view = chunk_buffer()
         total = 0
         stored = 0
         codec: Codec = "raw"
         with removing_on_error(tmp):
-            fd = _create(tmp, os.O_WRONLY)
+            fd = create_readonly(tmp, os.O_WRONLY)
             try:
-                n = _read_full(stream, view)
+                n = read_full(stream, view)
                 if n < len(view):
                     # The whole content fits in one chunk (most files): one compression pass
                     # both decides the codec and produces the frame.
@@ -311,17 +300,17 @@ class BlobStore:
                     total = n
                     out: bytes | memoryview = chunk
                     if self.compression == "zstd" and n >= 64:
-                        frame = _compressor(self.level).compress(chunk)
-                        if len(frame) + _TRAILER.size <= n * (1 - MIN_SAVING):
+                        frame = compressor(self.level).compress(chunk)
+                        if len(frame) + TRAILER.size <= n * (1 - MIN_SAVING):
                             codec = "zstd"
-                            out = frame + _TRAILER.pack(_TRAILER_MAGIC, 8, n)
+                            out = frame + trailer(n)
                     stored = _write_all(fd, out)
                 else:
                     codec = choose_codec(
                         view[:SAMPLE_SIZE], compression=self.compression, level=self.level
                     )
-                    compressor = (
-                        _compressor(self.level, threads=-1).compressobj(size=size)
+                    cobj = (
+                        compressor(self.level, threads=-1).compressobj(size=size)
                         if codec == "zstd"
                         else None
                     )
@@ -330,12 +319,12 @@ class BlobStore:
                         hasher.update(chunk)
                         total += n
                         stored += _write_all(
-                            fd, compressor.compress(chunk) if compressor else chunk
+                            fd, cobj.compress(chunk) if cobj else chunk
                         )
-                        n = _read_full(stream, view)
-                    if compressor is not None:
-                        stored += _write_all(fd, compressor.flush())
-                        stored += _write_all(fd, _TRAILER.pack(_TRAILER_MAGIC, 8, total))
+                        n = read_full(stream, view)
+                    if cobj is not None:
+                        stored += _write_all(fd, cobj.flush())
+                        stored += _write_all(fd, trailer(total))
                 _faults.point("blob.tmp_written")
                 if sync:
                     os.fsync(fd)
@@ -395,10 +384,7 @@ class BlobStore:
         if os.path.exists(other):
             self.discard(staged)
             return False
-        try:
-            created = _link_noclobber(staged.tmp, final)
-        finally:
-            self.discard(staged)
+        created = publish_noclobber(staged.tmp, final, make_dirs=True)
         _faults.point("blob.renamed")
         if created and sync:
             fsync_dir(os.path.dirname(final))
@@ -491,7 +477,7 @@ class BlobStore:
         """
         path, codec = self._require(digest)
         if size is None:
-            size = os.stat(path).st_size if codec == "raw" else _content_size(path)
+            size = os.stat(path).st_size if codec == "raw" else content_size(path)
         raw = VerifyingReader(
             self._decoded(path, codec, size), digest=digest, size=size, what=f"blob {digest}"
         )
@@ -522,8 +508,8 @@ class BlobStore:
         old = self._decoded(path, codec, cap)
         try:
             while True:
-                a = _read_exact(new.read, CHUNK_SIZE)
-                b = _read_exact(old.read, CHUNK_SIZE)
+                a = read_exact(new.read, CHUNK_SIZE)
+                b = read_exact(old.read, CHUNK_SIZE)
                 if a != b:
                     return False
                 if not a:
@@ -535,129 +521,3 @@ class BlobStore:
             old.close()
 
 
-_local = threading.local()
-
-
-def _chunk_buffer() -> memoryview:
-    """This thread's reusable read buffer (allocating 4 MiB per small file costs more than
-    reading it)."""
-    view: memoryview | None = getattr(_local, "buffer", None)
-    if view is None:
-        view = _local.buffer = memoryview(bytearray(CHUNK_SIZE))
-    return view
-
-
-def _compressor(level: int, threads: int = 0) -> zstandard.ZstdCompressor:
-    """This thread's zstd compressor for ``level`` (a compressor is reusable, not shareable).
-
-    ``threads=-1`` gives a compressor that spreads one large frame over every core (zstd's
-    own workers): text compresses ~1.6x faster on two cores (research/perf.md).
-    """
-    cache: dict[tuple[int, int], zstandard.ZstdCompressor] | None = getattr(
-        _local, "compressors", None
-    )
-    if cache is None:
-        cache = _local.compressors = {}
-    cctx = cache.get((level, threads))
-    if cctx is None:
-        cctx = cache[level, threads] = zstandard.ZstdCompressor(
-            level=level, write_content_size=True, threads=threads
-        )
-    return cctx
-
-
-def _create(tmp: Path, mode: int) -> int:
-    """Create a new read-only temp file (and its spread directory if it is missing)."""
-    flags = mode | os.O_CREAT | os.O_EXCL
-    try:
-        return os.open(tmp, flags, 0o444)
-    except FileNotFoundError:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(tmp, flags, 0o444)
-
-
-def _link_noclobber(tmp: Path, final: str) -> bool:
-    """Link ``tmp`` to ``final``; False if ``final`` exists. Creates a missing shard directory."""
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        return False
-    except FileNotFoundError:
-        if not os.path.exists(tmp):
-            raise
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            return False
-    return True
-
-
-def _content_size(path: Path) -> int:
-    """The content size recorded in a zstd blob's trailer (-1 if it has none)."""
-    with open(path, "rb") as fh:
-        try:
-            fh.seek(-_TRAILER.size, os.SEEK_END)
-        except OSError:
-            return -1
-        magic, length, size = _TRAILER.unpack(fh.read(_TRAILER.size))
-    return size if magic == _TRAILER_MAGIC and length == 8 else -1
-
-
-def _changed(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) != (
-        b.st_size,
-        b.st_mtime_ns,
-        b.st_ctime_ns,
-        b.st_ino,
-    )
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hex(name: str) -> bool:
-    return bool(name) and _HEX.issuperset(name)
-
-
-def _read_full(stream: BinaryIO, view: memoryview) -> int:
-    """Fill ``view`` from ``stream`` as far as it goes; 0 only at EOF."""
-    total = 0
-    readinto = getattr(stream, "readinto", None)
-    while total < len(view):
-        if readinto is not None:
-            n = readinto(view[total:])
-        else:
-            data = stream.read(len(view) - total)
-            n = len(data)
-            view[total : total + n] = data
-        if not n:
-            break
-        total += n
-    return total
-
-
-def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:
-    parts: list[bytes] = []
-    want = n
-    while want:
-        data = read(want)
-        if not data:
-            break
-        parts.append(data)
-        want -= len(data)
-    return b"".join(parts)
-
-
-def _copy_range(src: int, dst: int, count: int, offset: int) -> int:
-    """Copy up to ``count`` bytes at ``offset`` of ``src`` to the same offset of ``dst``."""
-    return os.copy_file_range(src, dst, count, offset, offset)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> int:
-    view = memoryview(data)
-    total = len(view)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    return total

@@ -17,6 +17,7 @@ from pathlib import Path
 from castore.errors import OutOfSpaceError
 
 __all__ = [
+    "create_readonly",
     "durable_write",
     "fsync_dir",
     "publish_noclobber",
@@ -24,6 +25,7 @@ __all__ = [
     "syncfs",
     "translate_oserror",
     "unique_tmp",
+    "write_all",
 ]
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
@@ -93,24 +95,67 @@ def removing_on_error(tmp: Path) -> Iterator[None]:
         raise
 
 
-def publish_noclobber(tmp: str | Path, final: str | Path) -> bool:
+def create_readonly(tmp: Path, mode: int) -> int:
+    """Create the new file ``tmp`` read-only (0o444) and open it with ``mode``.
+
+    Creates a missing parent directory (a ``tmp/`` spread directory removed by hand).
+    """
+    flags = mode | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(tmp, flags, 0o444)
+    except FileNotFoundError:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(tmp, flags, 0o444)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> int:
+    """Write all of ``data`` to ``fd`` (``os.write`` may write less); return its length."""
+    view = memoryview(data)
+    total = len(view)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    return total
+
+
+def publish_noclobber(tmp: str | Path, final: str | Path, *, make_dirs: bool = False) -> bool:
     """Link ``tmp`` to ``final`` unless ``final`` exists; always remove ``tmp``.
 
+    The one no-overwrite publish (git's ``finalize_object_file``): blobs and configuration
+    files both go through it.
+
+    Args:
+        tmp: the written (and, where durable, fsynced) temp file.
+        final: the published name.
+        make_dirs: create ``final``'s missing parent directory (a blob shard) and retry.
+
     Returns:
-        True if ``final`` was created, False if it already existed (git's dedup path: never
+        True if ``final`` was created, False if it already existed (the dedup path: never
         overwrite a published file).
     """
     try:
-        os.link(tmp, final)
-        created = True
-    except FileExistsError:
-        created = False
+        return _link_once(tmp, final, make_dirs=make_dirs)
     finally:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-    return created
+
+
+def _link_once(tmp: str | Path, final: str | Path, *, make_dirs: bool) -> bool:
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        if not make_dirs or not os.path.exists(tmp):
+            raise
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False
+    return True
 
 
 def durable_write(
@@ -133,10 +178,7 @@ def durable_write(
     with removing_on_error(tmp):
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            write_all(fd, data)
             if durable:
                 os.fsync(fd)
         finally:

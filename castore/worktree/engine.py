@@ -1,8 +1,9 @@
-"""The checkout engine: plan, stage, commit (see :mod:`castore.worktree.operations` for the rules).
+"""The checkout engine: plan, stage, commit (:mod:`castore.worktree.operations` has the rules).
 
-Private: :mod:`castore.worktree.operations` holds the public functions; this module holds the planning
-(validate, check sources, find already-correct files), staging (thread pool, verified placement
-in a private staging directory inside the root) and commit (fd-relative renames and removals).
+Private: :mod:`castore.worktree.operations` holds the public functions; this module holds the
+planning (validate, check sources, find already-correct files), staging (thread pool, verified
+placement in a private staging directory inside the root) and commit (fd-relative renames and
+removals).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
@@ -25,17 +26,17 @@ from castore.errors import (
     NotFoundError,
     UnsafeTargetError,
 )
-from castore.models import ManifestEntry
 from castore.paths import validate_path
 from castore.worktree import containment as _c
 from castore.worktree import linking as _l
+from castore.worktree.entries import Entry, EntryLike, iter_entries
+from castore.worktree.stat_cache import CachedDigests, StatCache, StatRow, slim_stat
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
 
 __all__ = [
     "ProgressArg",
-    "StatCache",
     "check_existing",
     "check_sources",
     "links_to_blob",
@@ -52,22 +53,15 @@ _SMALL = 1024 * 1024
 _POOL_MIN = 16
 
 
-class StatCache(Protocol):
-    """Remembers the digest of a file by its stat, so unchanged files are not re-read."""
-
-    def lookup(self, path: str, st: os.stat_result) -> str | None:
-        """The digest recorded for ``path`` if its stat still matches, else None."""
-
-    def record_many(self, items: Iterable[tuple[str, os.stat_result, str]]) -> None:
-        """Record ``(path, stat, digest)`` triples."""
-
-
 # -- planning ------------------------------------------------------------------------------
 
 
-def validate_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
-    """Validate every path again (defence in depth against a tampered catalogue row)."""
-    out = list(entries)
+def validate_entries(entries: Iterable[EntryLike]) -> list[Entry]:
+    """Validate every path again (defence in depth against a tampered catalogue row).
+
+    Returns the entries as light :class:`Entry` tuples, never a list of pydantic models.
+    """
+    out = list(iter_entries(entries))
     paths: set[str] = set()
     for entry in out:
         if validate_path(entry.path) != entry.path:
@@ -88,13 +82,15 @@ def validate_entries(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
     return out
 
 
-def check_sources(blobs: BlobStore, entries: Sequence[ManifestEntry]) -> dict[str, Path | None]:
+def check_sources(blobs: BlobStore, entries: Sequence[Entry]) -> dict[str, str | None]:
     """Check that every entry's content is at hand; return each digest's raw blob (or None).
+
+    Blob paths are kept as strings: a ``Path`` per file cost ~500 bytes at 100,000 files.
 
     Raises:
         IntegrityError: naming the paths and digests whose content is missing.
     """
-    raws: dict[str, Path | None] = {}
+    raws: dict[str, str | None] = {}
     missing: list[tuple[str, str]] = []
     for entry in entries:
         if entry.ref is not None:
@@ -110,7 +106,7 @@ def check_sources(blobs: BlobStore, entries: Sequence[ManifestEntry]) -> dict[st
             if raw is None and not blobs.exists(digest):
                 missing.append((entry.path, digest))
                 continue
-            raws[digest] = raw
+            raws[digest] = None if raw is None else os.fspath(raw)
     if missing:
         shown = ", ".join(f"{p!r} ({d})" for p, d in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -148,59 +144,35 @@ def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -
             raise
 
 
-class CachedDigests:
-    """What the stat cache already knows of the files a scan found (one batched lookup)."""
-
-    def __init__(
-        self, stat_cache: StatCache | None, scan: _c.Scan, entries: Iterable[ManifestEntry]
-    ) -> None:
-        self._cache = stat_cache
-        self._many = getattr(stat_cache, "lookup_many", None)
-        present = [scan.files[e.path] for e in entries if e.path in scan.files]
-        self._known: dict[tuple[int, int], str] = (
-            self._many(present) if self._many is not None and present else {}
-        )
-
-    def recorded(self, entry: ManifestEntry, st: os.stat_result) -> bool:
-        """True when the batched lookup found ``entry``'s digest for this file state."""
-        return self._known.get((st.st_dev, st.st_ino)) == entry.digest
-
-    def says(self, entry: ManifestEntry, st: os.stat_result, abs_path: str) -> bool:
-        """True when the cache records ``entry``'s digest for this exact file state."""
-        if self.recorded(entry, st):
-            return True
-        return (
-            self._cache is not None
-            and self._many is None
-            and self._cache.lookup(abs_path, st) == entry.digest
-        )
-
-
 def check_existing(
-    entries: Sequence[ManifestEntry],
+    entries: Sequence[Entry],
     root: Path,
     root_fd: int,
     scan: _c.Scan,
     blobs: BlobStore,
     mode: str,
-    stat_cache: StatCache | None,
+    stat_cache: StatCache,
     workers: int | None,
     progress: Progress | None = None,
-) -> list[bool]:
-    """For each entry: is the file at its path already right (content and link kind)?"""
+) -> tuple[list[bool], list[StatRow]]:
+    """For each entry: is the file at its path already right (content and link kind)?
+
+    Also returns the stat-cache rows learned by hashing, for the caller to record with its
+    own, in one transaction.
+    """
     present = [e for e in entries if e.path in scan.files]
     cached = CachedDigests(stat_cache, scan, present)
     cursors = _c.ThreadCursors(root_fd)
-    learned: list[tuple[str, os.stat_result, str]] = []
+    learned: list[StatRow] = []
     lock = threading.Lock()
 
-    def check(entry: ManifestEntry) -> bool:
+    def check(entry: Entry) -> bool:
         ok = _entry_ok(entry)
         if ok and progress is not None:
             progress.add(entry.size)
         return ok
 
-    def _entry_ok(entry: ManifestEntry) -> bool:
+    def _entry_ok(entry: Entry) -> bool:
         st = scan.files.get(entry.path)
         if st is None or entry.digest is None:
             return False
@@ -229,16 +201,16 @@ def check_existing(
                     # so that an edit in the target cannot damage the store (dvc#859)
                     return is_blob and mode == "hardlink"
         abs_path = str(root / entry.path)
-        if cached.says(entry, st, abs_path):
+        if cached.says(entry, st):
             return True
         try:
             dir_fd = cursors.get().dir_of(entry.path)
         except (OSError, UnsafeTargetError):
             return False
         ok, st2 = _l.file_matches(dir_fd, entry.path.rsplit("/", 1)[-1], entry)
-        if ok and st2 is not None and stat_cache is not None:
+        if ok and st2 is not None:
             with lock:
-                learned.append((abs_path, st2, entry.digest))
+                learned.append((abs_path, slim_stat(st2), entry.digest))
         return ok
 
     # the common case of an unchanged checkout, decided inline: a plain file the cache knows
@@ -250,7 +222,7 @@ def check_existing(
                 st.st_nlink == 1
                 and stat.S_ISREG(st.st_mode)
                 and st.st_size == e.size
-                and cached.recorded(e, st)
+                and cached.says(e, st)
             ):
                 found[e.path] = True
         if found and progress is not None:
@@ -260,13 +232,10 @@ def check_existing(
         found.update(zip((e.path for e in rest), run_pool(check, rest, workers), strict=True))
     finally:
         cursors.close()
-    result = [found.get(e.path, False) for e in entries]
-    if learned and stat_cache is not None:
-        stat_cache.record_many(learned)
-    return result
+    return [found.get(e.path, False) for e in entries], learned
 
 
-def links_to_blob(dir_fd: int, entry: ManifestEntry, blobs: BlobStore) -> Path | None:
+def links_to_blob(dir_fd: int, entry: Entry, blobs: BlobStore) -> Path | None:
     """The blob a symlink at ``entry.path`` points to, if it is this entry's raw blob."""
     if entry.digest is None:
         return None
@@ -334,18 +303,18 @@ class _Job:
 
     __slots__ = ("entry", "how", "name", "raw")
 
-    def __init__(self, entry: ManifestEntry, how: str, raw: Path | None, name: str) -> None:
+    def __init__(self, entry: Entry, how: str, raw: str | None, name: str) -> None:
         self.entry, self.how, self.raw, self.name = entry, how, raw, name
 
 
 def _plan_jobs(
     blobs: BlobStore,
-    todo: Sequence[ManifestEntry],
+    todo: Sequence[Entry],
     mode: str,
     target: Path,
     root_fd: int,
     staging_fd: int,
-    raws: dict[str, Path | None],
+    raws: dict[str, str | None],
 ) -> list[_Job]:
     jobs: list[_Job] = []
     reflink_ok: bool | None = None
@@ -422,14 +391,14 @@ def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress) -> N
 
 def materialize(
     blobs: BlobStore,
-    entries: Iterable[ManifestEntry],
+    entries: Iterable[EntryLike],
     root: str | os.PathLike[str],
     *,
     link: str,
     store_root: str | os.PathLike[str],
     exact: bool,
     force: bool,
-    stat_cache: StatCache | None,
+    stat_cache: StatCache,
     progress: ProgressArg,
     workers: int | None,
 ) -> Path:
@@ -455,7 +424,7 @@ def materialize(
             for f in [x for x in scan.files if x.startswith(d + "/")]:
                 del scan.files[f]
         tracker = Progress(progress, sum(e.size for e in wanted_list))
-        ok = check_existing(
+        ok, learned = check_existing(
             wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker
         )
         todo = [e for e, good in zip(wanted_list, ok, strict=True) if not good]
@@ -519,8 +488,10 @@ def materialize(
             for path, is_dir in sorted(removals, key=lambda r: _c.sort_key(r[0])):
                 fd = cursor.dir_of(path)
                 _c.remove_entry(fd, path.rsplit("/", 1)[-1], is_dir=is_dir)
-        learned = _commit(jobs, target, root_fd, staging_fd, stat_cache)
-        if learned and stat_cache is not None:
+        learned += _commit(jobs, target, root_fd, staging_fd)
+        # one write transaction for what planning hashed and what was written: a checkout
+        # only reads versions, and each transaction takes the catalogue's write lock
+        if learned:
             stat_cache.record_many(learned)
         tracker.finish()
     except BaseException:
@@ -543,15 +514,12 @@ def materialize(
     return target
 
 
-def _commit(
-    jobs: Sequence[_Job],
-    target: Path,
-    root_fd: int,
-    staging_fd: int,
-    stat_cache: StatCache | None,
-) -> list[tuple[str, os.stat_result, str]]:
-    """Rename every staged file into place, making directories (never following links)."""
-    learned: list[tuple[str, os.stat_result, str]] = []
+def _commit(jobs: Sequence[_Job], target: Path, root_fd: int, staging_fd: int) -> list[StatRow]:
+    """Rename every staged file into place, making directories (never following links).
+
+    Returns the stat-cache rows of the files written as copies (links share the blob's inode).
+    """
+    learned: list[StatRow] = []
     with _c.DirCursor(root_fd, create=True) as cursor:
         for job in sorted(jobs, key=lambda j: _c.sort_key(j.entry.path)):
             fd = cursor.dir_of(job.entry.path)
@@ -569,7 +537,7 @@ def _commit(
                         path=target / job.entry.path,
                     ) from exc
                 raise
-            if stat_cache is not None and job.how in ("copy_raw", "stream", "reflink"):
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                learned.append((str(target / job.entry.path), st, job.entry.digest or ""))
+            if job.how in ("copy_raw", "stream", "reflink"):
+                st = slim_stat(os.stat(name, dir_fd=fd, follow_symlinks=False))
+                learned.append((f"{target}/{job.entry.path}", st, job.entry.digest or ""))
     return learned

@@ -21,12 +21,13 @@ import stat
 import threading
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, get_args
 
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
-from castore.models import ManifestEntry
+from castore.models import LinkMode
 from castore.storage.hashing import VerifyingReader, new_hasher
+from castore.worktree.entries import Entry
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
@@ -51,8 +52,7 @@ __all__ = [
     "reflink_supported",
 ]
 
-LinkMode = Literal["auto", "copy", "hardlink", "symlink", "reflink"]
-LINK_MODES: tuple[str, ...] = ("auto", "copy", "hardlink", "symlink", "reflink")
+LINK_MODES: tuple[str, ...] = get_args(LinkMode)
 #: ``_IOW(0x94, 9, int)`` from ``linux/fs.h``.
 FICLONE = 0x40049409
 CHUNK = 1024 * 1024
@@ -99,7 +99,7 @@ def _fs_name(path: str | os.PathLike[str]) -> str:
         return "unknown"
 
 
-def reflink_supported(src: Path, dst_dir_fd: int, *, probe_name: str) -> bool:
+def reflink_supported(src: str | os.PathLike[str], dst_dir_fd: int, *, probe_name: str) -> bool:
     """Whether ``FICLONE`` works from ``src``'s filesystem into ``dst_dir_fd``'s; probed once.
 
     The probe clones ``src`` (a raw blob) into ``probe_name`` inside ``dst_dir_fd`` and removes
@@ -127,7 +127,7 @@ def reflink_supported(src: Path, dst_dir_fd: int, *, probe_name: str) -> bool:
     return ok
 
 
-def reflink_error(src: Path, target: Path) -> ConfigurationError:
+def reflink_error(src: str | os.PathLike[str], target: Path) -> ConfigurationError:
     """The error for ``link="reflink"`` where the filesystems cannot clone."""
     return ConfigurationError(
         f"link='reflink' is not supported from the store ({_fs_name(src)}) to the target "
@@ -136,7 +136,7 @@ def reflink_error(src: Path, target: Path) -> ConfigurationError:
     )
 
 
-def make_readonly(path: Path) -> os.stat_result:
+def make_readonly(path: str | os.PathLike[str]) -> os.stat_result:
     """chmod a blob read-only (0o444) before sharing it by a hard or symbolic link.
 
     Blobs never change, so this costs nothing; it stops an editor from writing through a link
@@ -185,7 +185,7 @@ def place_bytes(data: bytes, dir_fd: int, name: str) -> None:
         os.close(fd)
 
 
-def place_reflink(src: Path, dir_fd: int, name: str) -> None:
+def place_reflink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
     """Clone ``src`` into a new file ``name`` inside ``dir_fd`` (``FICLONE``)."""
     src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -206,12 +206,12 @@ def place_reflink(src: Path, dir_fd: int, name: str) -> None:
     os.chmod(name, 0o666 & ~_umask(), dir_fd=dir_fd)
 
 
-def place_hardlink(src: Path, dir_fd: int, name: str) -> None:
+def place_hardlink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
     """Hard-link the (read-only) blob ``src`` as ``name`` inside ``dir_fd``."""
     os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=False)
 
 
-def place_symlink(src: Path, dir_fd: int, name: str) -> None:
+def place_symlink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
     """Make ``name`` inside ``dir_fd`` a symlink to the absolute path of the blob ``src``."""
     os.symlink(os.path.abspath(src), name, dir_fd=dir_fd)
 
@@ -228,7 +228,7 @@ def _umask() -> int:
     return _umask_value
 
 
-def copy_raw(src: Path, entry: ManifestEntry, dir_fd: int, name: str) -> None:
+def copy_raw(src: str | os.PathLike[str], entry: Entry, dir_fd: int, name: str) -> None:
     """Copy a raw blob into ``name``, hashing while streaming (the fast path for small files)."""
     assert entry.digest is not None
     hasher = new_hasher(Digest.parse(entry.digest).algorithm)
@@ -268,7 +268,7 @@ def hash_fd(fd: int, algorithm: str) -> tuple[str, int]:
 
 
 def file_matches(
-    dir_fd: int, name: str, entry: ManifestEntry
+    dir_fd: int, name: str, entry: Entry
 ) -> tuple[bool, os.stat_result | None]:
     """Hash an existing regular file (opened without following links) against ``entry``."""
     try:
@@ -285,7 +285,7 @@ def file_matches(
         os.close(fd)
 
 
-def ref_path(entry: ManifestEntry) -> Path:
+def ref_path(entry: Entry) -> Path:
     """The local file behind an external ``file://`` reference."""
     ref = entry.ref or ""
     parsed = urllib.parse.urlparse(ref)
@@ -298,7 +298,7 @@ def ref_path(entry: ManifestEntry) -> Path:
     return Path(urllib.parse.unquote(parsed.path))
 
 
-def open_source(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
+def open_source(blobs: BlobStore, entry: Entry) -> BinaryIO:
     """A streaming reader of one entry's content; digest and size are checked at EOF.
 
     Raises:

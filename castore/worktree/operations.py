@@ -1,8 +1,9 @@
 """Materialize versions: checkout, download, verify, open and diff over manifest entries.
 
-Pure functions over a :class:`~castore.storage.blobs.BlobStore` and a list of
-:class:`~castore.models.ManifestEntry`; the store and the handles compose them. The rules
-(``docs/checkout.md``):
+Pure functions over a :class:`~castore.storage.blobs.BlobStore` and any iterable of manifest
+entries (:class:`~castore.models.ManifestEntry` records or the catalogue's plain
+``(path, digest, size, ref)`` rows, kept as light :class:`~castore.worktree.entries.Entry`
+tuples); the store and the handles compose them. The rules (``docs/checkout.md``):
 
 1. Plan before acting: every path is validated again, every blob (or ``file://`` reference) must
    exist, and the target must be safe (:mod:`castore.worktree.containment`) before anything changes.
@@ -18,24 +19,36 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from castore.errors import IntegrityError, NotFoundError, UnsafeTargetError
-from castore.models import Diff, DiffEntry, ManifestEntry, VerifyReport
+from castore.models import Diff, DiffEntry, VerifyReport
+from castore.storage.verify import verify_many
 from castore.worktree import containment as _c
 from castore.worktree import engine as _k
 from castore.worktree import linking as _l
-from castore.worktree.engine import ProgressArg, StatCache
+from castore.worktree.engine import ProgressArg
+from castore.worktree.entries import Entry, EntryLike, as_entry, iter_entries
+from castore.worktree.stat_cache import (
+    NO_STAT_CACHE,
+    CachedDigests,
+    MemoryStatCache,
+    NoStatCache,
+    StatCache,
+)
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
 
 __all__ = [
+    "NO_STAT_CACHE",
+    "Entry",
+    "EntryLike",
     "MemoryStatCache",
+    "NoStatCache",
     "ProgressArg",
     "StatCache",
     "checkout",
@@ -48,29 +61,7 @@ __all__ = [
 ]
 
 
-class MemoryStatCache:
-    """A :class:`StatCache` in a dict (tests, benchmarks, one-off scripts)."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(st: os.stat_result) -> tuple[int, int, int, int, int]:
-        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-    def lookup(self, path: str, st: os.stat_result) -> str | None:
-        with self._lock:
-            found = self._data.get(path)
-        return found[1] if found is not None and found[0] == self._key(st) else None
-
-    def record_many(self, items: Iterable[tuple[str, os.stat_result, str]]) -> None:
-        with self._lock:
-            for path, st, digest in items:
-                self._data[path] = (self._key(st), digest)
-
-
-def open_entry(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
+def open_entry(blobs: BlobStore, entry: EntryLike) -> BinaryIO:
     """A streaming reader of one entry's content; digest and size are checked at EOF.
 
     Raises:
@@ -78,10 +69,10 @@ def open_entry(blobs: BlobStore, entry: ManifestEntry) -> BinaryIO:
         IntegrityError: (while reading) the content does not match.
         RemoteError: the entry references a non-``file://`` location.
     """
-    return _l.open_source(blobs, entry)
+    return _l.open_source(blobs, as_entry(entry))
 
 
-def read_bytes(blobs: BlobStore, entry: ManifestEntry) -> bytes:
+def read_bytes(blobs: BlobStore, entry: EntryLike) -> bytes:
     """The whole (verified) content of one entry."""
     with open_entry(blobs, entry) as fh:
         return fh.read()
@@ -89,7 +80,7 @@ def read_bytes(blobs: BlobStore, entry: ManifestEntry) -> bytes:
 
 def checkout(
     blobs: BlobStore,
-    entries: Iterable[ManifestEntry],
+    entries: Iterable[EntryLike],
     root: str | os.PathLike[str],
     *,
     link: str = "auto",
@@ -103,14 +94,17 @@ def checkout(
 
     Args:
         blobs: the store's blobs.
-        entries: the version's manifest entries.
+        entries: the version's manifest entries, streamed: ``ManifestEntry`` records or
+            ``(path, digest, size, ref)`` rows (``Catalog.iter_entries``), which cost far less.
         root: the target directory (created if missing).
         link: ``"auto"``, ``"copy"``, ``"hardlink"``, ``"symlink"`` or ``"reflink"``.
         store_root: the store's directory (targets overlapping it are refused).
         force: allow deleting or overwriting files in a non-empty directory that castore did
             not check out before (it carries no ``user.castore.checkout`` attribute and no
             ``.castore-checkout`` marker file).
-        stat_cache: skip re-hashing files whose stat is unchanged since castore wrote them.
+        stat_cache: skip re-hashing files whose stat is unchanged since castore wrote them;
+            what this checkout learns is recorded in one call (one transaction). None: no
+            cache (:data:`NO_STAT_CACHE`).
         progress: ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
         workers: threads for reading and writing (default: 8 per CPU, at most 32).
 
@@ -132,7 +126,7 @@ def checkout(
         store_root=store_root,
         exact=True,
         force=force,
-        stat_cache=stat_cache,
+        stat_cache=stat_cache or NO_STAT_CACHE,
         progress=progress,
         workers=workers,
     )
@@ -140,7 +134,7 @@ def checkout(
 
 def download(
     blobs: BlobStore,
-    entries: Iterable[ManifestEntry],
+    entries: Iterable[EntryLike],
     root: str | os.PathLike[str],
     *,
     path_prefix: str | None = None,
@@ -154,7 +148,9 @@ def download(
 
     Files not in the selection are left alone. Same safety and arguments as :func:`checkout`.
     """
-    selected = [e for e in entries if path_prefix is None or e.path.startswith(path_prefix)]
+    selected = (
+        e for e in iter_entries(entries) if path_prefix is None or e.path.startswith(path_prefix)
+    )
     return _k.materialize(
         blobs,
         selected,
@@ -163,7 +159,7 @@ def download(
         store_root=store_root,
         exact=False,
         force=True,
-        stat_cache=stat_cache,
+        stat_cache=stat_cache or NO_STAT_CACHE,
         progress=progress,
         workers=workers,
     )
@@ -174,7 +170,7 @@ def download(
 
 def verify_dir(
     blobs: BlobStore,
-    entries: Iterable[ManifestEntry],
+    entries: Iterable[EntryLike],
     root: str | os.PathLike[str],
     *,
     stat_cache: StatCache | None = None,
@@ -201,11 +197,11 @@ def verify_dir(
             p for p in scan.files if p not in wanted and not p.startswith(_c.STAGING_PREFIX)
         )
         present = [e for e in wanted_list if e.path in scan.files]
-        cached = _k.CachedDigests(stat_cache, scan, present)
+        cached = CachedDigests(stat_cache or NO_STAT_CACHE, scan, present)
         missing = sorted(e.path for e in wanted_list if e.path not in scan.files)
         cursors = _c.ThreadCursors(root_fd)
 
-        def good(entry: ManifestEntry) -> bool:
+        def good(entry: Entry) -> bool:
             st = scan.files[entry.path]
             try:
                 dir_fd = cursors.get().dir_of(entry.path)
@@ -221,7 +217,7 @@ def verify_dir(
                 return True
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
                 return False
-            if cached.says(entry, st, str(target / entry.path)):
+            if cached.says(entry, st):
                 return True
             return _l.file_matches(dir_fd, entry.path.rsplit("/", 1)[-1], entry)[0]
 
@@ -238,43 +234,49 @@ def verify_dir(
 
 
 def verify_blobs(
-    blobs: BlobStore, entries: Iterable[ManifestEntry], *, workers: int | None = None
+    blobs: BlobStore, entries: Iterable[EntryLike], *, workers: int | None = None
 ) -> list[str]:
     """Re-hash the stored content of ``entries``; return the sorted paths whose content is bad.
 
-    A missing blob counts as damaged. ``file://`` references with a recorded digest are re-hashed
-    too; other references are skipped (nothing local to check).
+    A missing blob counts as damaged (the blobs are checked by
+    :func:`castore.storage.verify.verify_many`, as ``fsck`` checks them). ``file://``
+    references with a recorded digest are re-hashed too; other references are skipped
+    (nothing local to check).
     """
-    by_key: dict[tuple[str, str], list[ManifestEntry]] = {}
-    for entry in entries:
-        key = (entry.ref or "", entry.digest or "")
-        by_key.setdefault(key, []).append(entry)
+    blob_paths: dict[str, tuple[int, list[str]]] = {}
+    ref_paths: dict[tuple[str, str], tuple[Entry, list[str]]] = {}
+    bad: list[str] = []
+    for entry in iter_entries(entries):
+        if entry.ref is None and entry.digest is not None:
+            blob_paths.setdefault(entry.digest, (entry.size, []))[1].append(entry.path)
+        elif entry.ref is None:
+            bad.append(entry.path)  # neither a digest nor a reference: nothing to read
+        elif entry.digest is not None and urllib.parse.urlparse(entry.ref).scheme == "file":
+            ref_paths.setdefault((entry.ref, entry.digest), (entry, []))[1].append(entry.path)
+    damage = verify_many(
+        blobs, ((d, size) for d, (size, _) in blob_paths.items()), workers=workers
+    )
+    for digest in damage.digests:
+        bad += blob_paths[digest][1]
 
-    def damaged(group: list[ManifestEntry]) -> bool:
-        entry = group[0]
-        if entry.ref is not None and (
-            entry.digest is None or urllib.parse.urlparse(entry.ref).scheme != "file"
-        ):
-            return False
+    def ref_damaged(entry: Entry) -> bool:
         try:
-            if entry.ref is None and entry.digest is not None:
-                blobs.verify(entry.digest, size=entry.size)
-            else:
-                with open_entry(blobs, entry) as fh:
-                    while fh.read(_l.CHUNK):
-                        pass
+            with open_entry(blobs, entry) as fh:
+                while fh.read(_l.CHUNK):
+                    pass
         except (IntegrityError, NotFoundError, OSError):
             return True
         return False
 
-    groups = list(by_key.values())
-    flags = _k.run_pool(damaged, groups, workers)
-    return sorted(e.path for g, bad in zip(groups, flags, strict=True) if bad for e in g)
+    groups = list(ref_paths.values())
+    flags = _k.run_pool(ref_damaged, [entry for entry, _ in groups], workers)
+    bad += [p for (_, paths), damaged in zip(groups, flags, strict=True) if damaged for p in paths]
+    return sorted(bad)
 
 
 def diff(
-    entries_a: Iterable[ManifestEntry],
-    entries_b: Iterable[ManifestEntry],
+    entries_a: Iterable[EntryLike],
+    entries_b: Iterable[EntryLike],
     *,
     a: str = "a",
     b: str = "b",
@@ -283,8 +285,8 @@ def diff(
 
     An entry is modified when its digest, size or reference differs. Lists are sorted by path.
     """
-    left = {e.path: e for e in entries_a}
-    right = {e.path: e for e in entries_b}
+    left = {e.path: e for e in iter_entries(entries_a)}
+    right = {e.path: e for e in iter_entries(entries_b)}
     added = [
         DiffEntry(path=p, size_b=right[p].size, digest_b=right[p].digest)
         for p in sorted(right.keys() - left.keys())
