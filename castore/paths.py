@@ -6,8 +6,9 @@ traversal is the most common security bug class of artifact stores (MLflow, W&B,
 #3896 all shipped fixes, several of them bypasses), so the rules are checked under POSIX *and*
 Windows semantics on every platform.
 
-:class:`IgnoreRules` implements gitignore(5) matching with the standard library only, for
-``Draft.add_dir(ignore=...)`` and ``.castoreignore`` files.
+:class:`IgnoreRules` implements gitignore(5) matching for ``Draft.add_dir(ignore=...)`` and
+``.castoreignore`` files: pathspec compiles the patterns, and the decisions follow
+``git check-ignore`` (the property tests compare the two).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pathspec.patterns.gitignore import GitIgnorePatternError
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from castore.errors import InvalidPathError
 
@@ -181,6 +186,15 @@ def is_within(prefix: str, path: str) -> bool:
 
 
 # --- gitignore ------------------------------------------------------------------------------
+#
+# pathspec compiles each pattern line (comments, "!", anchoring, "**" forms, a trailing "/").
+# Two things stay here because pathspec 1.1 differs from git there, and the property tests
+# compare every decision with `git check-ignore`:
+# - inside a segment pathspec hands a bracket body to `re` unchanged, so `[[:digit:]]` and
+#   `[b-a]` break and `[!a]` matches "/"; `_segment_regex` keeps git's wildmatch rules;
+# - `GitIgnoreSpec.check_file` re-includes files below an excluded directory and ranks
+#   directory matches below file matches; castore asks each pattern whether it matches the
+#   path itself, last match wins, and walks the directories above first, as git does.
 
 _POSIX_CLASSES = {
     "alnum": "a-zA-Z0-9",
@@ -255,46 +269,14 @@ def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
     return ("[^/" + body + "]" if negate else "(?!/)[" + body + "]"), i + 1
 
 
-def _translate(pattern: str) -> str | None:
-    """Translate a gitignore glob to a regex matched against a whole relative path."""
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    while i < n:
-        char = pattern[i]
-        if char == "*":
-            j = i
-            while j < n and pattern[j] == "*":
-                j += 1
-            whole_segment = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
-            if j - i >= 2 and whole_segment:
-                if j == n:
-                    out.append(".*")  # "a/**": everything inside a; "**": everything
-                    i = j
-                else:
-                    out.append("(?:.*/)?")  # "**/": zero or more directories
-                    i = j + 1
-            else:
-                out.append("[^/]*")  # other runs of "*" are a plain "*"
-                i = j
-        elif char == "?":
-            out.append("[^/]")
-            i += 1
-        elif char == "[":
-            translated = _bracket(pattern, i)
-            if translated is None:
-                return None
-            out.append(translated[0])
-            i = translated[1]
-        elif char == "\\":
-            if i + 1 >= n:
-                return None  # a trailing backslash never matches in git
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(char))
-            i += 1
-    return "".join(out)
+# Stands for a "/" inside a bracket while pathspec splits a line into segments: no file name
+# holds a NUL, and a bracket never matches "/" anyway (wildmatch with WM_PATHNAME).
+_BRACKET_SLASH = "\x00"
+# pathspec's regexes mark "matched a directory, the path goes on below it" with this group,
+# in two shapes: a pattern for files or directories, and one ending with "/".
+_DIR_MARK = "(?P<ps_d>"
+_DIR_MARK_OPT = "(?:(?P<ps_d>/)|$)"
+_DIR_MARK_ONLY = "(?P<ps_d>/)"
 
 
 def _trim_trailing_spaces(line: str) -> str:
@@ -317,24 +299,141 @@ def _trim_trailing_spaces(line: str) -> str:
     return line if last_space is None else line[:last_space]
 
 
+def _segment_regex(glob: str) -> str:
+    """Translate one path segment of a pattern the way git's wildmatch reads it."""
+    glob = glob.replace(_BRACKET_SLASH, "/")
+    out: list[str] = []
+    i = 0
+    n = len(glob)
+    while i < n:
+        char = glob[i]
+        if char == "*":
+            while i < n and glob[i] == "*":
+                i += 1
+            out.append("[^/]*")  # a run of "*" inside a segment is a plain "*"
+        elif char == "?":
+            out.append("[^/]")
+            i += 1
+        elif char == "[":
+            translated = _bracket(glob, i)
+            if translated is None:
+                raise ValueError(f"malformed bracket expression in {glob!r}")
+            out.append(translated[0])
+            i = translated[1]
+        elif char == "\\":
+            if i + 1 >= n:
+                raise ValueError(f"{glob!r} ends with a backslash")
+            out.append(re.escape(glob[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(char))
+            i += 1
+    return "".join(out)
+
+
+class _WildmatchPattern(GitIgnoreSpecPattern):
+    """pathspec's gitignore pattern, with git's rules inside a segment (see above)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _translate_segment_glob(pattern: str, range_error: Literal["literal", "raise"]) -> str:
+        return _segment_regex(pattern)
+
+
+def _for_pathspec(body: str) -> str | None:
+    """Spell a trimmed pattern (without its ``!``) so pathspec splits it as git does.
+
+    Returns None when git would never match it (an unterminated bracket, a trailing
+    backslash).
+    """
+    out: list[str] = []
+    slash_in_bracket = False
+    i = 0
+    n = len(body)
+    while i < n:
+        char = body[i]
+        if char == "\\":
+            if i + 1 >= n or (body[i + 1] == "/" and (i == 0 or i + 2 == n)):
+                # A trailing backslash never matches; nor does "\/a" (a path has no leading
+                # "/") or "a\/" (git drops the last "/" first, leaving a backslash).
+                return None
+            # "\/" is a plain "/"; pathspec would cut the segment before it.
+            out.append("/" if body[i + 1] == "/" else body[i : i + 2])
+            i += 2
+        elif char == "[":
+            bracket = _bracket(body, i)
+            if bracket is None:
+                return None
+            text = body[i : bracket[1]]
+            if "/" in text:
+                slash_in_bracket = True
+                text = text.replace("/", _BRACKET_SLASH)
+            out.append(text)
+            i = bracket[1]
+        else:
+            out.append(char)
+            i += 1
+    if out and out[-1][-1].isspace() and out[-1] != "\\ ":
+        # pathspec strips any trailing whitespace; git trims only unescaped spaces.
+        out[-1] = "[" + out[-1][-1] + "]"
+    text = "".join(out)
+    # git reads a run of 2+ "*" forming a whole segment as "**"; pathspec only "**" itself.
+    segments = ["**" if len(s) > 2 and s.strip("*") == "" else s for s in text.split("/")]
+    text = "/".join(segments)
+    if slash_in_bracket and "/" not in text.rstrip("/"):
+        text = "/" + text  # git anchors a pattern with any "/", one inside a bracket too
+    return text
+
+
 @dataclass(frozen=True)
 class _Rule:
     pattern: str  # the line as written, for explain()
-    regex: re.Pattern[str] | None  # None: malformed, matches nothing
     negate: bool
-    dir_only: bool
-    anchored: bool  # matched against the whole path below base, else against the basename
+    itself: re.Pattern[str]  # matches the path as a file or directory name
+    as_dir: re.Pattern[str] | None  # matches "path/" when the pattern names directories
     base: str  # directory of the ignore file, "" for the root
 
     def match(self, relpath: str, is_dir: bool) -> bool:
-        if self.regex is None or (self.dir_only and not is_dir):
-            return False
         if self.base:
             if not relpath.startswith(self.base + "/"):
                 return False
             relpath = relpath[len(self.base) + 1 :]
-        subject = relpath if self.anchored else relpath.rsplit("/", 1)[-1]
-        return self.regex.fullmatch(subject) is not None
+        if self.itself.search(relpath) is not None:
+            return True
+        return is_dir and self.as_dir is not None and self.as_dir.search(relpath + "/") is not None
+
+
+def _compile(line: str, base: str) -> _Rule | None:
+    """Compile one pattern line through pathspec; None for a line that matches nothing."""
+    text = _trim_trailing_spaces(line)
+    negate = text.startswith("!")
+    raw = text[1:] if negate else text
+    if not raw.removesuffix("/"):
+        return None  # "/" and "!/" are empty once git drops the "/" (pathspec: every dir)
+    body = _for_pathspec(raw)
+    if body is None:
+        return None
+    try:
+        pattern = _WildmatchPattern(("!" if negate else "") + body)
+    except GitIgnorePatternError:
+        return None  # e.g. "!" alone: git skips it too
+    if pattern.include is None or pattern.regex is None:
+        return None
+    # pathspec's regex also matches everything below a matched directory (the ps_d group);
+    # git decides each path by the patterns that match it, so split the two readings.
+    source = pattern.regex.pattern
+    itself = source.replace(_DIR_MARK_OPT, "\\Z").replace(_DIR_MARK_ONLY, "(?!)")
+    as_dir = source.replace(_DIR_MARK_OPT, "/\\Z").replace(_DIR_MARK_ONLY, "/\\Z")
+    if _DIR_MARK in itself:
+        raise RuntimeError(f"unexpected pathspec regex {source!r} for {line!r}")
+    return _Rule(
+        pattern=line,
+        negate=negate,
+        itself=re.compile(itself, re.DOTALL),
+        as_dir=re.compile(as_dir, re.DOTALL) if _DIR_MARK in source else None,
+        base=base,
+    )
 
 
 def _parse(lines: Iterable[str], base: str) -> list[_Rule]:
@@ -344,28 +443,9 @@ def _parse(lines: Iterable[str], base: str) -> list[_Rule]:
             line = line.removesuffix("\r")
             if not line or line.startswith("#"):
                 continue
-            text = _trim_trailing_spaces(line)
-            negate = text.startswith("!")
-            body = text[1:] if negate else text
-            dir_only = body.endswith("/")
-            if dir_only:
-                body = body[:-1]
-            if not body:
-                continue
-            anchored = "/" in body
-            if body.startswith("/"):
-                body = body[1:]
-            regex = _translate(body)
-            rules.append(
-                _Rule(
-                    pattern=line,
-                    regex=re.compile(regex, re.DOTALL) if regex is not None else None,
-                    negate=negate,
-                    dir_only=dir_only,
-                    anchored=anchored,
-                    base=base,
-                )
-            )
+            rule = _compile(line, base)
+            if rule is not None:
+                rules.append(rule)
     return rules
 
 
