@@ -186,15 +186,11 @@ def is_within(prefix: str, path: str) -> bool:
 
 
 # --- gitignore ------------------------------------------------------------------------------
-#
-# pathspec compiles each pattern line (comments, "!", anchoring, "**" forms, a trailing "/").
-# Two things stay here because pathspec 1.1 differs from git there, and the property tests
-# compare every decision with `git check-ignore`:
-# - inside a segment pathspec hands a bracket body to `re` unchanged, so `[[:digit:]]` and
-#   `[b-a]` break and `[!a]` matches "/"; `_segment_regex` keeps git's wildmatch rules;
-# - `GitIgnoreSpec.check_file` re-includes files below an excluded directory and ranks
-#   directory matches below file matches; castore asks each pattern whether it matches the
-#   path itself, last match wins, and walks the directories above first, as git does.
+# pathspec compiles each line (comments, "!", anchoring, "**", a trailing "/"). Where pathspec
+# 1.1 differs from `git check-ignore` (which the property tests compare against), castore keeps
+# git's rules: brackets inside a segment (pathspec passes `[[:digit:]]`, `[b-a]` to `re` as is,
+# and `[!a]` matches "/"), and the decision (`GitIgnoreSpec.check_file` re-includes files below
+# an excluded directory): the last pattern matching the path itself wins, parents first.
 
 _POSIX_CLASSES = {
     "alnum": "a-zA-Z0-9",
@@ -269,34 +265,22 @@ def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
     return ("[^/" + body + "]" if negate else "(?!/)[" + body + "]"), i + 1
 
 
-# Stands for a "/" inside a bracket while pathspec splits a line into segments: no file name
-# holds a NUL, and a bracket never matches "/" anyway (wildmatch with WM_PATHNAME).
+# A "/" inside a bracket while pathspec splits segments (no file name holds a NUL).
 _BRACKET_SLASH = "\x00"
-# pathspec's regexes mark "matched a directory, the path goes on below it" with this group,
-# in two shapes: a pattern for files or directories, and one ending with "/".
+# pathspec's mark for "matched a directory", in a pattern for any path and one ending in "/".
 _DIR_MARK = "(?P<ps_d>"
 _DIR_MARK_OPT = "(?:(?P<ps_d>/)|$)"
 _DIR_MARK_ONLY = "(?P<ps_d>/)"
+_TRAILING_SPACES = re.compile(r"(\\*)( +)$")
 
 
 def _trim_trailing_spaces(line: str) -> str:
     """Drop trailing spaces unless escaped with a backslash (git's trim_trailing_spaces)."""
-    last_space: int | None = None
-    i = 0
-    while i < len(line):
-        char = line[i]
-        if char == " ":
-            if last_space is None:
-                last_space = i
-        elif char == "\\":
-            i += 1
-            if i >= len(line):
-                return line
-            last_space = None
-        else:
-            last_space = None
-        i += 1
-    return line if last_space is None else line[:last_space]
+    run = _TRAILING_SPACES.search(line)
+    if run is None:
+        return line
+    # An odd run of backslashes before the spaces escapes the first space.
+    return line[: run.start(2) + len(run.group(1)) % 2]
 
 
 def _segment_regex(glob: str) -> str:
@@ -380,6 +364,8 @@ def _for_pathspec(body: str) -> str | None:
     text = "".join(out)
     # git reads a run of 2+ "*" forming a whole segment as "**"; pathspec only "**" itself.
     segments = ["**" if len(s) > 2 and s.strip("*") == "" else s for s in text.split("/")]
+    if segments[-1] == "" and segments[-2:-1] == ["**"] and set(segments[:-2]) - {"", "**"}:
+        segments.insert(-1, "*")  # "a/**/" names directories below a, pathspec also a itself
     text = "/".join(segments)
     if slash_in_bracket and "/" not in text.rstrip("/"):
         text = "/" + text  # git anchors a pattern with any "/", one inside a bracket too
