@@ -30,6 +30,8 @@ __all__ = [
     "IGNORE_FILENAME",
     "MAX_PATH_BYTES",
     "MAX_SEGMENT_BYTES",
+    "RESERVED_NAMES",
+    "RESERVED_PREFIXES",
     "IgnoreRules",
     "collision_key",
     "find_collisions",
@@ -43,6 +45,11 @@ MAX_PATH_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
 #: Name of the per-directory ignore file read by :meth:`IgnoreRules.from_dir`.
 IGNORE_FILENAME = ".castoreignore"
+#: Names castore writes inside a checkout target (the marker file) and removes again; a
+#: segment with one of them (compared case-insensitively) is refused and skipped by add_dir.
+RESERVED_NAMES = frozenset([".castore-checkout"])
+#: Prefixes of castore's own names in a checkout target (its staging directories).
+RESERVED_PREFIXES = (".castore-staging-",)
 
 # Characters Windows refuses in a file name (":" is checked separately for a clearer message).
 _WINDOWS_FORBIDDEN = frozenset('<>"|?*')
@@ -128,6 +135,9 @@ def _check_segment(path: str, segment: str) -> None:
     if segment[-1] in ". ":
         what = "a dot" if segment[-1] == "." else "a space"
         raise _reject(path, f"segment {segment!r} ends with {what}, which Windows drops")
+    reserved = _reserved(segment)
+    if reserved is not None:
+        raise _reject(path, f"segment {segment!r} is reserved: checkout uses {reserved} itself")
     stem = segment.split(".", 1)[0].rstrip(" ").upper()
     if stem in _RESERVED_STEMS:
         raise _reject(path, f"segment {segment!r} is the reserved Windows device name {stem}")
@@ -136,6 +146,17 @@ def _check_segment(path: str, segment: str) -> None:
         raise _reject(
             path, f"segment {segment[:20]!r}... is {size} bytes, over {MAX_SEGMENT_BYTES}"
         )
+
+
+def _reserved(name: str) -> str | None:
+    """The reserved name or prefix (``".castore-staging-*"``) that ``name`` is, else None."""
+    key = collision_key(name)
+    if key in RESERVED_NAMES:
+        return key
+    for prefix in RESERVED_PREFIXES:
+        if key.startswith(prefix):
+            return prefix + "*"
+    return None
 
 
 def collision_key(path: str) -> str:
@@ -467,7 +488,8 @@ class IgnoreRules:
         in git. ``extra`` patterns (the ``ignore=`` argument) take precedence over every file, like
         patterns given on git's command line. Files are read lazily, the first time a path
         below their directory is matched, and never through a symlink; the ignore file of an
-        ignored directory is never read.
+        ignored directory is never read. castore's own names (:data:`RESERVED_NAMES`,
+        :data:`RESERVED_PREFIXES`), left in a checkout target, are always ignored.
         """
         rules = cls(extra)
         rules._root = Path(root)
@@ -508,21 +530,31 @@ class IgnoreRules:
                 return rule
         return None
 
+    def _builtin(self, relpath: str) -> str | None:
+        """castore's own names are ignored in a directory walk, as git ignores ``.git``."""
+        name = relpath.rpartition("/")[2]
+        if self._root is None or not name.startswith("."):
+            return None
+        return _reserved(name)
+
     def _dir_ignored(self, relpath: str) -> bool:
         cached = self._dir_cache.get(relpath)
         if cached is None:
             rule = self._decide(relpath, True)
-            cached = rule is not None and not rule.negate
+            cached = (rule is not None and not rule.negate) or self._builtin(relpath) is not None
             self._dir_cache[relpath] = cached
         return cached
 
     def explain(self, relpath: str, is_dir: bool = False) -> str | None:
         """Return the pattern that decides ``relpath`` (``!...`` if re-included), else None."""
         segments = relpath.strip("/").split("/")
-        for depth in range(1, len(segments)):
-            parent = "/".join(segments[:depth])
-            if self._dir_ignored(parent):
-                rule = self._decide(parent, True)
+        for depth in range(1, len(segments) + 1):
+            path = "/".join(segments[:depth])
+            builtin = self._builtin(path)
+            if builtin is not None:
+                return builtin
+            if depth < len(segments) and self._dir_ignored(path):
+                rule = self._decide(path, True)
                 return rule.pattern if rule else None
         rule = self._decide("/".join(segments), is_dir)
         return rule.pattern if rule else None
@@ -540,7 +572,7 @@ class IgnoreRules:
         if is_dir:
             return self._dir_ignored(path)
         rule = self._decide(path, False)
-        return rule is not None and not rule.negate
+        return (rule is not None and not rule.negate) or self._builtin(path) is not None
 
     def __bool__(self) -> bool:
         return bool(self._extra) or self._root is not None
