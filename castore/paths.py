@@ -6,8 +6,9 @@ traversal is the most common security bug class of artifact stores (MLflow, W&B,
 #3896 all shipped fixes, several of them bypasses), so the rules are checked under POSIX *and*
 Windows semantics on every platform.
 
-:class:`IgnoreRules` implements gitignore(5) matching with the standard library only, for
-``Draft.add_dir(ignore=...)`` and ``.castoreignore`` files.
+:class:`IgnoreRules` implements gitignore(5) matching for ``Draft.add_dir(ignore=...)`` and
+``.castoreignore`` files: pathspec compiles the patterns, and the decisions follow
+``git check-ignore`` (the property tests compare the two).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pathspec.patterns.gitignore import GitIgnorePatternError
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from castore.errors import InvalidPathError
 
@@ -25,6 +30,8 @@ __all__ = [
     "IGNORE_FILENAME",
     "MAX_PATH_BYTES",
     "MAX_SEGMENT_BYTES",
+    "RESERVED_NAMES",
+    "RESERVED_PREFIXES",
     "IgnoreRules",
     "collision_key",
     "find_collisions",
@@ -38,6 +45,11 @@ MAX_PATH_BYTES = 4096
 MAX_SEGMENT_BYTES = 255
 #: Name of the per-directory ignore file read by :meth:`IgnoreRules.from_dir`.
 IGNORE_FILENAME = ".castoreignore"
+#: Names castore writes inside a checkout target (the marker file) and removes again; a
+#: segment with one of them (compared case-insensitively) is refused and skipped by add_dir.
+RESERVED_NAMES = frozenset([".castore-checkout"])
+#: Prefixes of castore's own names in a checkout target (its staging directories).
+RESERVED_PREFIXES = (".castore-staging-",)
 
 # Characters Windows refuses in a file name (":" is checked separately for a clearer message).
 _WINDOWS_FORBIDDEN = frozenset('<>"|?*')
@@ -123,6 +135,9 @@ def _check_segment(path: str, segment: str) -> None:
     if segment[-1] in ". ":
         what = "a dot" if segment[-1] == "." else "a space"
         raise _reject(path, f"segment {segment!r} ends with {what}, which Windows drops")
+    reserved = _reserved(segment)
+    if reserved is not None:
+        raise _reject(path, f"segment {segment!r} is reserved: checkout uses {reserved} itself")
     stem = segment.split(".", 1)[0].rstrip(" ").upper()
     if stem in _RESERVED_STEMS:
         raise _reject(path, f"segment {segment!r} is the reserved Windows device name {stem}")
@@ -131,6 +146,17 @@ def _check_segment(path: str, segment: str) -> None:
         raise _reject(
             path, f"segment {segment[:20]!r}... is {size} bytes, over {MAX_SEGMENT_BYTES}"
         )
+
+
+def _reserved(name: str) -> str | None:
+    """The reserved name or prefix (``".castore-staging-*"``) that ``name`` is, else None."""
+    key = collision_key(name)
+    if key in RESERVED_NAMES:
+        return key
+    for prefix in RESERVED_PREFIXES:
+        if key.startswith(prefix):
+            return prefix + "*"
+    return None
 
 
 def collision_key(path: str) -> str:
@@ -181,6 +207,11 @@ def is_within(prefix: str, path: str) -> bool:
 
 
 # --- gitignore ------------------------------------------------------------------------------
+# pathspec compiles each line (comments, "!", anchoring, "**", a trailing "/"). Where pathspec
+# 1.1 differs from `git check-ignore` (which the property tests compare against), castore keeps
+# git's rules: brackets inside a segment (pathspec passes `[[:digit:]]`, `[b-a]` to `re` as is,
+# and `[!a]` matches "/"), and the decision (`GitIgnoreSpec.check_file` re-includes files below
+# an excluded directory): the last pattern matching the path itself wins, parents first.
 
 _POSIX_CLASSES = {
     "alnum": "a-zA-Z0-9",
@@ -255,41 +286,49 @@ def _bracket(pattern: str, start: int) -> tuple[str, int] | None:
     return ("[^/" + body + "]" if negate else "(?!/)[" + body + "]"), i + 1
 
 
-def _translate(pattern: str) -> str | None:
-    """Translate a gitignore glob to a regex matched against a whole relative path."""
+# A "/" inside a bracket while pathspec splits segments (no file name holds a NUL).
+_BRACKET_SLASH = "\x00"
+# pathspec's mark for "matched a directory", in a pattern for any path and one ending in "/".
+_DIR_MARK = "(?P<ps_d>"
+_DIR_MARK_OPT = "(?:(?P<ps_d>/)|$)"
+_DIR_MARK_ONLY = "(?P<ps_d>/)"
+_TRAILING_SPACES = re.compile(r"(\\*)( +)$")
+
+
+def _trim_trailing_spaces(line: str) -> str:
+    """Drop trailing spaces unless escaped with a backslash (git's trim_trailing_spaces)."""
+    run = _TRAILING_SPACES.search(line)
+    if run is None:
+        return line
+    # An odd run of backslashes before the spaces escapes the first space.
+    return line[: run.start(2) + len(run.group(1)) % 2]
+
+
+def _segment_regex(glob: str) -> str:
+    """Translate one path segment of a pattern the way git's wildmatch reads it."""
+    glob = glob.replace(_BRACKET_SLASH, "/")
     out: list[str] = []
     i = 0
-    n = len(pattern)
+    n = len(glob)
     while i < n:
-        char = pattern[i]
+        char = glob[i]
         if char == "*":
-            j = i
-            while j < n and pattern[j] == "*":
-                j += 1
-            whole_segment = (i == 0 or pattern[i - 1] == "/") and (j == n or pattern[j] == "/")
-            if j - i >= 2 and whole_segment:
-                if j == n:
-                    out.append(".*")  # "a/**": everything inside a; "**": everything
-                    i = j
-                else:
-                    out.append("(?:.*/)?")  # "**/": zero or more directories
-                    i = j + 1
-            else:
-                out.append("[^/]*")  # other runs of "*" are a plain "*"
-                i = j
+            while i < n and glob[i] == "*":
+                i += 1
+            out.append("[^/]*")  # a run of "*" inside a segment is a plain "*"
         elif char == "?":
             out.append("[^/]")
             i += 1
         elif char == "[":
-            translated = _bracket(pattern, i)
+            translated = _bracket(glob, i)
             if translated is None:
-                return None
+                raise ValueError(f"malformed bracket expression in {glob!r}")
             out.append(translated[0])
             i = translated[1]
         elif char == "\\":
             if i + 1 >= n:
-                return None  # a trailing backslash never matches in git
-            out.append(re.escape(pattern[i + 1]))
+                raise ValueError(f"{glob!r} ends with a backslash")
+            out.append(re.escape(glob[i + 1]))
             i += 2
         else:
             out.append(re.escape(char))
@@ -297,44 +336,111 @@ def _translate(pattern: str) -> str | None:
     return "".join(out)
 
 
-def _trim_trailing_spaces(line: str) -> str:
-    """Drop trailing spaces unless escaped with a backslash (git's trim_trailing_spaces)."""
-    last_space: int | None = None
+class _WildmatchPattern(GitIgnoreSpecPattern):
+    """pathspec's gitignore pattern, with git's rules inside a segment (see above)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _translate_segment_glob(pattern: str, range_error: Literal["literal", "raise"]) -> str:
+        return _segment_regex(pattern)
+
+
+def _for_pathspec(body: str) -> str | None:
+    """Spell a trimmed pattern (without its ``!``) so pathspec splits it as git does.
+
+    Returns None when git would never match it (an unterminated bracket, a trailing
+    backslash).
+    """
+    out: list[str] = []
+    slash_in_bracket = False
     i = 0
-    while i < len(line):
-        char = line[i]
-        if char == " ":
-            if last_space is None:
-                last_space = i
-        elif char == "\\":
-            i += 1
-            if i >= len(line):
-                return line
-            last_space = None
+    n = len(body)
+    while i < n:
+        char = body[i]
+        if char == "\\":
+            if i + 1 >= n or (body[i + 1] == "/" and (i == 0 or i + 2 == n)):
+                # A trailing backslash never matches; nor does "\/a" (a path has no leading
+                # "/") or "a\/" (git drops the last "/" first, leaving a backslash).
+                return None
+            # "\/" is a plain "/"; pathspec would cut the segment before it.
+            out.append("/" if body[i + 1] == "/" else body[i : i + 2])
+            i += 2
+        elif char == "[":
+            bracket = _bracket(body, i)
+            if bracket is None:
+                return None
+            text = body[i : bracket[1]]
+            if "/" in text:
+                slash_in_bracket = True
+                text = text.replace("/", _BRACKET_SLASH)
+            out.append(text)
+            i = bracket[1]
         else:
-            last_space = None
-        i += 1
-    return line if last_space is None else line[:last_space]
+            out.append(char)
+            i += 1
+    if out and out[-1][-1].isspace() and out[-1] != "\\ ":
+        # pathspec strips any trailing whitespace; git trims only unescaped spaces.
+        out[-1] = "[" + out[-1][-1] + "]"
+    text = "".join(out)
+    # git reads a run of 2+ "*" forming a whole segment as "**"; pathspec only "**" itself.
+    segments = ["**" if len(s) > 2 and s.strip("*") == "" else s for s in text.split("/")]
+    if segments[-1] == "" and segments[-2:-1] == ["**"] and set(segments[:-2]) - {"", "**"}:
+        segments.insert(-1, "*")  # "a/**/" names directories below a, pathspec also a itself
+    text = "/".join(segments)
+    if slash_in_bracket and "/" not in text.rstrip("/"):
+        text = "/" + text  # git anchors a pattern with any "/", one inside a bracket too
+    return text
 
 
 @dataclass(frozen=True)
 class _Rule:
     pattern: str  # the line as written, for explain()
-    regex: re.Pattern[str] | None  # None: malformed, matches nothing
     negate: bool
-    dir_only: bool
-    anchored: bool  # matched against the whole path below base, else against the basename
+    itself: re.Pattern[str]  # matches the path as a file or directory name
+    as_dir: re.Pattern[str] | None  # matches "path/" when the pattern names directories
     base: str  # directory of the ignore file, "" for the root
 
     def match(self, relpath: str, is_dir: bool) -> bool:
-        if self.regex is None or (self.dir_only and not is_dir):
-            return False
         if self.base:
             if not relpath.startswith(self.base + "/"):
                 return False
             relpath = relpath[len(self.base) + 1 :]
-        subject = relpath if self.anchored else relpath.rsplit("/", 1)[-1]
-        return self.regex.fullmatch(subject) is not None
+        if self.itself.search(relpath) is not None:
+            return True
+        return is_dir and self.as_dir is not None and self.as_dir.search(relpath + "/") is not None
+
+
+def _compile(line: str, base: str) -> _Rule | None:
+    """Compile one pattern line through pathspec; None for a line that matches nothing."""
+    text = _trim_trailing_spaces(line)
+    negate = text.startswith("!")
+    raw = text[1:] if negate else text
+    if not raw.removesuffix("/"):
+        return None  # "/" and "!/" are empty once git drops the "/" (pathspec: every dir)
+    body = _for_pathspec(raw)
+    if body is None:
+        return None
+    try:
+        pattern = _WildmatchPattern(("!" if negate else "") + body)
+    except GitIgnorePatternError:
+        return None  # e.g. "!" alone: git skips it too
+    if pattern.include is None or pattern.regex is None:
+        return None
+    # pathspec's regex also matches everything below a matched directory (the ps_d group);
+    # git decides each path by the patterns that match it, so split the two readings.
+    source = pattern.regex.pattern
+    itself = source.replace(_DIR_MARK_OPT, "\\Z").replace(_DIR_MARK_ONLY, "(?!)")
+    as_dir = source.replace(_DIR_MARK_OPT, "/\\Z").replace(_DIR_MARK_ONLY, "/\\Z")
+    if _DIR_MARK in itself:
+        raise RuntimeError(f"unexpected pathspec regex {source!r} for {line!r}")
+    return _Rule(
+        pattern=line,
+        negate=negate,
+        itself=re.compile(itself, re.DOTALL),
+        as_dir=re.compile(as_dir, re.DOTALL) if _DIR_MARK in source else None,
+        base=base,
+    )
 
 
 def _parse(lines: Iterable[str], base: str) -> list[_Rule]:
@@ -344,28 +450,9 @@ def _parse(lines: Iterable[str], base: str) -> list[_Rule]:
             line = line.removesuffix("\r")
             if not line or line.startswith("#"):
                 continue
-            text = _trim_trailing_spaces(line)
-            negate = text.startswith("!")
-            body = text[1:] if negate else text
-            dir_only = body.endswith("/")
-            if dir_only:
-                body = body[:-1]
-            if not body:
-                continue
-            anchored = "/" in body
-            if body.startswith("/"):
-                body = body[1:]
-            regex = _translate(body)
-            rules.append(
-                _Rule(
-                    pattern=line,
-                    regex=re.compile(regex, re.DOTALL) if regex is not None else None,
-                    negate=negate,
-                    dir_only=dir_only,
-                    anchored=anchored,
-                    base=base,
-                )
-            )
+            rule = _compile(line, base)
+            if rule is not None:
+                rules.append(rule)
     return rules
 
 
@@ -401,7 +488,8 @@ class IgnoreRules:
         in git. ``extra`` patterns (the ``ignore=`` argument) take precedence over every file, like
         patterns given on git's command line. Files are read lazily, the first time a path
         below their directory is matched, and never through a symlink; the ignore file of an
-        ignored directory is never read.
+        ignored directory is never read. castore's own names (:data:`RESERVED_NAMES`,
+        :data:`RESERVED_PREFIXES`), left in a checkout target, are always ignored.
         """
         rules = cls(extra)
         rules._root = Path(root)
@@ -442,21 +530,31 @@ class IgnoreRules:
                 return rule
         return None
 
+    def _builtin(self, relpath: str) -> str | None:
+        """castore's own names are ignored in a directory walk, as git ignores ``.git``."""
+        name = relpath.rpartition("/")[2]
+        if self._root is None or not name.startswith("."):
+            return None
+        return _reserved(name)
+
     def _dir_ignored(self, relpath: str) -> bool:
         cached = self._dir_cache.get(relpath)
         if cached is None:
             rule = self._decide(relpath, True)
-            cached = rule is not None and not rule.negate
+            cached = (rule is not None and not rule.negate) or self._builtin(relpath) is not None
             self._dir_cache[relpath] = cached
         return cached
 
     def explain(self, relpath: str, is_dir: bool = False) -> str | None:
         """Return the pattern that decides ``relpath`` (``!...`` if re-included), else None."""
         segments = relpath.strip("/").split("/")
-        for depth in range(1, len(segments)):
-            parent = "/".join(segments[:depth])
-            if self._dir_ignored(parent):
-                rule = self._decide(parent, True)
+        for depth in range(1, len(segments) + 1):
+            path = "/".join(segments[:depth])
+            builtin = self._builtin(path)
+            if builtin is not None:
+                return builtin
+            if depth < len(segments) and self._dir_ignored(path):
+                rule = self._decide(path, True)
                 return rule.pattern if rule else None
         rule = self._decide("/".join(segments), is_dir)
         return rule.pattern if rule else None
@@ -474,7 +572,7 @@ class IgnoreRules:
         if is_dir:
             return self._dir_ignored(path)
         rule = self._decide(path, False)
-        return rule is not None and not rule.negate
+        return (rule is not None and not rule.negate) or self._builtin(path) is not None
 
     def __bool__(self) -> bool:
         return bool(self._extra) or self._root is not None

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+import castore
 from castore.errors import InvalidPathError
 from castore.paths import (
+    RESERVED_NAMES,
+    RESERVED_PREFIXES,
     IgnoreRules,
     collision_key,
     find_collisions,
@@ -110,6 +113,58 @@ def test_refuses_hostile_paths_naming_the_problem(path: str, reason: str) -> Non
     assert info.value.path == path
     assert reason in info.value.reason
     assert reason in str(info.value)
+
+
+# Checkout keeps its marker file and staging directories inside the target and deletes them
+# afterwards; an artifact file with one of these names was accepted, then deleted by checkout.
+RESERVED = [
+    ".castore-checkout",
+    "sub/.castore-checkout",
+    ".castore-staging-1234",
+    "a/.castore-staging-x/f.txt",
+    ".CASTORE-Checkout",  # the same file on a case-insensitive file system
+]
+
+
+@pytest.mark.parametrize("path", RESERVED)
+def test_refuses_castore_reserved_names(path: str) -> None:
+    with pytest.raises(InvalidPathError) as info:
+        validate_path(path)
+    assert info.value.path == path
+    assert "reserved" in info.value.reason
+    assert ".castore-checkout" in info.value.reason or ".castore-staging-" in info.value.reason
+
+
+@pytest.mark.parametrize("path", [".castore-checkouts", ".castore-staging", "castore-checkout"])
+def test_accepts_names_near_the_reserved_ones(path: str) -> None:
+    assert validate_path(path) is path
+
+
+def test_reserved_names_are_the_ones_checkout_uses() -> None:
+    from castore.worktree import containment
+
+    assert containment.MARKER_NAME in RESERVED_NAMES
+    assert containment.STAGING_PREFIX in RESERVED_PREFIXES
+
+
+def test_add_refuses_reserved_names(store: castore.Store) -> None:
+    draft = store.draft("ds")
+    with pytest.raises(InvalidPathError, match=r"\.castore-checkout"):
+        draft.add_bytes(b"x", "data/.castore-checkout")
+    with pytest.raises(InvalidPathError, match=r"\.castore-staging-"):
+        draft.add_bytes(b"x", ".castore-staging-abc/f")
+
+
+def test_add_dir_skips_castore_files_left_in_a_checkout(
+    store: castore.Store, tmp_path: Path
+) -> None:
+    tree = tmp_path / "checkout"
+    _write(tree / "a.txt", "a")
+    _write(tree / ".castore-checkout", "")
+    _write(tree / ".castore-staging-123" / "partial.bin", "p")
+    assert IgnoreRules.from_dir(tree).matches(".castore-checkout", is_dir=False)
+    version = store.draft("ds").add_dir(tree).finalize()
+    assert [e.path for e in version.files()] == ["a.txt"]
 
 
 def test_refusal_is_a_value_error() -> None:
