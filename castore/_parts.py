@@ -9,14 +9,26 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from castore.errors import ReadOnlyStoreError
+from castore.errors import CatalogCorruptError, ReadOnlyStoreError
 from castore.index.catalog import Catalog
 from castore.models import StoreConfig
 from castore.storage.blobs import BlobStore
 from castore.storage.layout import Layout
 from castore.storage.markers import ManifestMarkers
 
-__all__ = ["Parts"]
+__all__ = ["Parts", "blob_store"]
+
+
+def blob_store(layout: Layout, config: StoreConfig, *, read_only: bool, durable: bool) -> BlobStore:
+    """The blob store of ``layout`` with the settings of ``config``."""
+    return BlobStore(
+        layout,
+        algorithm=config.hash,
+        compression=config.compression.codec,
+        level=config.compression.level,
+        durable=durable,
+        read_only=read_only,
+    )
 
 
 class Parts:
@@ -49,6 +61,26 @@ class Parts:
         self.durable = durable
         self.markers = ManifestMarkers(layout.manifests, durable=durable)
         self.lock = threading.RLock()
+
+    @classmethod
+    def open(cls, layout: Layout, config: StoreConfig, *, read_only: bool, durable: bool) -> Parts:
+        """Open the blob store and the catalogue of the store at ``layout``.
+
+        Raises:
+            CatalogCorruptError: the catalogue is missing or empty while the store holds
+                blobs (it would open as an empty store, and a gc would then delete every
+                blob), or it cannot be opened.
+        """
+        if layout.catalogue_lost():
+            raise CatalogCorruptError(
+                layout.catalog_path, "it is missing or empty while the store holds blobs"
+            )
+        blobs = blob_store(layout, config, read_only=read_only, durable=durable)
+        catalog = Catalog(layout.catalog_path, read_only=read_only, durable=durable)
+        return cls(
+            layout=layout, config=config, blobs=blobs, catalog=catalog,
+            read_only=read_only, durable=durable,
+        )
 
     @property
     def algorithm(self) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from castore._parts import Parts
+from castore._parts import Parts, blob_store
 from castore.artifact.commit import start_draft
 from castore.errors import (
     CatalogCorruptError,
@@ -75,22 +75,7 @@ class Store:
         durable: bool = True,
     ) -> None:
         layout = Layout(Path(path).absolute())
-        if layout.catalogue_lost():
-            # An empty catalogue beside stored blobs looks like an empty store, and a gc
-            # would then delete every blob, manifests included: refuse instead.
-            raise CatalogCorruptError(
-                layout.catalog_path, "it is missing or empty while the store holds blobs"
-            )
-        blobs = _blob_store(layout, config, read_only=read_only, durable=durable)
-        catalog = Catalog(layout.catalog_path, read_only=read_only, durable=durable)
-        self.parts = Parts(
-            layout=layout,
-            config=config,
-            blobs=blobs,
-            catalog=catalog,
-            read_only=read_only,
-            durable=durable,
-        )
+        self.parts = Parts.open(layout, config, read_only=read_only, durable=durable)
         self._closed = False
         if not read_only and not layout.manifests.is_dir():
             rebuild.backfill_markers(self.parts)  # a store made before markers existed
@@ -434,19 +419,6 @@ class Store:
         return operations.diff(va.files(), vb.files(), a=va.ref, b=vb.ref)
 
 
-def _blob_store(
-    layout: Layout, config: StoreConfig, *, read_only: bool, durable: bool
-) -> BlobStore:
-    return BlobStore(
-        layout,
-        algorithm=config.hash,
-        compression=config.compression.codec,
-        level=config.compression.level,
-        durable=durable,
-        read_only=read_only,
-    )
-
-
 def _check_settings(hash: str, compression: str, level: int) -> None:
     check_algorithm(hash)
     if compression not in _COMPRESSIONS:
@@ -594,7 +566,7 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
                 repaired=True,
             )
         )
-        blobs = _blob_store(layout, config, read_only=False, durable=durable)
+        blobs = blob_store(layout, config, read_only=False, durable=durable)
         with maintenance_lock(layout.locks):
             catalog, rebuilt = rebuild.rebuild_catalog(layout, blobs, durable=durable)
             catalog.close()
