@@ -478,7 +478,9 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
     create: bool = True,
     read_only: bool = False,
     durable: bool = True,
-    **settings: Any,
+    hash: str | None = None,
+    compression: str | None = None,
+    level: int | None = None,
 ) -> Store:
     """Open the store at ``path``, creating it with default settings if missing.
 
@@ -489,7 +491,10 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
             nothing is created in the directory. A store this process cannot write to opens
             read-only by itself.
         durable: fsync before anything counts as stored.
-        settings: ``hash``, ``compression``, ``level`` for a store created here.
+        hash: the hash algorithm of a store created here (see :func:`init`); for an
+            existing store, a different value raises :class:`ConfigurationError`.
+        compression: ``"zstd"`` or ``"none"``, as for ``hash``.
+        level: the zstd level, as for ``hash``.
 
     Raises:
         StoreNotFoundError: no store at ``path`` and ``create`` is False (or ``read_only``).
@@ -509,15 +514,17 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
             )
         if not create or read_only:
             raise StoreNotFoundError(root)
-        return init(root, durable=durable, **settings)
-    config = layout.read_config()
-    if settings:
-        _check_settings(
-            settings.get("hash", config.hash),
-            settings.get("compression", config.compression.codec),
-            settings.get("level", config.compression.level),
+        return init(
+            root, durable=durable, hash=hash or DEFAULT_ALGORITHM,
+            compression=compression or "zstd", level=3 if level is None else level,
         )
-        return init(root, durable=durable, **settings)
+    config = layout.read_config()
+    if hash is not None or compression is not None or level is not None:
+        return init(
+            root, durable=durable, hash=hash or config.hash,
+            compression=compression or config.compression.codec,
+            level=config.compression.level if level is None else level,
+        )
     read_only = read_only or not layout.writable()
     return Store(root, config=config, read_only=read_only, durable=durable)
 

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from castore._parts import Parts
+from castore._progress import ProgressArg
 from castore.artifact.commit import check_metadata, draft_from_version
 from castore.artifact.writer import DraftWriter
 from castore.errors import IntegrityError, NotFoundError, VerificationError
@@ -244,7 +245,7 @@ class ArtifactVersion:
         root: str | os.PathLike[str],
         *,
         link: str = "auto",
-        progress: Any = None,
+        progress: ProgressArg = None,
         force: bool = False,
     ) -> Path:
         """Make ``root`` hold exactly this version's files; extra files and dirs are removed.
@@ -280,7 +281,7 @@ class ArtifactVersion:
         *,
         path_prefix: str | None = None,
         link: str = "auto",
-        progress: Any = None,
+        progress: ProgressArg = None,
     ) -> Path:
         """Write this version's files (those under ``path_prefix``) into ``root``.
 
@@ -450,11 +451,11 @@ class ArtifactVersion:
         self._parts.catalog.delete_version(self.id, delete_aliases=delete_aliases)
         self.refresh()
 
-    def logged_by(self) -> Any:
+    def logged_by(self) -> None:
         """The run that produced this version, or None (runs are not recorded yet)."""
         return None
 
-    def used_by(self) -> list[Any]:
+    def used_by(self) -> list[object]:
         """The runs that used this version (none recorded yet)."""
         return []
 
