@@ -205,7 +205,8 @@ class CatalogCorruptError(IntegrityError):
 
 
 class UnsafeTargetError(CastoreError):
-    """A checkout target would write outside itself, into the store, or through a link."""
+    """A checkout target (or a directory to add) overlaps the store, or a write would leave
+    its target or go through a link."""
 
     def __init__(self, message: str, *, path: object = None) -> None:
         super().__init__(message, path=path)
