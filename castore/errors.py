@@ -259,9 +259,10 @@ class UnsupportedFormatError(CastoreError):
 class FileChangedError(CastoreError):
     """A file changed while castore was reading it; nothing was stored for it."""
 
-    def __init__(self, path: object) -> None:
+    def __init__(self, path: object, change: str = "changed") -> None:
         super().__init__(
-            f"{str(path)!r} changed while it was being added; nothing was stored for it "
+            f"{str(path)!r} {change} while it was being added; nothing was stored for it "
             "(add it again once it is no longer being written)",
             path=path,
+            change=change,
         )
