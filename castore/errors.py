@@ -205,7 +205,8 @@ class CatalogCorruptError(IntegrityError):
 
 
 class UnsafeTargetError(CastoreError):
-    """A checkout target would write outside itself, into the store, or through a link."""
+    """A checkout target (or a directory to add) overlaps the store, or a write would leave
+    its target or go through a link."""
 
     def __init__(self, message: str, *, path: object = None) -> None:
         super().__init__(message, path=path)
@@ -258,9 +259,10 @@ class UnsupportedFormatError(CastoreError):
 class FileChangedError(CastoreError):
     """A file changed while castore was reading it; nothing was stored for it."""
 
-    def __init__(self, path: object) -> None:
+    def __init__(self, path: object, change: str = "changed") -> None:
         super().__init__(
-            f"{str(path)!r} changed while it was being added; nothing was stored for it "
+            f"{str(path)!r} {change} while it was being added; nothing was stored for it "
             "(add it again once it is no longer being written)",
             path=path,
+            change=change,
         )

@@ -6,7 +6,8 @@
 - Subprocess workers: ``python tests/harness.py SCENARIO STORE [ARGS...]`` runs one scenario
   in a fresh interpreter (``CASTORE_CRASH_AT`` makes it die at a labelled point);
   :func:`spawn` and :func:`run` start them.
-- Fault shims: :func:`enospc_after`, :func:`failing_fsync`, :func:`eio_on_read`.
+- Fault shims: :func:`enospc_after`, :func:`enospc_on_mkdir`, :func:`failing_fsync`,
+  :func:`eio_on_read`.
 - :func:`finalize`: build a version from ``{path: bytes}`` in one call.
 """
 
@@ -104,11 +105,17 @@ def errors_of(report: castore.FsckReport) -> list[Any]:
 
 
 @contextmanager
-def enospc_after(nbytes: int) -> Iterator[None]:
-    """Blob writes fail with ENOSPC once ``nbytes`` bytes have been written."""
-    import castore.storage.blobs as blobs_mod
+def enospc_after(nbytes: int, *, at: str = "staging") -> Iterator[None]:
+    """Writes fail with ENOSPC once ``nbytes`` bytes have been written.
 
-    real = blobs_mod._write_all
+    ``at="staging"``: blob writes of an add; ``at="checkout"``: file writes of a checkout or
+    download (the placement in ``castore.worktree.linking``).
+    """
+    import castore.storage.blobs as blobs_mod
+    import castore.worktree.linking as linking_mod
+
+    mod: Any = {"staging": blobs_mod, "checkout": linking_mod}[at]
+    real = mod._write_all
     written = [0]
 
     def write_all(fd: int, data: Any) -> int:
@@ -122,11 +129,38 @@ def enospc_after(nbytes: int) -> Iterator[None]:
         written[0] += size
         return real(fd, data)
 
-    blobs_mod._write_all = write_all
+    mod._write_all = write_all
     try:
         yield
     finally:
-        blobs_mod._write_all = real
+        mod._write_all = real
+
+
+@contextmanager
+def enospc_on_mkdir(under: Path | str) -> Iterator[list[str]]:
+    """Creating a directory below ``under`` fails with ENOSPC; yields the refused paths.
+
+    Covers ``os.mkdir`` and ``os.makedirs`` (a blob shard, a spread ``tmp/`` directory, a
+    checkout's staging or parent directory).
+    """
+    real_mkdir = os.mkdir
+    base = os.path.realpath(under)
+    refused: list[str] = []
+
+    def mkdir(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        full = os.fspath(path)
+        if dir_fd is not None:
+            full = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), full)
+        if os.path.realpath(full).startswith(base + os.sep):
+            refused.append(full)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), full)
+        real_mkdir(path, mode, dir_fd=dir_fd)
+
+    os.mkdir = mkdir  # os.makedirs calls os.mkdir
+    try:
+        yield refused
+    finally:
+        os.mkdir = real_mkdir
 
 
 @contextmanager

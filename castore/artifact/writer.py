@@ -5,10 +5,8 @@ then, inside one catalogue ``BEGIN IMMEDIATE`` transaction per batch, its entry 
 the pending row and the blob published (DESIGN.md invariant 6): gc, which takes the same lock,
 either sees the entry and keeps the blob, or ran first and the publish brings the blob back.
 
-Symlinks met by ``add_dir`` are never followed out of the added directory: a link to a file
-inside it is stored as that file's content, a link to a directory is skipped (following it
-could loop), and a link that points outside the directory (or nowhere) is refused with
-:class:`InvalidPathError`. FIFOs, sockets and devices are refused too.
+``add_dir`` walks the tree with :mod:`castore.artifact.walk`: ignore rules first, then
+symlinks as ``API.md`` states (``follow_symlinks=``), special files refused, the store skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from urllib.parse import unquote, urlparse
 from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
 from castore.artifact.commit import commit_draft
-from castore.artifact.walk import walk_tree
+from castore.artifact.walk import check_source, walk_tree
 from castore.errors import (
     ArtifactFinalizedError,
     InvalidPathError,
@@ -283,6 +281,7 @@ class DraftWriter:
         *,
         ignore: Iterable[str] = (),
         merge: bool = False,
+        follow_symlinks: bool = False,
         progress: ProgressArg = None,
     ) -> Self:
         """Add a directory tree under the prefix ``name`` (default: the artifact root).
@@ -292,12 +291,18 @@ class DraftWriter:
             name: the prefix inside the artifact.
             ignore: gitignore-style patterns; ``.castoreignore`` files are honoured too.
             merge: replace files already in the draft whose content differs (else ValueError).
+            follow_symlinks: store the content of files that symlinks outside ``path`` point
+                to (else such a link raises InvalidPathError); links to directories are never
+                followed. Ignore rules apply to links before this.
             progress: a callable receiving ``(done_bytes, total_bytes)``, or True for a
                 stderr bar; the library prints nothing otherwise.
 
         Raises:
             InvalidPathError: a file name is not a valid artifact path, names collide, or a
-                symlink points outside the directory.
+                symlink (not ignored) dangles, loops, or points outside the directory without
+                ``follow_symlinks``.
+            UnsafeTargetError: ``path`` is the store or lies inside it (a store inside
+                ``path`` is skipped, never added).
             ValueError: a special file (FIFO, socket, device) is in the tree.
             FileChangedError: a file changed while it was read; nothing was stored for it.
         """
@@ -306,7 +311,12 @@ class DraftWriter:
         if not root.is_dir():
             raise NotADirectoryError(f"{str(root)!r} is not a directory")
         prefix = "" if not name else validate_path(name.rstrip("/")) + "/"
-        files = list(walk_tree(root, IgnoreRules.from_dir(root, ignore)))
+        store_root = self._parts.path
+        check_source(root, store_root)
+        rules = IgnoreRules.from_dir(root, ignore)
+        files = list(
+            walk_tree(root, rules, follow_symlinks=follow_symlinks, exclude=[store_root])
+        )
         pending = _Pending()
         items = []
         for rel, abspath, st in files:

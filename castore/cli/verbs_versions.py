@@ -49,6 +49,9 @@ def _metadata(items: tuple[str, ...]) -> dict[str, Any] | None:
               help="Point an alias at the version (moves it). Repeatable.")
 @click.option("--ignore", multiple=True, metavar="PATTERN",
               help="gitignore-style pattern to leave out of a directory. Repeatable.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Store the content of files that links in the directory point to outside "
+                   "it (else such a link is an error). Links to directories are never followed.")
 @click.option("--ttl", type=POSITIVE_DURATION, metavar="DURATION",
               help="Expire the version after this long (30d, 12h).")
 @output_options
@@ -63,6 +66,7 @@ def add(
     tags: tuple[str, ...],
     aliases: tuple[str, ...],
     ignore: tuple[str, ...],
+    follow_symlinks: bool,
     ttl: Any,
 ) -> None:
     """Log a file or a directory as a new version of a collection.
@@ -95,7 +99,8 @@ def add(
     try:
         if path.is_dir():
             with state.progress_bar(f"add {name}") as bar:
-                draft.add_dir(path, ignore=list(ignore), progress=bar.callback)
+                draft.add_dir(path, ignore=list(ignore), follow_symlinks=follow_symlinks,
+                              progress=bar.callback)
         else:
             draft.add_file(path)
         version = draft.finalize(aliases=list(aliases))

@@ -37,6 +37,9 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
          "run `castore add` again"),
         (r"pass keep_last=N", "pass --keep-last N"),
         (r"\bonly_unused=True", "--only-unused"),
+        (r"add it to ignore=, or pass follow_symlinks=True",
+         "pass --ignore PATTERN, or --follow-symlinks"),
+        (r"add it to ignore=", "pass --ignore PATTERN"),
     )
 )
 

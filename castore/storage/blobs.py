@@ -216,13 +216,27 @@ class BlobStore:
         """Stage a file's content, refusing one that changes while it is read.
 
         Raises:
-            FileChangedError: size, mtime or ctime differ before and after reading, or the
-                bytes read differ from the size: nothing is staged.
+            FileChangedError: the file vanished or is no longer a regular file (it was seen
+                as one by the caller's walk), or size, mtime or ctime differ before and after
+                reading, or the bytes read differ from the size: nothing is staged.
+            OutOfSpaceError: the disk filled up; the temp file is removed.
         """
-        with open(path, "rb", buffering=0) as fh:
-            before = os.fstat(fh.fileno())
+        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the add
+        # (issue 9 item 11); it changes nothing for regular files.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise FileChangedError(path, "vanished") from exc
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise FileChangedError(path, "was replaced by a directory or a special file")
+        except BaseException:
+            os.close(fd)
+            raise
+        with open(fd, "rb", buffering=0) as fh:
             staged = None
-            if KERNEL_COPY and stat.S_ISREG(before.st_mode) and before.st_size >= KERNEL_MIN:
+            if KERNEL_COPY and before.st_size >= KERNEL_MIN:
                 staged = self._stage_raw_in_kernel(fh.fileno(), sync)
             if staged is None:
                 staged = self.stage_stream(fh, size=before.st_size, sync=sync)

@@ -70,13 +70,23 @@ def syncfs(path: str | Path) -> None:
         os.close(fd)
 
 
-def translate_oserror(exc: OSError, path: object = None) -> Exception:
-    """Turn a disk-full ``OSError`` into :class:`OutOfSpaceError`; return others unchanged."""
+_NOT_COMMITTED = "nothing was committed; free some space (castore gc can help) and try again"
+
+
+def translate_oserror(
+    exc: OSError, path: object = None, *, outcome: str = _NOT_COMMITTED
+) -> Exception:
+    """Turn a disk-full ``OSError`` into :class:`OutOfSpaceError`; return others unchanged.
+
+    Args:
+        exc: the error.
+        path: the file or directory being written (default: the error's own filename).
+        outcome: what the caller's operation left behind, and what to do.
+    """
     if exc.errno in _NO_SPACE:
+        where = path or exc.filename
         return OutOfSpaceError(
-            f"no space left on the device holding {str(path or exc.filename)!r}: nothing was "
-            "committed; free some space (castore gc can help) and try again",
-            path=path or exc.filename,
+            f"no space left on the device holding {str(where)!r}: {outcome}", path=where
         )
     return exc
 
@@ -135,6 +145,12 @@ def publish_noclobber(tmp: str | Path, final: str | Path, *, make_dirs: bool = F
     """
     try:
         return _link_once(tmp, final, make_dirs=make_dirs)
+    except OSError as exc:
+        # a new shard directory (or a full directory block) on a full disk (issue 9 item 11)
+        out = translate_oserror(exc, os.path.dirname(final))
+        if out is exc:
+            raise
+        raise out from exc
     finally:
         try:
             os.unlink(tmp)

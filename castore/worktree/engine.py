@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
+    CastoreError,
     ConfigurationError,
     IntegrityError,
     InvalidPathError,
@@ -342,7 +343,9 @@ def _plan_jobs(
     return jobs
 
 
-def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress) -> None:
+def _stage(
+    blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress, target: Path
+) -> None:
     entry = job.entry
     try:
         if job.how == "copy_raw":
@@ -386,6 +389,11 @@ def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress) -> N
             digest=entry.digest,
             paths=[entry.path],
         ) from exc
+    except OSError as exc:
+        out = _l.out_of_space(exc, target / entry.path, unchanged=True)
+        if out is exc:
+            raise
+        raise out from exc
     tracker.add(entry.size)
 
 
@@ -476,9 +484,11 @@ def materialize(
             # links are one syscall each: a pool would cost more than it saves
             for job in jobs:
                 if job.how in ("hardlink", "symlink"):
-                    _stage(blobs, job, staging_fd, tracker)
+                    _stage(blobs, job, staging_fd, tracker, target)
             data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
-            run_pool(lambda job: _stage(blobs, job, staging_fd, tracker), data_jobs, workers)
+            run_pool(
+                lambda job: _stage(blobs, job, staging_fd, tracker, target), data_jobs, workers
+            )
         else:
             jobs = []
         committing = True
@@ -494,7 +504,7 @@ def materialize(
         if learned:
             stat_cache.record_many(learned)
         tracker.finish()
-    except BaseException:
+    except BaseException as exc:
         if staging is not None:
             _c.remove_entry(root_fd, staging, is_dir=True)
             staging = None
@@ -503,6 +513,11 @@ def materialize(
                 os.rmdir(target)
             except OSError:
                 pass
+        # making the staging or a parent directory, the marker, a rename: disk full
+        if isinstance(exc, OSError) and not isinstance(exc, CastoreError):
+            out = _l.out_of_space(exc, target, unchanged=not committing)
+            if out is not exc:
+                raise out from exc
         raise
     finally:
         if staging_fd >= 0:

@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, BinaryIO, get_args
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
 from castore.models import LinkMode
+from castore.storage.fsutil import translate_oserror
+
+# Every byte a checkout or download writes goes through this one name, so tests
+# (tests/harness.py enospc_after(at="checkout")) can fill the disk mid-file.
+from castore.storage.fsutil import write_all as _write_all
 from castore.storage.hashing import VerifyingReader, new_hasher
 from castore.worktree.entries import Entry
 
@@ -43,6 +48,7 @@ __all__ = [
     "hash_fd",
     "make_readonly",
     "open_source",
+    "out_of_space",
     "place_bytes",
     "place_hardlink",
     "place_reflink",
@@ -148,6 +154,26 @@ def make_readonly(path: str | os.PathLike[str]) -> os.stat_result:
     return st
 
 
+def out_of_space(exc: OSError, path: str | os.PathLike[str], *, unchanged: bool) -> Exception:
+    """A disk-full error while materializing ``path`` as :class:`OutOfSpaceError`.
+
+    Other errors are returned unchanged. A bare ``OSError [Errno 28]`` from checkout or
+    download named neither the file nor what was left behind (issue 9 item 11).
+
+    Args:
+        exc: the error raised while placing or committing files.
+        path: the file (or target directory) being written.
+        unchanged: whether the target was left as it was (the staging phase) or may be
+            partly updated (the commit phase).
+    """
+    outcome = (
+        "the target was left unchanged; free some space and try again"
+        if unchanged
+        else "the target may be partly updated; free some space and run it again"
+    )
+    return translate_oserror(exc, os.fspath(path), outcome=outcome)
+
+
 def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:
     """Write everything ``src`` yields to a new file ``name`` inside ``dir_fd``.
 
@@ -164,11 +190,7 @@ def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:
             chunk = src.read(CHUNK)
             if not chunk:
                 break
-            view = memoryview(chunk)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-                written += n
+            written += _write_all(fd, chunk)
     finally:
         os.close(fd)
     return written
@@ -178,9 +200,7 @@ def place_bytes(data: bytes, dir_fd: int, name: str) -> None:
     """Write ``data`` (a small, already verified content) to a new file ``name`` in ``dir_fd``."""
     fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=dir_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -242,9 +262,7 @@ def copy_raw(src: str | os.PathLike[str], entry: Entry, dir_fd: int, name: str) 
             while chunk := os.read(src_fd, CHUNK if seen or entry.size > CHUNK else entry.size + 1):
                 seen += len(chunk)
                 hasher.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(dst_fd, view) :]
+                _write_all(dst_fd, chunk)
         finally:
             os.close(dst_fd)
     finally:

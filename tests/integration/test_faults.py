@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import harness
 import pytest
@@ -185,4 +186,145 @@ def test_unreadable_blob_is_reported(store: castore.Store) -> None:
         assert finding.kind == "corrupt_blob" and "cannot be read" in finding.message
     finally:
         os.chmod(path, 0o444)
+    assert store.fsck().ok
+
+
+# -- issue 9 item 11: files that change under add_dir, disk full anywhere ------------------
+#
+# Each fault is raised as a castore error naming the path (FileChangedError for the source,
+# OutOfSpaceError for the store or the target), and nothing already stored is lost.
+
+
+def _source(root: Path, count: int = 6) -> Path:
+    root.mkdir(parents=True)
+    for i in range(count):
+        (root / f"f{i}.bin").write_bytes(os.urandom(2000 + i))
+    return root
+
+
+def _after_walk(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
+    """Run ``change()`` between add_dir's walk and the reading of the files."""
+    import castore.artifact.writer as writer_mod
+
+    real = writer_mod.walk_tree
+
+    def walk_then_change(*args: Any, **kwargs: Any) -> Any:
+        files = list(real(*args, **kwargs))
+        change()
+        return iter(files)
+
+    monkeypatch.setattr(writer_mod, "walk_tree", walk_then_change)
+
+
+def _replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [Path.unlink, lambda p: (p.unlink(), p.mkdir()), _replace_with_fifo],
+    ids=["vanished", "replaced-by-directory", "replaced-by-fifo"],
+)
+def test_file_changing_between_walk_and_read(
+    store: castore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: Any
+) -> None:
+    """A vanished file was a raw FileNotFoundError (and a FIFO hung the add)."""
+    harness.finalize(store, "ds", {"a": b"before"})
+    before, blobs = harness.snapshot(store), _final_blobs(store)
+    src = _source(tmp_path / "src")
+    victim = src / "f3.bin"
+    _after_walk(monkeypatch, lambda: change(victim))
+    draft = store.draft("ds")
+    with pytest.raises(castore.FileChangedError) as info:
+        draft.add_dir(src)
+    assert info.value.path == str(victim) and "f3.bin" in str(info.value)
+    assert "f3.bin" not in draft.paths
+    assert list(store.blobs.iter_tmp()) == []
+    assert blobs <= _final_blobs(store)
+    draft.discard()
+    assert harness.snapshot(store) == before
+    assert store.fsck().ok
+
+
+def test_file_truncated_mid_read(
+    store: castore.Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from castore.storage.blobs import BlobStore
+
+    src = _source(tmp_path / "src", count=1)
+    victim = src / "f0.bin"
+    real = BlobStore.stage_stream
+
+    def truncate_then_read(self: BlobStore, stream: Any, **kwargs: Any) -> Any:
+        os.truncate(victim, 500)  # shrinks after its size was taken, before it is read
+        return real(self, stream, **kwargs)
+
+    monkeypatch.setattr(BlobStore, "stage_stream", truncate_then_read)
+    with pytest.raises(castore.FileChangedError, match=r"f0\.bin"):
+        store.draft("ds").add_dir(src)
+    assert list(store.blobs.iter_tmp()) == []
+    assert store.fsck().ok
+
+
+def test_enospc_while_staging_a_directory(store: castore.Store, tmp_path: Path) -> None:
+    harness.finalize(store, "ds", {"a": b"before"})
+    before = harness.snapshot(store)
+    src = _source(tmp_path / "src")
+    draft = store.draft("ds")
+    with harness.enospc_after(5000), pytest.raises(castore.OutOfSpaceError) as info:
+        draft.add_dir(src)
+    assert info.value.path and str(store.path) in str(info.value)
+    assert list(store.blobs.iter_tmp()) == []
+    draft.discard()
+    assert harness.snapshot(store) == before
+    assert store.fsck().ok
+
+
+def test_enospc_creating_a_blob_shard(store: castore.Store) -> None:
+    """A new shard directory on a full disk was a bare OSError [Errno 28]."""
+    harness.finalize(store, "ds", {"a": b"before"})
+    before, blobs = harness.snapshot(store), _final_blobs(store)
+    draft = store.draft("ds")
+    with (
+        harness.enospc_on_mkdir(store.path / "blobs") as refused,
+        pytest.raises(castore.OutOfSpaceError) as info,
+    ):
+        for i in range(64):  # until a blob needs a shard that is not there yet
+            draft.add_bytes(f"new content {i}".encode(), f"f{i}")
+    assert refused and info.value.path
+    assert "blobs" in str(info.value)
+    assert _final_blobs(store) >= blobs
+    draft.discard()
+    assert harness.snapshot(store) == before
+    assert store.fsck().ok
+
+
+@pytest.mark.parametrize("verb", ["checkout", "download"])
+def test_enospc_while_writing_a_checkout(store: castore.Store, tmp_path: Path, verb: str) -> None:
+    """Disk full mid-file in checkout/download was a bare OSError [Errno 28]."""
+    v = harness.finalize(store, "ds", {"a.bin": os.urandom(50_000), "b/c.bin": b"c" * 3000})
+    before = harness.snapshot(store)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with (
+        harness.enospc_after(20_000, at="checkout"),
+        pytest.raises(castore.OutOfSpaceError) as info,
+    ):
+        getattr(v, verb)(target, link="copy", **({"force": True} if verb == "checkout" else {}))
+    assert isinstance(info.value, OSError)
+    assert str(target) in str(info.value)
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]  # left unchanged
+    assert harness.snapshot(store) == before
+    assert store.fsck().ok
+    getattr(v, verb)(tmp_path / "retry", link="copy")  # space is back
+
+
+def test_enospc_making_checkout_directories(store: castore.Store, tmp_path: Path) -> None:
+    v = harness.finalize(store, "ds", {"deep/er/x.txt": b"x"})
+    target = tmp_path / "target"
+    with harness.enospc_on_mkdir(tmp_path), pytest.raises(castore.OutOfSpaceError) as info:
+        v.checkout(target)
+    assert str(target) in str(info.value)
     assert store.fsck().ok

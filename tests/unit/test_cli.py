@@ -904,3 +904,30 @@ def test_drafts_discard_older_than(logged: Cli) -> None:
     assert len(every["discarded"]) == 2
     assert logged.json("drafts") == []
     assert logged("fsck").exit_code == 0
+
+
+def test_add_directory_with_links_speaks_cli(run: Cli, data: Path, tmp_path: Path) -> None:
+    """Issue 9 item 10: a link outside the directory is named with the CLI's own flags."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside")
+    (data / "escape.txt").symlink_to(outside)
+    refused = run("add", str(data), "--name", "ds")
+    assert refused.exit_code != 0
+    assert "escape.txt" in refused.stderr and "--follow-symlinks" in refused.stderr
+    assert "follow_symlinks=True" not in refused.stderr
+    assert run("add", str(data), "--name", "ds", "--ignore", "escape.txt").exit_code == 0
+    assert run("add", str(data), "--name", "ds", "--follow-symlinks").exit_code == 0
+    with run.store() as store:
+        assert store.get("ds:latest").read_text("escape.txt") == "outside"
+
+
+def test_add_project_holding_its_store_leaves_the_store_out(data: Path) -> None:
+    """Issue 9 item 6: ``castore --store .castore add .`` took catalog.db and grew every run."""
+    run = Cli(data / ".castore")
+    first = run.json("add", str(data), "--name", "proj", "--ignore", "*.tmp")
+    again = run.json("add", str(data), "--name", "proj", "--ignore", "*.tmp")
+    assert again["unchanged"] is True and again["ref"] == first["ref"] == "proj:v0"
+    with run.store() as store:
+        assert [e.path for e in store.get("proj").files()] == ["a.txt", "b.bin", "sub/c.txt"]
+    inside = run("add", str(data / ".castore"), "--name", "self")
+    assert inside.exit_code != 0 and "inside the store" in inside.stderr
