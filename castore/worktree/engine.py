@@ -368,7 +368,10 @@ def _stage(blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress) -> N
             if _l.make_readonly(job.raw).st_size != entry.size:
                 raise IntegrityError(f"blob {entry.digest} has the wrong size", digest=entry.digest)
             if job.how == "hardlink":
-                _l.place_hardlink(job.raw, staging_fd, job.name)
+                if not _l.place_hardlink(job.raw, staging_fd, job.name):
+                    # the blob's link count is at the filesystem's limit: copy this one
+                    _l.copy_raw(job.raw, entry, staging_fd, job.name)
+                    job.how = "copy_raw"  # a copy: the stat cache learns it at commit
             else:
                 _l.place_symlink(job.raw, staging_fd, job.name)
     except IntegrityError as exc:
@@ -473,11 +476,12 @@ def materialize(
             os.mkdir(staging, 0o700, dir_fd=root_fd)
             staging_fd = _c.open_subdir(root_fd, staging, create=False)
             jobs = _plan_jobs(blobs, todo, mode, target, root_fd, staging_fd, raws)
-            # links are one syscall each: a pool would cost more than it saves
+            # links are one syscall each: a pool would cost more than it saves (split first:
+            # a hardlink at the link limit turns into a copy as it is staged)
+            data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
             for job in jobs:
                 if job.how in ("hardlink", "symlink"):
                     _stage(blobs, job, staging_fd, tracker)
-            data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
             run_pool(lambda job: _stage(blobs, job, staging_fd, tracker), data_jobs, workers)
         else:
             jobs = []
