@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from castore.storage.hashing import new_hasher
 __all__ = [
     "FORMAT_KEY",
     "ManifestRow",
+    "RowLike",
     "artifact_digest",
     "encode_manifest",
     "decode_manifest",
@@ -37,23 +38,35 @@ _KEYS = frozenset(
      "description", "metadata", "tags", "created_at", "ttl", "producer", "entries"}
 )
 
-# (path, digest, size, ref): a manifest entry as the catalogue stores it
-ManifestRow = tuple[str, str | None, int, str | None]
+# (path, digest, size, ref, executable): a manifest entry as the catalogue stores it
+ManifestRow = tuple[str, str | None, int, str | None, bool]
+#: What the writers accept: also the four-field row of castore before the executable bit
+#: (read as not executable).
+RowLike = ManifestRow | tuple[str, str | None, int, str | None]
 
 
-def artifact_digest(algorithm: str, rows: Iterable[ManifestRow]) -> str:
+def artifact_digest(algorithm: str, rows: Iterable[RowLike]) -> str:
     """The content digest of a version: the hash over its sorted ``path, digest, size`` lines.
 
-    External references without a checksum contribute their URI in place of the digest.
+    External references without a checksum contribute their URI in place of the digest. An
+    executable entry's line ends in ``\\0x`` before the newline; other lines are exactly the
+    bytes castore hashed before it recorded the executable bit, so every existing version
+    keeps its digest (a path never holds ``\\0``, so the two line forms cannot collide).
     """
     hasher = new_hasher(algorithm)
-    for path, digest, size, ref in sorted(rows):
-        hasher.update(f"{path}\0{digest or ref or ''}\0{size}\n".encode())
+    for row in sorted(rows):
+        path, digest, size, ref = row[:4]
+        mark = "\0x" if any(row[4:]) else ""
+        hasher.update(f"{path}\0{digest or ref or ''}\0{size}{mark}\n".encode())
     return f"{algorithm}:{hasher.hexdigest()}"
 
 
-def encode_manifest(row: dict[str, Any], tags: list[str], rows: list[ManifestRow]) -> bytes:
-    """The canonical JSON of a committed version (its catalogue ``row``, tags and entries)."""
+def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike]) -> bytes:
+    """The canonical JSON of a committed version (its catalogue ``row``, tags and entries).
+
+    An entry carries ``"exec": true`` only when it is executable, so the documents of versions
+    without executables are byte for byte what castore wrote before the executable bit.
+    """
     created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
     document = {
         FORMAT_KEY: _FORMAT,
@@ -71,8 +84,14 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: list[ManifestRow
         "ttl": row["ttl"],
         "producer": row["producer"],
         "entries": [
-            {"path": p, "digest": d, "size": s, **({"ref": r} if r else {})}
-            for p, d, s, r in sorted(rows)
+            {
+                "path": row[0],
+                "digest": row[1],
+                "size": row[2],
+                **({"ref": row[3]} if row[3] else {}),
+                **({"exec": True} if any(row[4:]) else {}),
+            }
+            for row in sorted(rows)
         ],
     }
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
@@ -93,7 +112,7 @@ def _entries(raw: Any) -> list[ManifestRow]:
     for item in raw:
         if not isinstance(item, dict) or not {"path", "digest", "size"} <= item.keys():
             raise _fail("an entry is not an object with path, digest and size")
-        unknown = item.keys() - {"path", "digest", "size", "ref"}
+        unknown = item.keys() - {"path", "digest", "size", "ref", "exec"}
         if unknown:
             raise _fail(f"an entry has unknown keys {sorted(unknown)}")
         path, digest, size, ref = item["path"], item["digest"], item["size"], item.get("ref")
@@ -111,7 +130,10 @@ def _entries(raw: Any) -> list[ManifestRow]:
             raise _fail(f"entry {path!r} has a non-string ref")
         if digest is None and ref is None:
             raise _fail(f"entry {path!r} has neither a digest nor a ref")
-        rows.append((path, digest, size, ref))
+        # the writer omits "exec" unless it is true: anything else is not its document
+        if "exec" in item and item["exec"] is not True:
+            raise _fail(f"entry {path!r} has an 'exec' other than true")
+        rows.append((path, digest, size, ref, "exec" in item))
     paths = [r[0] for r in rows]
     if len(set(paths)) != len(paths):
         raise _fail("two entries share a path")
@@ -124,7 +146,8 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
     Returns:
         The version's fields (``id``, ``collection``, ``type``, ``number``, ``digest``,
         ``size``, ``file_count``, ``description``, ``metadata``, ``tags``, ``created_at`` in
-        µs, ``ttl``, ``producer``) and ``entries`` as ``(path, digest, size, ref)`` tuples.
+        µs, ``ttl``, ``producer``) and ``entries`` as ``(path, digest, size, ref, executable)``
+        tuples.
 
     Raises:
         ManifestDecodeError: the bytes are not exactly what :func:`encode_manifest` writes, or

@@ -80,12 +80,17 @@ class BlobStat(_Record):
 
 
 class ManifestEntry(_Record):
-    """One file of a version: its path, content digest and size, and an optional external ref."""
+    """One file of a version: its path, content digest and size, and an optional external ref.
+
+    ``executable`` is the file's executable bit (any ``x`` bit set when it was added), restored
+    by checkout and download as git does.
+    """
 
     path: str
     digest: str | None
     size: int
     ref: str | None = None
+    executable: bool = False
 
 
 class Manifest(_Record):

@@ -212,7 +212,7 @@ class DraftWriter:
         self._check_open()
         self._check_name(name, overwrite=overwrite)
         staged = self._parts.blobs.stage_bytes(bytes(data), sync=False)
-        self._record([(name, staged.digest, staged.size, None)], [staged])
+        self._record([(name, staged.digest, staged.size, None, False)], [staged])
         return self
 
     @contextmanager
@@ -237,7 +237,7 @@ class DraftWriter:
             with handle:
                 yield handle
             staged = self._parts.blobs.stage_file(tmp, sync=False)
-            self._record([(name, staged.digest, staged.size, None)], [staged])
+            self._record([(name, staged.digest, staged.size, None, False)], [staged])
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -271,7 +271,7 @@ class DraftWriter:
                 digest, size = hash_file(self._parts.blobs.algorithm, local)
             else:
                 size = local.stat().st_size
-        self._record([(name, digest, size or 0, uri)], [])
+        self._record([(name, digest, size or 0, uri, False)], [])
         return self
 
     def add_dir(
@@ -402,15 +402,18 @@ class DraftWriter:
             if errors:
                 raise errors[0]
             rows: list[Row] = []
-            for name, _, _ in batch.items:
+            for name, _, st in batch.items:
                 digest, size = batch.results[name]
+                # any x bit set: executable, as git and DVC's isexec read it (issue 9 item 14)
+                executable = bool(st.st_mode & 0o111)
                 old = self._entries.get(name)
-                if old is not None and old[1] != digest and not replace_ok:
+                changed = old is not None and (old[1] != digest or any(old[4:]) != executable)
+                if changed and not replace_ok:
                     raise ValueError(
-                        f"{name!r} is already in the draft with other content; pass "
+                        f"{name!r} is already in the draft with other content or mode; pass "
                         "merge=True to replace it"
                     )
-                rows.append((name, digest, size, None))
+                rows.append((name, digest, size, None, executable))
         except BaseException:
             for _, _, blob in staged:
                 blobs.discard(blob)

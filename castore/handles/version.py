@@ -188,8 +188,10 @@ class ArtifactVersion:
         Raises:
             NotFoundError: the version was deleted (through another handle or process).
         """
-        for path, digest, size, ref in self._rows(prefix):
-            yield ManifestEntry(path=path, digest=digest, size=size, ref=ref)
+        for path, digest, size, ref, executable in self._rows(prefix):
+            yield ManifestEntry(
+                path=path, digest=digest, size=size, ref=ref, executable=executable
+            )
 
     def _require_live(self) -> None:
         """Raise :class:`NotFoundError` unless the version is still committed.
@@ -208,7 +210,9 @@ class ArtifactVersion:
                 ref=self.ref,
             )
 
-    def _rows(self, prefix: str | None = None) -> Iterator[tuple[str, str | None, int, str | None]]:
+    def _rows(
+        self, prefix: str | None = None
+    ) -> Iterator[tuple[str, str | None, int, str | None, bool]]:
         """The entries as plain rows (no model per file), checked against deletion."""
         self._require_live()
         count = 0
@@ -230,10 +234,10 @@ class ArtifactVersion:
         """
         self._require_live()
         try:
-            p, digest, size, ref = self._parts.catalog.get_entry(self.id, path)
+            p, digest, size, ref, executable = self._parts.catalog.get_entry(self.id, path)
         except KeyError:
             raise NotFoundError(f"{path!r} is not in {self.ref}", ref=path) from None
-        return ManifestEntry(path=p, digest=digest, size=size, ref=ref)
+        return ManifestEntry(path=p, digest=digest, size=size, ref=ref, executable=executable)
 
     # -- files on disk: thin wrappers over castore.worktree --------------------------------
 

@@ -1,4 +1,4 @@
-"""Entries of the catalogue: the ``(path, digest, size, ref)`` files of each version.
+"""Entries of the catalogue: the ``(path, digest, size, ref, executable)`` files of a version.
 
 Functions over a :class:`~castore.index.database.Database`. The entry writes are the catalogue's
 hot path (one row per file of every version), so they stay raw ``executemany`` and
@@ -16,6 +16,7 @@ from castore.index.database import Database
 
 __all__ = [
     "EntryRow",
+    "EntryRowLike",
     "copy_entries",
     "delete_entries",
     "get_entry",
@@ -24,17 +25,19 @@ __all__ = [
     "referenced_digests",
 ]
 
-#: ``(path, digest, size, ref)``: plain tuples, since a version may hold millions.
-EntryRow = tuple[str, str | None, int, str | None]
+#: ``(path, digest, size, ref, executable)``: plain tuples, since a version may hold millions.
+EntryRow = tuple[str, str | None, int, str | None, bool]
+#: Also accepted on writes: a ``(path, digest, size, ref)`` row, not executable.
+EntryRowLike = EntryRow | tuple[str, str | None, int, str | None]
 
 
-def put_entries(db: Database, version_id: str, rows: Iterable[EntryRow]) -> None:
-    """Insert or replace ``(path, digest, size, ref)`` entries of a version."""
+def put_entries(db: Database, version_id: str, rows: Iterable[EntryRowLike]) -> None:
+    """Insert or replace ``(path, digest, size, ref[, executable])`` entries of a version."""
     with db.write_txn():
         db.conn.executemany(
-            "INSERT OR REPLACE INTO entries (version_id, path, digest, size, ref) "
-            "VALUES (?, ?, ?, ?, ?)",
-            ((version_id, *row) for row in rows),
+            "INSERT OR REPLACE INTO entries (version_id, path, digest, size, ref, executable) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            ((version_id, *row[:4], 1 if any(row[4:]) else 0) for row in rows),
         )
 
 
@@ -53,15 +56,15 @@ def copy_entries(db: Database, source: str, target: str) -> None:
     # Python first).
     with db.write_txn():
         db.execute(
-            "INSERT OR REPLACE INTO entries (version_id, path, digest, size, ref) "
-            "SELECT ?, path, digest, size, ref FROM entries WHERE version_id = ?",
+            "INSERT OR REPLACE INTO entries (version_id, path, digest, size, ref, executable) "
+            "SELECT ?, path, digest, size, ref, executable FROM entries WHERE version_id = ?",
             (target, source),
         )
 
 
 def iter_entries(db: Database, version_id: str, prefix: str | None = None) -> Iterator[EntryRow]:
-    """``(path, digest, size, ref)`` of a version's entries, sorted by path, streamed."""
-    sql = "SELECT path, digest, size, ref FROM entries WHERE version_id = ?"
+    """``(path, digest, size, ref, executable)`` of a version's entries, by path, streamed."""
+    sql = "SELECT path, digest, size, ref, executable FROM entries WHERE version_id = ?"
     params: list[Any] = [version_id]
     if prefix:
         sql += " AND path >= ? AND path < ?"
@@ -71,7 +74,7 @@ def iter_entries(db: Database, version_id: str, prefix: str | None = None) -> It
     try:
         cursor.execute(sql + " ORDER BY path", params)
         for row in cursor:
-            yield (row[0], row[1], row[2], row[3])
+            yield (row[0], row[1], row[2], row[3], bool(row[4]))
     finally:
         cursor.close()
 
@@ -79,12 +82,13 @@ def iter_entries(db: Database, version_id: str, prefix: str | None = None) -> It
 def get_entry(db: Database, version_id: str, path: str) -> EntryRow:
     """One entry of a version; ``KeyError`` if absent."""
     row = db.execute(
-        "SELECT path, digest, size, ref FROM entries WHERE version_id = ? AND path = ?",
+        "SELECT path, digest, size, ref, executable FROM entries "
+        "WHERE version_id = ? AND path = ?",
         (version_id, path),
     ).fetchone()
     if row is None:
         raise KeyError(path)
-    return (row[0], row[1], row[2], row[3])
+    return (row[0], row[1], row[2], row[3], bool(row[4]))
 
 
 def referenced_digests(db: Database) -> set[str]:

@@ -223,8 +223,14 @@ def _v3(db: Database) -> None:
     )
 
 
+def _v4(db: Database) -> None:
+    # The executable bit of each file (issue 9 item 14: scripts came out 0o644): 1 when the
+    # source had any x bit set. Existing entries were recorded without it and stay 0.
+    db.table("entries").add_column("executable", int, not_null_default=0)
+
+
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

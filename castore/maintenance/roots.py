@@ -84,5 +84,5 @@ def unknown_roots(parts: Parts, unknown: dict[str, str]) -> set[str]:
             doc = read_marked_manifest(parts, version_id, digest)
         except (CastoreError, OSError):
             continue  # fsck reports it; the manifest blob itself is still kept
-        keep.update(d for _, d, _, ref in doc["entries"] if d is not None and ref is None)
+        keep.update(d for _, d, _, ref, *_ in doc["entries"] if d is not None and ref is None)
     return keep

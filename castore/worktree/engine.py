@@ -181,26 +181,28 @@ def check_existing(
             return False
         if any(p in scan.files for p in _c.iter_parents(entry.path)):
             return False
+        # executables are copies in every mode (their blob is never made executable)
+        mode_ = "copy" if entry.executable and mode in ("hardlink", "symlink") else mode
         if stat.S_ISLNK(st.st_mode):
-            if mode != "symlink":
+            if mode_ != "symlink":
                 return False
             try:
                 dir_fd = cursors.get().dir_of(entry.path)
             except (OSError, UnsafeTargetError):
                 return False
             return links_to_blob(dir_fd, entry, blobs) is not None
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        if mode in ("hardlink", "symlink") or st.st_nlink > 1:
+        if not stat.S_ISREG(st.st_mode) or _l.is_executable(st.st_mode) != entry.executable:
+            return False  # a wrong x bit is rewritten, as git treats a mode change
+        if mode_ in ("hardlink", "symlink") or st.st_nlink > 1:
             raw = blobs.raw_path(entry.digest)
             if raw is not None:
-                if mode == "symlink":
+                if mode_ == "symlink":
                     return False  # a linkable blob: the user asked for a link
                 is_blob = os.path.samestat(st, os.stat(raw))
-                if mode == "hardlink" or is_blob:
+                if mode_ == "hardlink" or is_blob:
                     # hardlink mode wants the blob itself; other modes must not keep it,
                     # so that an edit in the target cannot damage the store (dvc#859)
-                    return is_blob and mode == "hardlink"
+                    return is_blob and mode_ == "hardlink"
         abs_path = str(root / entry.path)
         if cached.says(entry, st):
             return True
@@ -222,6 +224,7 @@ def check_existing(
             if (
                 st.st_nlink == 1
                 and stat.S_ISREG(st.st_mode)
+                and _l.is_executable(st.st_mode) == e.executable
                 and st.st_size == e.size
                 and cached.says(e, st)
             ):
@@ -324,6 +327,8 @@ def _plan_jobs(
         raw = raws.get(entry.digest) if entry.ref is None and entry.digest else None
         if entry.ref is not None or raw is None or mode == "copy":
             how = "stream" if raw is None else "copy_raw"
+        elif entry.executable and mode in ("hardlink", "symlink"):
+            how = "copy_raw"  # a link would share the blob's mode, which is never changed
         elif mode in ("auto", "reflink"):
             if reflink_ok is None:
                 reflink_ok = _l.reflink_supported(raw, staging_fd, probe_name=".probe")
@@ -356,13 +361,13 @@ def _stage(
             # than chunked streaming with many threads)
             assert entry.digest is not None
             data = blobs.read_bytes(entry.digest, size=entry.size)
-            _l.place_bytes(data, staging_fd, job.name)
+            _l.place_bytes(data, staging_fd, job.name, mode=_l.file_mode(entry))
         elif job.how == "stream":
             with _l.open_source(blobs, entry) as src:
-                _l.place_stream(src, staging_fd, job.name)
+                _l.place_stream(src, staging_fd, job.name, mode=_l.file_mode(entry))
         elif job.how == "reflink":
             assert job.raw is not None
-            _l.place_reflink(job.raw, staging_fd, job.name)
+            _l.place_reflink(job.raw, staging_fd, job.name, mode=_l.file_mode(entry))
             ok, _ = _l.file_matches(staging_fd, job.name, entry)
             if not ok:
                 raise IntegrityError(f"blob {entry.digest} is damaged", digest=entry.digest)
@@ -371,7 +376,10 @@ def _stage(
             if _l.make_readonly(job.raw).st_size != entry.size:
                 raise IntegrityError(f"blob {entry.digest} has the wrong size", digest=entry.digest)
             if job.how == "hardlink":
-                _l.place_hardlink(job.raw, staging_fd, job.name)
+                if not _l.place_hardlink(job.raw, staging_fd, job.name):
+                    # the blob's link count is at the filesystem's limit: copy this one
+                    _l.copy_raw(job.raw, entry, staging_fd, job.name)
+                    job.how = "copy_raw"  # a copy: the stat cache learns it at commit
             else:
                 _l.place_symlink(job.raw, staging_fd, job.name)
     except IntegrityError as exc:
@@ -481,11 +489,12 @@ def materialize(
             os.mkdir(staging, 0o700, dir_fd=root_fd)
             staging_fd = _c.open_subdir(root_fd, staging, create=False)
             jobs = _plan_jobs(blobs, todo, mode, target, root_fd, staging_fd, raws)
-            # links are one syscall each: a pool would cost more than it saves
+            # links are one syscall each: a pool would cost more than it saves (split first:
+            # a hardlink at the link limit turns into a copy as it is staged)
+            data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
             for job in jobs:
                 if job.how in ("hardlink", "symlink"):
                     _stage(blobs, job, staging_fd, tracker, target)
-            data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
             run_pool(
                 lambda job: _stage(blobs, job, staging_fd, tracker, target), data_jobs, workers
             )

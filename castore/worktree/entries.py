@@ -2,8 +2,9 @@
 
 A checkout of a 1M-file version must not hold 1M pydantic models (DESIGN.md growth targets):
 the worktree functions take any iterable of entries, as :class:`~castore.models.ManifestEntry`
-records or as the plain ``(path, digest, size, ref)`` rows the catalogue streams
-(``Catalog.iter_entries``), and keep each as an :class:`Entry`, a tuple.
+records or as the plain ``(path, digest, size, ref, executable)`` rows the catalogue streams
+(``Catalog.iter_entries``; four-field rows are read as not executable), and keep each as an
+:class:`Entry`, a tuple.
 """
 
 from __future__ import annotations
@@ -23,10 +24,16 @@ class Entry(NamedTuple):
     digest: str | None
     size: int
     ref: str | None = None
+    executable: bool = False
 
 
 #: What the worktree functions accept for one entry.
-EntryLike: TypeAlias = Entry | ManifestEntry | tuple[str, str | None, int, str | None]
+EntryLike: TypeAlias = (
+    Entry
+    | ManifestEntry
+    | tuple[str, str | None, int, str | None]
+    | tuple[str, str | None, int, str | None, bool]
+)
 
 
 def as_entry(item: EntryLike) -> Entry:
@@ -35,7 +42,7 @@ def as_entry(item: EntryLike) -> Entry:
         return item
     if isinstance(item, tuple):
         return Entry(*item)
-    return Entry(item.path, item.digest, item.size, item.ref)
+    return Entry(item.path, item.digest, item.size, item.ref, item.executable)
 
 
 def iter_entries(items: Iterable[EntryLike]) -> Iterator[Entry]:

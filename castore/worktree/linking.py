@@ -7,6 +7,11 @@ and ``"symlink"`` share the raw blob file itself, which is made read-only first 
 reflink where the pair of filesystems supports it, else copy. Blobs stored zstd-compressed cannot
 be shared and are always decompressed (copied).
 
+Executable entries are created with mode ``0o777`` less the umask (git's rule; 0o755 under the
+usual umask 022), other files with ``0o666`` less the umask. A blob's mode is never changed for
+an executable: one blob may back executable and plain entries alike, so executables are always
+copied, even in ``"hardlink"`` and ``"symlink"`` modes.
+
 Support is probed once per (store device, target device) pair and kept in memory, the way DVC's
 ``test_links`` probes a cache once.
 """
@@ -45,7 +50,9 @@ __all__ = [
     "check_mode",
     "copy_raw",
     "file_matches",
+    "file_mode",
     "hash_fd",
+    "is_executable",
     "make_readonly",
     "open_source",
     "out_of_space",
@@ -76,6 +83,16 @@ _NO_REFLINK = {
 
 _probe_lock = threading.Lock()
 _reflink_cache: dict[tuple[int, int], bool] = {}
+
+
+def file_mode(entry: Entry) -> int:
+    """The mode to create ``entry``'s file with (the umask applies): 0o777 or 0o666."""
+    return 0o777 if entry.executable else 0o666
+
+
+def is_executable(st_mode: int) -> bool:
+    """Whether a file's mode counts as executable: any ``x`` bit set, as git reads it."""
+    return bool(st_mode & 0o111)
 
 
 def check_mode(link: str) -> str:
@@ -174,16 +191,17 @@ def out_of_space(exc: OSError, path: str | os.PathLike[str], *, unchanged: bool)
     return translate_oserror(exc, os.fspath(path), outcome=outcome)
 
 
-def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:
+def place_stream(src: BinaryIO, dir_fd: int, name: str, *, mode: int = 0o666) -> int:
     """Write everything ``src`` yields to a new file ``name`` inside ``dir_fd``.
 
-    The file is created exclusively (``O_EXCL | O_NOFOLLOW``), never opened over an existing one.
-    The caller's reader checks digest and size at EOF, so a mismatch raises before this returns.
+    The file is created exclusively (``O_EXCL | O_NOFOLLOW``), never opened over an existing one,
+    with ``mode`` less the umask. The caller's reader checks digest and size at EOF, so a
+    mismatch raises before this returns.
 
     Returns:
         The number of bytes written.
     """
-    fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+    fd = os.open(name, _FILE_FLAGS, mode, dir_fd=dir_fd)
     written = 0
     try:
         while True:
@@ -196,16 +214,18 @@ def place_stream(src: BinaryIO, dir_fd: int, name: str) -> int:
     return written
 
 
-def place_bytes(data: bytes, dir_fd: int, name: str) -> None:
+def place_bytes(data: bytes, dir_fd: int, name: str, *, mode: int = 0o666) -> None:
     """Write ``data`` (a small, already verified content) to a new file ``name`` in ``dir_fd``."""
-    fd = os.open(name, _FILE_FLAGS, 0o666, dir_fd=dir_fd)
+    fd = os.open(name, _FILE_FLAGS, mode, dir_fd=dir_fd)
     try:
         _write_all(fd, data)
     finally:
         os.close(fd)
 
 
-def place_reflink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
+def place_reflink(
+    src: str | os.PathLike[str], dir_fd: int, name: str, *, mode: int = 0o666
+) -> None:
     """Clone ``src`` into a new file ``name`` inside ``dir_fd`` (``FICLONE``)."""
     src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -223,12 +243,24 @@ def place_reflink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
     finally:
         os.close(src_fd)
     # a clone carries the blob's read-only mode; a reflinked file is the user's to edit
-    os.chmod(name, 0o666 & ~_umask(), dir_fd=dir_fd)
+    os.chmod(name, mode & ~_umask(), dir_fd=dir_fd)
 
 
-def place_hardlink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
-    """Hard-link the (read-only) blob ``src`` as ``name`` inside ``dir_fd``."""
-    os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=False)
+def place_hardlink(src: str | os.PathLike[str], dir_fd: int, name: str) -> bool:
+    """Hard-link the (read-only) blob ``src`` as ``name`` inside ``dir_fd``.
+
+    Returns:
+        False (and nothing placed) when the blob already has as many links as its
+        filesystem allows (``EMLINK``: 65,000 on ext4, issue 9 item 8 met it with 100,000
+        empty files sharing one blob); the caller copies that file instead.
+    """
+    try:
+        os.link(src, name, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno == errno.EMLINK:
+            return False
+        raise
+    return True
 
 
 def place_symlink(src: str | os.PathLike[str], dir_fd: int, name: str) -> None:
@@ -249,13 +281,19 @@ def _umask() -> int:
 
 
 def copy_raw(src: str | os.PathLike[str], entry: Entry, dir_fd: int, name: str) -> None:
-    """Copy a raw blob into ``name``, hashing while streaming (the fast path for small files)."""
+    """Copy a raw blob into ``name``, hashing while streaming (the fast path for small files).
+
+    The file gets :func:`file_mode` of ``entry`` (less the umask).
+    """
     assert entry.digest is not None
     hasher = new_hasher(Digest.parse(entry.digest).algorithm)
     src_fd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
     try:
         dst_fd = os.open(
-            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=dir_fd
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+            file_mode(entry),
+            dir_fd=dir_fd,
         )
         seen = 0
         try:

@@ -178,7 +178,8 @@ def verify_dir(
 ) -> VerifyReport:
     """Compare a directory with ``entries``: which files are missing, modified or extra.
 
-    Regular files are checked by the stat cache, then by hashing. A symlink castore made into the
+    Regular files are checked by the stat cache, then by hashing; a file whose executable bit
+    differs from the entry's is modified (as in git). A symlink castore made into the
     store counts as the entry when it points at this entry's blob and the blob is intact; a
     hardlink shares the blob's inode, so editing it damages the store: it is reported as
     modified here (and by ``fsck`` as a damaged blob). Nothing is followed out of the root.
@@ -208,7 +209,9 @@ def verify_dir(
             except (OSError, UnsafeTargetError):
                 return False
             if stat.S_ISLNK(st.st_mode):
-                if _k.links_to_blob(dir_fd, entry, blobs) is None or entry.digest is None:
+                if entry.executable or entry.digest is None:
+                    return False  # checkout copies executables: a link is not one
+                if _k.links_to_blob(dir_fd, entry, blobs) is None:
                     return False
                 try:
                     blobs.verify(entry.digest, size=entry.size)
@@ -217,6 +220,8 @@ def verify_dir(
                 return True
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
                 return False
+            if _l.is_executable(st.st_mode) != entry.executable:
+                return False  # a mode change is a modification, as in git
             if cached.says(entry, st):
                 return True
             return _l.file_matches(dir_fd, entry.path.rsplit("/", 1)[-1], entry)[0]
@@ -283,7 +288,8 @@ def diff(
 ) -> Diff:
     """What changed from ``entries_a`` to ``entries_b``: added, removed and modified paths.
 
-    An entry is modified when its digest, size or reference differs. Lists are sorted by path.
+    An entry is modified when its digest, size, reference or executable bit differs (a
+    mode-only change is a modification, as in git). Lists are sorted by path.
     """
     left = {e.path: e for e in iter_entries(entries_a)}
     right = {e.path: e for e in iter_entries(entries_b)}
@@ -304,7 +310,7 @@ def diff(
             digest_b=right[p].digest,
         )
         for p in sorted(left.keys() & right.keys())
-        if (left[p].digest, left[p].size, left[p].ref)
-        != (right[p].digest, right[p].size, right[p].ref)
+        if (left[p].digest, left[p].size, left[p].ref, left[p].executable)
+        != (right[p].digest, right[p].size, right[p].ref, right[p].executable)
     ]
     return Diff(a=a, b=b, added=added, removed=removed, modified=modified)

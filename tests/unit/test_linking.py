@@ -158,3 +158,40 @@ def test_dir_cursor_visits_each_directory_once(tmp_path, monkeypatch):
     finally:
         os.close(fd)
     assert sorted(opened) == sorted(set(opened)) == ["a", "a/b", "a/b/z"]
+
+
+def test_hardlink_checkout_copies_when_the_link_limit_is_reached(store, tmp_path, monkeypatch):
+    # issue 9 item 8: 100,000 empty files share one blob; past the filesystem's link limit
+    # link() fails with EMLINK ("Too many links") and the checkout must copy instead.
+    import errno
+
+    v = store.draft("many")
+    for i in range(40):
+        v.add_bytes(b"same content", name=f"f{i:02d}")
+    version = v.finalize()
+    raw = store.blobs.raw_path(version.get_entry("f00").digest)
+    assert raw is not None
+    real_link = os.link
+    calls = {"n": 0}
+
+    def limited_link(src, dst, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise OSError(errno.EMLINK, "Too many links")
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(lk.os, "link", limited_link)
+    out = version.checkout(tmp_path / "out", link="hardlink")
+    monkeypatch.undo()
+    names = sorted(p.name for p in out.iterdir() if p.name != c.MARKER_NAME)
+    assert names == [f"f{i:02d}" for i in range(40)]
+    blob = os.stat(raw)
+    linked = [n for n in names if os.path.samestat(os.stat(out / n), blob)]
+    copies = [n for n in names if n not in linked]
+    assert len(linked) == 10 and len(copies) == 30
+    for n in names:
+        assert (out / n).read_bytes() == b"same content"
+    for n in copies:
+        assert os.stat(out / n).st_nlink == 1
+    assert version.verify(out).ok
+    assert store.fsck().ok

@@ -99,3 +99,28 @@ def test_a_failing_step_leaves_the_catalogue_untouched(
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     conn.close()
     assert _schema(path) == before
+
+
+def test_step_4_adds_the_executable_bit_as_false_to_existing_entries(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    conn = _connect(path)
+    conn.execute("BEGIN")
+    for step in _migrations.MIGRATIONS[:3]:
+        step(Database(conn))
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO collections (id, name, type, created_at, updated_at) "
+        "VALUES (1, 'c', 'dataset', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO versions (id, collection_id, state, created_at, updated_at) "
+        "VALUES ('v', 1, 'PENDING', 0, 0)"
+    )
+    conn.execute("INSERT INTO entries (version_id, path, digest, size) VALUES ('v', 'a', 'd', 1)")
+    conn.execute("COMMIT")
+    assert _migrations.migrate(conn) == _migrations.SCHEMA_VERSION - 3
+    assert conn.execute("SELECT path, executable FROM entries").fetchall() == [("a", 0)]
+    conn.close()
+    cat = Catalog(path)
+    assert list(cat.iter_entries("v")) == [("a", "d", 1, None, False)]
+    cat.close()
