@@ -47,6 +47,8 @@ _SQLITE_READONLY = 8
 _SQLITE_IOERR = 10
 _SQLITE_CANTOPEN = 14
 _HEADER = b"SQLite format 3\x00"
+#: Free bytes below which an I/O error of the catalogue is taken for a full disk.
+_NEARLY_FULL = 1 << 20
 
 
 def _primary_code(exc: sqlite3.Error) -> int | None:
@@ -140,8 +142,17 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float, path: Path) -> None:
             delay = min(delay * 2, 0.05)
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == 13
+def _is_full(exc: sqlite3.Error, path: Path) -> bool:
+    if "full" in str(exc).lower() or _primary_code(exc) == 13:
+        return True
+    if _primary_code(exc) not in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
+        return False
+    # A -shm that cannot grow on a full disk is an I/O error to SQLite, not SQLITE_FULL.
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < _NEARLY_FULL
 
 
 class Database:
@@ -266,6 +277,12 @@ class Database:
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc).lower()
         code = _primary_code(exc)
+        if _is_full(exc, self.path):
+            return OutOfSpaceError(
+                f"no space left to write the catalogue {str(self.path)!r}; free disk space "
+                "(nothing was committed)",
+                path=self.path,
+            )
         if code == _SQLITE_IOERR or "locked" in text or "busy" in text:
             # A catalogue damaged under another process shows up as a lock or an I/O error.
             damage = damage_under_wal(self.path)
@@ -282,12 +299,6 @@ class Database:
                 f"the catalogue {str(self.path)!r} stayed locked for {self.timeout:g} s; "
                 "another process holds a long write, retry or raise the timeout",
                 timeout=self.timeout,
-            )
-        if _is_full(exc):
-            return OutOfSpaceError(
-                f"no space left to write the catalogue {str(self.path)!r}; free disk space "
-                "(nothing was committed)",
-                path=self.path,
             )
         if "readonly" in text or "read-only" in text:
             return ReadOnlyStoreError(self.path.parent, "write the catalogue")
