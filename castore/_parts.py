@@ -7,16 +7,37 @@ Handles and operations depend on this small bundle declared below them (restic's
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from castore.errors import CatalogCorruptError, ReadOnlyStoreError
+from castore.errors import CatalogCorruptError, OutOfSpaceError, ReadOnlyStoreError
 from castore.index.catalog import Catalog
 from castore.models import StoreConfig
 from castore.storage.blobs import BlobStore
 from castore.storage.layout import Layout
 from castore.storage.markers import ManifestMarkers
+from castore.storage.reserve import release_reserve
 
-__all__ = ["Parts", "blob_store"]
+__all__ = ["Parts", "blob_store", "freeing_space"]
+
+T = TypeVar("T")
+
+
+def freeing_space(layout: Layout, operation: Callable[[], T]) -> T:
+    """Run an operation that frees space; on a full disk, release the reserve and retry once.
+
+    For deletes only (rm, gc, prune, and opening the catalogue they need): on a 100 % full
+    disk the catalogue cannot map its ``-shm`` or grow its ``-wal``, and blob files may only
+    go after the COMMIT (issue 9: "rm and gc must still be able to free space"). The failed
+    attempt was rolled back, so running it again is safe.
+    """
+    try:
+        return operation()
+    except OutOfSpaceError:
+        if not release_reserve(layout.root):
+            raise
+        return operation()
 
 
 def blob_store(layout: Layout, config: StoreConfig, *, read_only: bool, durable: bool) -> BlobStore:
@@ -91,3 +112,7 @@ class Parts:
         """Raise :class:`ReadOnlyStoreError` naming ``operation`` on a read-only store."""
         if self.read_only:
             raise ReadOnlyStoreError(self.path, operation)
+
+    def freeing_space(self, operation: Callable[[], T]) -> T:
+        """:func:`freeing_space` on this store."""
+        return freeing_space(self.layout, operation)

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from castore._parts import Parts, blob_store
+from castore._parts import Parts, blob_store, freeing_space
 from castore.artifact.commit import start_draft
 from castore.errors import (
     CatalogCorruptError,
@@ -40,6 +40,7 @@ from castore.storage.blobs import BlobStore
 from castore.storage.hashing import DEFAULT_ALGORITHM, check_algorithm
 from castore.storage.layout import FORMAT, Layout
 from castore.storage.locking import maintenance_lock
+from castore.storage.reserve import ensure_reserve
 from castore.worktree import operations
 
 __all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open", "repair"]
@@ -75,7 +76,14 @@ class Store:
         durable: bool = True,
     ) -> None:
         layout = Layout(Path(path).absolute())
-        self.parts = Parts.open(layout, config, read_only=read_only, durable=durable)
+        if read_only:
+            self.parts = Parts.open(layout, config, read_only=True, durable=durable)
+        else:
+            # On a full disk the catalogue cannot even map its -shm: release the reserve.
+            self.parts = freeing_space(
+                layout, lambda: Parts.open(layout, config, read_only=False, durable=durable)
+            )
+            ensure_reserve(layout.root)  # only while space is plentiful
         self._closed = False
         if not read_only and not layout.manifests.is_dir():
             rebuild.backfill_markers(self.parts)  # a store made before markers existed
@@ -317,11 +325,16 @@ class Store:
             >>> store.gc(dry_run=True).blobs_deleted  # doctest: +SKIP
             0
         """
-        if not dry_run:
-            self.parts.require_writable("run gc")
-        return gc_ops.gc(
-            self.parts, dry_run=dry_run, grace=grace, discard_unknown=discard_unknown
+        if dry_run:
+            return gc_ops.gc(self.parts, dry_run=True, grace=grace, discard_unknown=discard_unknown)
+        self.parts.require_writable("run gc")
+        report = self.parts.freeing_space(
+            lambda: gc_ops.gc(
+                self.parts, dry_run=False, grace=grace, discard_unknown=discard_unknown
+            )
         )
+        ensure_reserve(self.layout.root)  # taken again once there is room to spare
+        return report
 
     def prune(
         self,
@@ -353,8 +366,11 @@ class Store:
         """
         if not dry_run:
             self.parts.require_writable("prune versions")
-        return gc_ops.prune(
-            self.parts, collection, keep_last=keep_last, only_unused=only_unused, dry_run=dry_run
+        return self.parts.freeing_space(
+            lambda: gc_ops.prune(
+                self.parts, collection, keep_last=keep_last, only_unused=only_unused,
+                dry_run=dry_run,
+            )
         )
 
     def fsck(self, repair: bool = False) -> FsckReport:

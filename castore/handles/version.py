@@ -452,7 +452,9 @@ class ArtifactVersion:
                 ``delete_aliases``.
         """
         self._parts.require_writable("delete a version")
-        self._parts.catalog.delete_version(self.id, delete_aliases=delete_aliases)
+        self._parts.freeing_space(
+            lambda: self._parts.catalog.delete_version(self.id, delete_aliases=delete_aliases)
+        )
         self.refresh()
 
     def logged_by(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -41,20 +42,97 @@ __all__ = ["DEFAULT_TIMEOUT", "Database"]
 
 DEFAULT_TIMEOUT = 30.0
 
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CANTOPEN = 14
+_HEADER = b"SQLite format 3\x00"
+#: Free bytes below which an I/O error of the catalogue is taken for a full disk.
+_NEARLY_FULL = 1 << 20
 
-def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def damage_under_wal(path: Path) -> str | None:
+    """Why ``path`` cannot be the database its ``-wal``/``-shm`` files belong to, or None.
+
+    Every catalogue is in WAL mode (its header says so from the first statement on), and the
+    ``-wal`` and ``-shm`` files exist only beside such a header. A file truncated, emptied or
+    replaced under a running process breaks this: SQLite then tries to switch the file back to
+    WAL and waits for the other process's lock until the timeout (issue 9 item 13: every open
+    waited 30 s, then reported a lock timeout), or reads the shared index of a deleted ``-wal``
+    and fails with "disk I/O error".
+    """
+    wal, shm = _sidecar(path, "-wal"), _sidecar(path, "-shm")
+    if not (wal.exists() or shm.exists()):
+        return None
+    logged = _logged_bytes(shm)
+    if logged and (not wal.exists() or wal.stat().st_size < logged):
+        # SQLite deletes -shm before -wal on close, so a -shm whose index counts more log than
+        # the -wal holds means the log was deleted (or cut) under a running process; the next
+        # opener re-creates an empty -wal and fails with "disk I/O error".
+        return f"{wal.name} is missing or shorter than {shm.name} records (deleted under a process)"
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+    except FileNotFoundError:
+        return f"it is missing while {wal.name} or {shm.name} is in use"
+    if len(header) < 100:
+        return f"it is truncated to {len(header)} bytes while another process uses it"
+    if not header.startswith(_HEADER):
+        return "it is not a SQLite database"
+    if header[18:20] != b"\x02\x02":
+        return f"its header is not in WAL mode while {wal.name} or {shm.name} is in use"
+    return None
+
+
+def _logged_bytes(shm: Path) -> int:
+    """How long the ``-wal`` must be for the frames the ``-shm`` index counts (0 if unknown).
+
+    The index header (``WalIndexHdr`` in SQLite's wal.c, native byte order) holds the page
+    size at offset 14 (1 means 65536) and the number of valid frames at offset 16.
+    """
+    try:
+        with shm.open("rb") as file:
+            header = file.read(48)
+    except OSError:
+        return 0
+    if len(header) < 48:
+        return 0
+    page = int.from_bytes(header[14:16], sys.byteorder)
+    page = 65536 if page == 1 else page
+    frames = int.from_bytes(header[16:20], sys.byteorder)
+    return 32 + frames * (24 + page) if frames else 0
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float, path: Path) -> None:
     """Switch a connection's database to WAL, waiting for the other processes doing the same.
 
     Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked"
     at once instead of calling the busy handler (diskcache #266): 50 processes opening a new
     store together failed this way. Retry until ``timeout``; once the file is in WAL mode (it
-    is persistent) nothing needs changing.
+    is persistent) nothing needs changing. A file that is not in WAL mode while its ``-wal``
+    or ``-shm`` is in use was damaged under another process: waiting would never help.
+
+    Raises:
+        CatalogCorruptError: the file was truncated or replaced under another process.
     """
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
         try:
             if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                # Checked before the switch, which would wait out the busy timeout.
+                damage = damage_under_wal(path)
+                if damage is not None:
+                    raise CatalogCorruptError(path, damage)
                 conn.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
@@ -64,8 +142,17 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
             delay = min(delay * 2, 0.05)
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return "full" in str(exc).lower() or getattr(exc, "sqlite_errorcode", None) == 13
+def _is_full(exc: sqlite3.Error, path: Path) -> bool:
+    if "full" in str(exc).lower() or _primary_code(exc) == 13:
+        return True
+    if _primary_code(exc) not in (_SQLITE_IOERR, _SQLITE_CANTOPEN):
+        return False
+    # A -shm that cannot grow on a full disk is an I/O error to SQLite, not SQLITE_FULL.
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < _NEARLY_FULL
 
 
 class Database:
@@ -94,6 +181,8 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._closed = False
+        # Read-only and the WAL cannot be used (no writable -shm): open with immutable=1.
+        self.immutable = False
 
     def now(self) -> int:
         """Catalogue time: microseconds since the epoch (UTC)."""
@@ -132,45 +221,84 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         try:
             if self.read_only:
-                uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
-                conn = sqlite3.connect(
-                    uri,
-                    uri=True,
-                    timeout=self.timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
+                conn = self._connect_read_only()
             else:
-                conn = sqlite3.connect(
-                    str(self.path),
-                    timeout=self.timeout,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            # busy_timeout first: every later statement may meet a locked database.
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                conn = self._open(str(self.path), uri=False)
             conn.row_factory = sqlite3.Row
             if not self.read_only:
-                _enable_wal(conn, self.timeout)
+                _enable_wal(conn, self.timeout, self.path)
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         return conn
 
+    def _open(self, target: str, *, uri: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            target, uri=uri, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        # busy_timeout first: every later statement may meet a locked database.
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A ``mode=ro`` connection; ``immutable=1`` where the WAL cannot be used.
+
+        A reader of a WAL database needs a ``-shm`` it can map: on a read-only filesystem or
+        for a user who cannot write the store's directory, with no ``-shm`` left by a writer,
+        ``mode=ro`` fails with "unable to open database file" (issue 9 item 7). ``immutable=1``
+        reads the file alone, without locks or the WAL. It is right only while nobody writes
+        the store (docs/operating.md says so), and never when a ``-wal`` holds commits not yet
+        in the file, which it would silently skip: that case is refused.
+        """
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        if not self.immutable:
+            conn = self._open(uri, uri=True)
+            try:
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if _primary_code(exc) not in (_SQLITE_CANTOPEN, _SQLITE_READONLY):
+                    raise
+                if not self.path.is_file():
+                    raise
+                wal = _sidecar(self.path, "-wal")
+                if wal.exists() and wal.stat().st_size > 0:
+                    raise ReadOnlyStoreError(
+                        self.path.parent,
+                        f"read the commits in {wal.name} that are not yet merged into "
+                        f"{self.path.name} (open the store once with write access to merge "
+                        "them)",
+                    ) from exc
+                self.immutable = True
+        return self._open(uri + "&immutable=1", uri=True)
+
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc).lower()
+        code = _primary_code(exc)
+        if _is_full(exc, self.path):
+            return OutOfSpaceError(
+                f"no space left to write the catalogue {str(self.path)!r}; free disk space "
+                "(nothing was committed)",
+                path=self.path,
+            )
+        if code == _SQLITE_IOERR or "locked" in text or "busy" in text:
+            # A catalogue damaged under another process shows up as a lock or an I/O error.
+            damage = damage_under_wal(self.path)
+            if damage is not None:
+                return CatalogCorruptError(self.path, damage)
+        if code == _SQLITE_IOERR:
+            return CatalogCorruptError(
+                self.path, f"{exc} reading or writing it; if the disk is sound it was damaged"
+            )
+        if code == _SQLITE_CANTOPEN:
+            return CatalogCorruptError(self.path, f"{exc}: it is missing or cannot be opened")
         if "locked" in text or "busy" in text:
             return LockTimeoutError(
                 f"the catalogue {str(self.path)!r} stayed locked for {self.timeout:g} s; "
                 "another process holds a long write, retry or raise the timeout",
                 timeout=self.timeout,
-            )
-        if _is_full(exc):
-            return OutOfSpaceError(
-                f"no space left to write the catalogue {str(self.path)!r}; free disk space "
-                "(nothing was committed)",
-                path=self.path,
             )
         if "readonly" in text or "read-only" in text:
             return ReadOnlyStoreError(self.path.parent, "write the catalogue")

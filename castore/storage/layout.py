@@ -9,6 +9,7 @@ STORE/
   trash/         blobs gc has unlinked from blobs/ and is about to delete
   quarantine/    blobs that failed verification (kept, never silently deleted)
   locks/         maintenance lock files
+  reserve        space released on a full disk so deletes can run (storage/reserve.py)
 ```
 """
 
@@ -50,6 +51,7 @@ _OWN_NAMES = {
     "quarantine",
     "locks",
     "manifests",
+    "reserve",
 }
 _REPAIR_HINT = "`castore fsck --repair` (castore.repair() in Python) restores it"
 #: Files and directories whose presence means a store lives here, even without castore.json.
