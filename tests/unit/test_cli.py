@@ -386,6 +386,47 @@ def test_files_and_cat(logged: Cli, data: Path) -> None:
     assert "castore files ds:v0" in missing.stderr
 
 
+def _flip_a_byte_of(run: Cli, ref: str, path: str) -> None:
+    """Flip one byte in the middle of a raw blob, so it still reads to the end."""
+    with run.store() as store:
+        blob = store.blobs.path_of(store.get(ref).get_entry(path).digest)
+    assert blob.suffix != ".zst"  # random bytes are stored raw: the damage decodes silently
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+def test_cat_of_a_damaged_blob_writes_nothing_and_exits_3(run: Cli, tmp_path: Path) -> None:
+    """Issue 9 item 5: cat wrote the damaged megabyte to stdout before exiting 3."""
+    import os
+
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "one.bin").write_bytes(os.urandom(1024 * 1024))
+    assert run("add", str(src), "--name", "big").exit_code == 0
+    _flip_a_byte_of(run, "big", "one.bin")
+    result = run.runner.invoke(cli, ["--store", str(run.root), "cat", "big", "one.bin"])
+    assert result.exit_code == 3, result.stderr
+    assert result.stdout_bytes == b""
+
+
+def test_cat_streams_a_large_clean_file_whole(run: Cli, tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    src = tmp_path / "large"
+    src.mkdir()
+    content = os.urandom(20 * 1024 * 1024)
+    (src / "large.bin").write_bytes(content)
+    assert run("add", str(src), "--name", "large").exit_code == 0
+    result = run.runner.invoke(cli, ["--store", str(run.root), "cat", "large", "large.bin"])
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout_bytes) == len(content)
+    assert hashlib.sha256(result.stdout_bytes).digest() == hashlib.sha256(content).digest()
+    assert not list((run.root / "tmp").rglob("*.*"))  # the spool leaves nothing behind
+
+
 # -- checkout, download, verify, diff -------------------------------------------------------
 
 
