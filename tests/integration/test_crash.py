@@ -143,7 +143,7 @@ def _kill9_soak(tmp_path: Path, iterations: int, seed: int) -> dict[str, float]:
         report = store.fsck()
         assert harness.errors_of(report) == [], report
         kinds = {f.kind for f in report.findings}
-        assert kinds <= {"orphan_blob", "stale_tmp"}
+        assert kinds <= {"orphan_blob", "stale_tmp", "recent_tmp", "stale_draft"}
         versions = harness.assert_readable(store)
         numbers = sorted(v.number for v in store.collection("soak").versions())
         assert numbers == list(range(len(numbers)))  # dense: a killed commit takes no number

@@ -492,6 +492,31 @@ def test_verify_stored_blobs_and_fsck_find_corruption(logged: Cli) -> None:
     assert logged("checkout", "ds:v0", str(logged.root.parent / "x")).exit_code == 3
 
 
+def test_gc_names_the_leftovers_it_sweeps_now_and_later(logged: Cli) -> None:
+    """Issue 9: after kills, drafts and temp files held space and gc said nothing of them."""
+    with logged.store() as store:
+        draft = store.draft("ds")
+        draft.add_bytes(b"z" * 2048, "partial.bin")
+        store.catalog.execute("UPDATE drafts SET pid = 999999999")  # killed mid-add
+        young = store.layout.tmp / "00" / ".inflight.tmp"
+        young.parent.mkdir(exist_ok=True)
+        young.write_bytes(b"t" * 100)
+    plan = logged("gc", "--dry-run")
+    assert plan.exit_code == 0, plan.stderr
+    assert f"would remove draft {draft.id} of ds (2.0 KiB" in plan.stdout
+    assert f"kept for now: temp file {young} (100 B" in plan.stdout
+    assert "gc removes it after the 1h grace period, in " in plan.stdout
+    assert "process 999999999 is gone" in plan.stdout
+    assert "would remove 1 draft;" in plan.stdout
+    assert "1 leftover kept for a later gc" in plan.stdout
+    report = logged.json("gc", "--dry-run")
+    assert [x["name"] for x in report["leftovers_removed"]] == [draft.id]
+    assert report["leftovers_kept"][0]["reason"] == "after the 1h grace period"
+    done = logged("gc", "-y")
+    assert f"removed draft {draft.id} of ds" in done.stdout
+    assert young.exists()
+
+
 def test_fsck_repair_dry_run_and_refusal_change_nothing(logged: Cli) -> None:
     _corrupt_first_blob(logged, "ds:v0")
     quarantine = logged.root / "quarantine"
