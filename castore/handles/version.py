@@ -330,10 +330,23 @@ class ArtifactVersion:
                     (("missing", report.missing), ("modified", report.modified),
                      ("extra", report.extra)) if v
                 ]
+                # "checkout restores it" is only true while the stored copy is whole.
+                differing = set(report.missing) | set(report.modified)
+                damaged = operations.verify_blobs(
+                    self._parts.blobs, (r for r in self._rows() if r[0] in differing)
+                )
+                if damaged:
+                    remedy = (
+                        f"; the stored content of {len(damaged)} of them is damaged too, so "
+                        "checkout cannot restore them: run fsck(repair=True), then add those "
+                        "files again"
+                    )
+                else:
+                    remedy = " (see .report; run checkout() to restore it)"
                 raise VerificationError(
-                    f"{str(root)!r} does not match {self.ref}: {', '.join(parts)} "
-                    f"(see .report; run checkout() to restore it)",
+                    f"{str(root)!r} does not match {self.ref}: {', '.join(parts)}{remedy}",
                     report=report,
+                    damaged=damaged,
                 )
             return report
         damaged = operations.verify_blobs(self._parts.blobs, self._rows())
@@ -341,7 +354,7 @@ class ArtifactVersion:
             shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
             raise IntegrityError(
                 f"{self.ref}: the stored content of {len(damaged)} file(s) is damaged or "
-                f"missing: {shown}; run store.fsck()",
+                f"missing: {shown}; run fsck(repair=True), then add those files again",
                 paths=damaged,
             )
         return VerifyReport(ok=True)

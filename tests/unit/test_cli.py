@@ -409,6 +409,7 @@ def test_cat_of_a_damaged_blob_writes_nothing_and_exits_3(run: Cli, tmp_path: Pa
     result = run.runner.invoke(cli, ["--store", str(run.root), "cat", "big", "one.bin"])
     assert result.exit_code == 3, result.stderr
     assert result.stdout_bytes == b""
+    assert "`castore fsck --repair`" in result.stderr and "restores it" not in result.stderr
 
 
 def test_cat_streams_a_large_clean_file_whole(run: Cli, tmp_path: Path) -> None:
@@ -515,6 +516,59 @@ def test_gc_names_the_leftovers_it_sweeps_now_and_later(logged: Cli) -> None:
     done = logged("gc", "-y")
     assert f"removed draft {draft.id} of ds" in done.stdout
     assert young.exists()
+
+
+# -- hints match the cause (issue 9: "checkout restores it" when the blob was damaged) -----
+
+BLOB_HINT = "`castore fsck --repair` to quarantine it, then add the"
+
+
+def test_verify_dir_says_checkout_restores_it_only_when_the_blob_is_whole(
+    logged: Cli, tmp_path: Path
+) -> None:
+    target = tmp_path / "out"
+    assert logged("checkout", "ds:v0", str(target)).exit_code == 0
+    (target / "a.txt").write_text("edited\n")
+    whole = logged("verify", "ds:v0", str(target))
+    assert whole.exit_code == 3
+    assert f"`castore checkout ds:v0 {target}` restores it" in whole.stderr
+    _corrupt_first_blob(logged, "ds:v0")  # a.txt's blob: the stored copy is damaged too
+    damaged = logged("verify", "ds:v0", str(target))
+    assert damaged.exit_code == 3
+    assert "restores it" not in damaged.stderr and "castore checkout" not in damaged.stderr
+    assert "damaged too" in damaged.stderr and "`castore fsck --repair`" in damaged.stderr
+
+
+def test_damaged_blob_hints_name_fsck_repair_not_checkout(logged: Cli, tmp_path: Path) -> None:
+    _corrupt_first_blob(logged, "ds:v0")
+    for args in (
+        ["verify", "ds:v0"],
+        ["checkout", "ds:v0", str(tmp_path / "co")],
+        ["cat", "ds:v0", "a.txt"],
+    ):
+        result = logged(*args)
+        assert result.exit_code == 3, (args, result.stderr)
+        assert BLOB_HINT in result.stderr, (args, result.stderr)
+        assert "restores it" not in result.stderr, (args, result.stderr)
+
+
+def test_library_verify_names_the_files_checkout_cannot_restore(
+    logged: Cli, tmp_path: Path
+) -> None:
+    target = tmp_path / "lib"
+    with logged.store() as store:
+        v = store.get("ds:v0")
+        v.checkout(target)
+        (target / "a.txt").write_text("edited\n")
+        with pytest.raises(castore.VerificationError) as whole:
+            v.verify(target)
+        assert whole.value.damaged == [] and "run checkout() to restore it" in str(whole.value)
+    _corrupt_first_blob(logged, "ds:v0")
+    with logged.store() as store:
+        with pytest.raises(castore.VerificationError) as hurt:
+            store.get("ds:v0").verify(target)
+        assert hurt.value.damaged == ["a.txt"]
+        assert "checkout cannot restore them" in str(hurt.value)
 
 
 def test_fsck_repair_dry_run_and_refusal_change_nothing(logged: Cli) -> None:
@@ -841,7 +895,7 @@ def test_errors_name_cli_verbs_not_python_api(logged: Cli, tmp_path: Path) -> No
     _corrupt_first_blob(logged, "ds:v0")
     damaged = logged("verify", "ds:v0")
     assert damaged.exit_code == 3
-    assert "`castore fsck`" in _speaks_cli(damaged)
+    assert "`castore fsck --repair`" in _speaks_cli(damaged)
 
 
 def test_damaged_catalogue_hint_names_the_cli(logged: Cli) -> None:
