@@ -278,6 +278,9 @@ def gc(
             kept = []
             for draft in _draft_leftovers(catalog):
                 if _is_due(draft, drafts_now):
+                    # A commit killed after writing its marker leaves one for this draft:
+                    # drop it first, or the discarded draft turns into an unknown version.
+                    store.markers.remove(draft.name)
                     catalog.discard_draft(draft.name)
                     removed.append(draft)
                 else:

@@ -513,3 +513,13 @@ def test_fsck_and_gc_name_young_temp_files_and_when_they_go(store: castore.Store
     done = store.gc(grace=ZERO)
     assert done.tmp_files_deleted == 1 and [x.name for x in done.leftovers_removed] == [str(young)]
     assert not young.exists()
+
+
+def test_gc_discarding_a_killed_commit_leaves_no_unknown_version(store: castore.Store) -> None:
+    """A commit killed after writing its marker: discarding the draft drops the marker too."""
+    draft_id = _orphaned_draft(store)
+    document = store.blobs.put_bytes(b"{}").digest
+    store.parts.markers.write(draft_id, str(document))
+    assert store.gc(grace=ZERO).drafts_discarded == 1
+    report = store.fsck()
+    assert report.ok and "unknown_version" not in kinds(report), report
