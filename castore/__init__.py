@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "IntegrityError": "castore.errors",
     "InvalidPathError": "castore.errors",
     "InvalidReferenceError": "castore.errors",
+    "Leftover": "castore.models",
     "LockTimeoutError": "castore.errors",
     "Manifest": "castore.models",
     "ManifestEntry": "castore.models",

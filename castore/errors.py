@@ -145,10 +145,17 @@ class VersionConflictError(CastoreError):
 
 
 class VerificationError(CastoreError, ValueError):
-    """A directory does not match the version it should mirror."""
+    """A directory does not match the version it should mirror; ``damaged`` names the files
+    among them whose stored content is damaged too (checkout cannot restore those)."""
 
-    def __init__(self, message: str, *, report: VerifyReport | None = None) -> None:
-        super().__init__(message, report=report)
+    def __init__(
+        self,
+        message: str,
+        *,
+        report: VerifyReport | None = None,
+        damaged: list[str] | None = None,
+    ) -> None:
+        super().__init__(message, report=report, damaged=list(damaged or []))
 
 
 class IntegrityError(CastoreError):

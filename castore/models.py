@@ -20,6 +20,7 @@ __all__ = [
     "Finding",
     "FsckReport",
     "GCReport",
+    "Leftover",
     "Manifest",
     "ManifestEntry",
     "Page",
@@ -134,13 +135,36 @@ class Diff(_Record):
         return not (self.added or self.removed or self.modified)
 
 
+class Leftover(_Record):
+    """A temp file or an unfinished draft that holds space, and when gc removes it.
+
+    ``due`` is when gc may remove it (in the past for what it removes now), or None while
+    the draft's process still runs on this host; ``reason`` says why, in words.
+    """
+
+    kind: Literal["tmp_file", "draft"]
+    name: str  # the temp file's path, or the draft's version id
+    collection: str | None = None  # a draft's collection
+    size: int = 0  # bytes: the temp file's, or the sum of the draft's files
+    age: float = 0.0  # seconds since the temp file was written or the draft started
+    due: datetime | None = None
+    reason: str
+
+
 class GCReport(_Record):
-    """What a garbage collection removed (or, with ``dry_run``, would remove)."""
+    """What a garbage collection removed (or, with ``dry_run``, would remove).
+
+    ``leftovers_removed`` are the temp files and drafts swept now; ``leftovers_kept`` those
+    still too young (or whose process still runs), with when a later gc removes them.
+    """
 
     versions_deleted: list[str] = []
     blobs_deleted: int = 0
     bytes_freed: int = 0
     tmp_files_deleted: int = 0
+    drafts_discarded: int = 0
+    leftovers_removed: list[Leftover] = []
+    leftovers_kept: list[Leftover] = []
     dry_run: bool = False
 
 
@@ -160,6 +184,7 @@ FindingKind = Literal[
     "orphan_blob",
     "stale_tmp",
     "stale_draft",
+    "recent_tmp",
     "modified_link",
     "unknown_version",
     "missing_marker",
@@ -177,6 +202,8 @@ class Finding(_Record):
     ref: str | None = None
     message: str
     repaired: bool = False
+    size: int | None = None  # bytes held (temp files, drafts)
+    age: float | None = None  # seconds (temp files, drafts)
 
 
 class FsckReport(_Record):

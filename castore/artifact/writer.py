@@ -475,6 +475,9 @@ class DraftWriter:
             if self._finalized:
                 raise ArtifactFinalizedError(self.collection)
             return
+        # A failed commit may have written the version's marker: drop it first, or the
+        # discarded draft would look like an unknown version to fsck and gc.
+        self._parts.markers.remove(self.id)
         self._parts.catalog.discard_draft(self.id)
         self._done = True
 

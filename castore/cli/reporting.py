@@ -27,7 +27,14 @@ from castore.cli.common import (
 )
 from castore.cli.wording import cli_wording
 
-__all__ = ["classify", "error_line", "report_error", "silence_stdout"]
+__all__ = ["BLOB_DAMAGE_HINT", "classify", "error_line", "report_error", "silence_stdout"]
+
+#: A stored blob is damaged: checkout reads that same blob, so only a good copy of the file
+#: helps (issue 9: "checkout restores it" was said when the blob itself was damaged).
+BLOB_DAMAGE_HINT = (
+    "the stored copy is damaged: run `castore fsck --repair` to quarantine it, then add the "
+    "file again (or import a good copy)"
+)
 
 
 def classify(exc: BaseException) -> tuple[int, str | None]:
@@ -44,8 +51,8 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
         (e.HashCollisionError, EXIT_CONFLICT,
          "two contents share one digest; use a store with hash sha256 or blake3"),
         (e.CatalogCorruptError, EXIT_VERIFY, None),  # its message names fsck --repair
-        (e.IntegrityError, EXIT_VERIFY,
-         "run `castore fsck` to see what is damaged"),
+        (e.StoreDamagedError, EXIT_VERIFY, None),  # so does this one
+        (e.IntegrityError, EXIT_VERIFY, BLOB_DAMAGE_HINT),
         (e.InvalidReferenceError, EXIT_USAGE,
          "refs look like NAME, NAME:ALIAS, NAME:vN, NAME@DIGEST or a version id"),
         (e.InvalidPathError, EXIT_USAGE,
@@ -67,6 +74,10 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
     ]
     for kind, code, hint in table:
         if isinstance(exc, kind):
+            if kind is e.IntegrityError and not (
+                getattr(exc, "digest", None) or getattr(exc, "paths", None)
+            ):
+                hint = "run `castore fsck` to see what is damaged"  # not a blob: say no more
             if kind is e.InvalidReferenceError and "reference" not in str(exc):
                 hint = None  # a bad name, alias or tag: the message says what is allowed
             if kind is e.UnsupportedFormatError and not isinstance(

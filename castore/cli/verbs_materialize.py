@@ -17,6 +17,7 @@ from castore.cli.common import (
     output_options,
     pass_state,
 )
+from castore.cli.reporting import BLOB_DAMAGE_HINT
 
 __all__ = ["checkout", "diff", "download", "verify"]
 
@@ -137,7 +138,7 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
             elif not state.quiet:
                 for p in damaged:
                     click.echo(f"corrupt   {p}")
-            fail(EXIT_VERIFY, exc.message, "run `castore fsck` to see what is damaged")
+            fail(EXIT_VERIFY, exc.message, BLOB_DAMAGE_HINT)
         report: dict[str, Any] = {"ref": v.ref, "path": None, "ok": True, "missing": [],
                                   "modified": [], "extra": []}
     else:
@@ -155,6 +156,12 @@ def verify(state: State, ref: str, directory: Path | None) -> None:
             counts = ", ".join(
                 f"{len(report[k])} {k}" for k in ("missing", "modified", "extra") if report[k]
             )
+            damaged = list(getattr(exc, "damaged", []) or [])
+            if damaged:
+                # The stored copy is damaged too: checkout would fail on the same blob.
+                fail(EXIT_VERIFY, f"{str(directory)!r} does not match {v.ref}: {counts}; "
+                     f"the stored content of {len(damaged)} of them is damaged too",
+                     BLOB_DAMAGE_HINT.replace("the file", "those files"))
             fail(EXIT_VERIFY, f"{str(directory)!r} does not match {v.ref}: {counts}",
                  f"`castore checkout {ref} {directory}` restores it")
     _print_verify(state, report)

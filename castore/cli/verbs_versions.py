@@ -418,9 +418,6 @@ def cat(state: State, ref: str, path: str) -> None:
             record.update(encoding="base64", content=base64.b64encode(data).decode("ascii"))
         fmt.echo_json(record)
         return
-    import shutil
-
     out = sys.stdout.buffer
-    with v.open(path) as reader:
-        shutil.copyfileobj(reader, out, 1024 * 1024)
+    v.copy_to(path, out)  # verified before the first byte reaches stdout
     out.flush()

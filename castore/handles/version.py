@@ -335,10 +335,23 @@ class ArtifactVersion:
                     (("missing", report.missing), ("modified", report.modified),
                      ("extra", report.extra)) if v
                 ]
+                # "checkout restores it" is only true while the stored copy is whole.
+                differing = set(report.missing) | set(report.modified)
+                damaged = operations.verify_blobs(
+                    self._parts.blobs, (r for r in self._rows() if r[0] in differing)
+                )
+                if damaged:
+                    remedy = (
+                        f"; the stored content of {len(damaged)} of them is damaged too, so "
+                        "checkout cannot restore them: run fsck(repair=True), then add those "
+                        "files again"
+                    )
+                else:
+                    remedy = " (see .report; run checkout() to restore it)"
                 raise VerificationError(
-                    f"{str(root)!r} does not match {self.ref}: {', '.join(parts)} "
-                    f"(see .report; run checkout() to restore it)",
+                    f"{str(root)!r} does not match {self.ref}: {', '.join(parts)}{remedy}",
                     report=report,
+                    damaged=damaged,
                 )
             return report
         damaged = operations.verify_blobs(self._parts.blobs, self._rows())
@@ -346,7 +359,7 @@ class ArtifactVersion:
             shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
             raise IntegrityError(
                 f"{self.ref}: the stored content of {len(damaged)} file(s) is damaged or "
-                f"missing: {shown}; run store.fsck()",
+                f"missing: {shown}; run fsck(repair=True), then add those files again",
                 paths=damaged,
             )
         return VerifyReport(ok=True)
@@ -359,6 +372,33 @@ class ArtifactVersion:
             IntegrityError: (while reading) the stored content is damaged.
         """
         return operations.open_entry(self._parts.blobs, self.get_entry(path))
+
+    def copy_to(self, path: str, out: BinaryIO) -> int:
+        """Write one file to the binary stream ``out``, only once all of it is verified.
+
+        Unlike copying from :meth:`open`, damaged content never reaches ``out``: it is
+        checked first, in memory when small, else in an anonymous temp file in the store's
+        ``tmp/`` (the system's temp directory when the store is not writable).
+
+        Returns:
+            The number of bytes written.
+
+        Raises:
+            NotFoundError: no such file in the version.
+            IntegrityError: the stored content is damaged; nothing was written.
+
+        Example:
+            >>> store.get("mnist:prod").copy_to("train.csv", sys.stdout.buffer)  # doctest: +SKIP
+        """
+        return operations.copy_verified(
+            self._parts.blobs, self.get_entry(path), out, spool_dir=self._spool_dir()
+        )
+
+    def _spool_dir(self) -> Path | None:
+        if self._parts.read_only:
+            return None
+        directory = self._parts.layout.tmp_dir()
+        return directory if os.access(directory, os.W_OK | os.X_OK) else None
 
     def read_bytes(self, path: str) -> bytes:
         """The whole (verified) content of one file."""

@@ -79,13 +79,17 @@ def digests_used_only_by(catalog: Database, version_ids: Iterable[str]) -> set[s
     return theirs - outside
 
 
-def stale_drafts(catalog: Database, created_before: int) -> list[dict[str, Any]]:
-    """Drafts created before ``created_before`` (µs), oldest first, with their collection."""
+def stale_drafts(catalog: Database, created_before: int | None = None) -> list[dict[str, Any]]:
+    """Drafts created before ``created_before`` (µs; None: all), oldest first, with their
+    collection, ``file_count`` and ``size`` (the bytes of their files, which they hold)."""
     return catalog.all_rows(
-        "SELECT d.version_id, d.pid, d.host, d.created_at, c.name AS collection FROM drafts d "
+        "SELECT d.version_id, d.pid, d.host, d.created_at, c.name AS collection, "
+        "(SELECT COUNT(*) FROM entries e WHERE e.version_id = d.version_id) AS file_count, "
+        "(SELECT COALESCE(SUM(e.size), 0) FROM entries e WHERE e.version_id = d.version_id) "
+        "AS size FROM drafts d "
         "JOIN versions v ON v.id = d.version_id JOIN collections c ON c.id = v.collection_id "
         "WHERE d.created_at < ? ORDER BY d.created_at",
-        (created_before,),
+        (created_before if created_before is not None else 2**62,),
     )
 
 

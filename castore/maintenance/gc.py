@@ -25,16 +25,16 @@ from __future__ import annotations
 import os
 import socket
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from castore import _faults
 from castore._parts import Parts
 from castore.index import catalog as _catalog
 from castore.index import maintenance as _catalog_maint
 from castore.maintenance.roots import scan_markers, unknown_roots
-from castore.models import GCReport, PruneReport, StoreStats
+from castore.models import GCReport, Leftover, PruneReport, StoreStats
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     "STALE_DRAFT_AGE",
     "TMP_GRACE",
     "gc",
+    "leftovers",
     "now_us",
     "prune",
     "stats",
@@ -57,7 +58,8 @@ __all__ = [
 DEFAULT_GRACE = timedelta(hours=1)
 #: Temp files younger than this are in-flight writes, whatever the blob grace: never swept.
 TMP_GRACE = timedelta(hours=1)
-#: Drafts older than this whose process is gone are stale: fsck warns, gc discards them.
+#: Drafts of a process that cannot be checked (another host, no pid) are stale at this age;
+#: a draft whose process is gone from this host is stale at once.
 STALE_DRAFT_AGE = timedelta(days=1)
 
 
@@ -84,43 +86,128 @@ def _seconds(value: timedelta | float | None, default: timedelta) -> float:
     return seconds
 
 
-def _process_gone(pid: int | None, host: str | None) -> bool:
-    """True when the draft's process surely no longer runs (same host, no such pid)."""
-    if pid is None or host != socket.gethostname():
-        return True  # another machine: we cannot know; rely on the age alone
+def _span(seconds: float) -> str:
+    """``3600`` -> ``"1h"``: the largest unit that divides it (for reasons in reports)."""
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def _pid_gone(pid: int) -> bool:
+    """True when no process ``pid`` runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False
+        return False  # it exists, under another user
     return False
 
 
-def _stale_drafts(catalog: Catalog) -> list[dict[str, object]]:
-    cutoff = now_us() - int(STALE_DRAFT_AGE.total_seconds() * 1_000_000)
-    return [
-        row
-        for row in _catalog_maint.stale_drafts(catalog, cutoff)
-        if _process_gone(row["pid"], row["host"])
-    ]
+def _draft_leftover(row: dict[str, Any], now: int) -> Leftover:
+    """Classify one draft: gc discards it once ``due``.
+
+    A draft whose process is gone from this host is stale at once (issue 9: after 67 kills,
+    16 drafts held space and nothing said so); one whose process runs is never swept; one
+    whose process cannot be checked (another host, or no pid) is stale at ``STALE_DRAFT_AGE``.
+    """
+    created = int(row["created_at"])
+    started = datetime.fromtimestamp(created / 1_000_000, UTC)
+    pid, host = row["pid"], row["host"]
+    fields: dict[str, Any] = {
+        "kind": "draft",
+        "name": str(row["version_id"]),
+        "collection": row["collection"],
+        "size": int(row["size"] or 0),
+        "age": max(0.0, (now - created) / 1_000_000),
+    }
+    if pid is not None and host == socket.gethostname():
+        if _pid_gone(pid):
+            return Leftover(**fields, due=started, reason=f"its process {pid} is gone")
+        return Leftover(**fields, due=None, reason=f"when its process {pid} exits")
+    where = f"on host {host}" if host else "by an unknown process"
+    return Leftover(
+        **fields,
+        due=started + STALE_DRAFT_AGE,
+        reason=f"at {_span(STALE_DRAFT_AGE.total_seconds())} old (started {where}, "
+        "which cannot be checked from here)",
+    )
 
 
-def stale_tmp_files(layout: Layout, *, older_than: float) -> list[Path]:
-    """Files in ``tmp/`` and leftovers in ``trash/`` last written before ``older_than``."""
-    found: list[Path] = []
+def _is_due(item: Leftover, now: datetime) -> bool:
+    return item.due is not None and item.due <= now
+
+
+def _catalog_now() -> datetime:
+    return datetime.fromtimestamp(now_us() / 1_000_000, UTC)
+
+
+def _draft_leftovers(catalog: Catalog) -> list[Leftover]:
+    now = now_us()
+    return [_draft_leftover(row, now) for row in _catalog_maint.stale_drafts(catalog)]
+
+
+def _tmp_leftovers(layout: Layout, *, grace_s: float) -> list[Leftover]:
+    """Every file in ``tmp/`` (due ``grace_s`` after it was last written) and in ``trash/``
+    (garbage already, see the module docstring: due at once)."""
+    now = wall_clock()
+    found: list[Leftover] = []
+    span = _span(grace_s)
+
+    def add(path: str, st: os.stat_result, due: float, reason: str) -> None:
+        found.append(
+            Leftover(
+                kind="tmp_file", name=path, size=st.st_size, age=max(0.0, now - st.st_mtime),
+                due=datetime.fromtimestamp(due, UTC), reason=reason,
+            )
+        )
+
     for entry in layout.iter_tmp_files():
         try:
-            mtime = entry.stat(follow_symlinks=False).st_mtime
+            st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if mtime <= older_than:
-            found.append(Path(entry.path))
+        due = st.st_mtime + grace_s
+        reason = (
+            f"older than the {span} grace period"
+            if due <= now
+            else f"after the {span} grace period"
+        )
+        add(entry.path, st, due, reason)
     if layout.trash.is_dir():
-        # Everything in trash/ is garbage already (see the module docstring).
         with os.scandir(layout.trash) as it:
-            found.extend(Path(entry.path) for entry in it)
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                add(entry.path, st, st.st_mtime, "left in trash/ by an interrupted gc")
     return found
+
+
+def leftovers(
+    store: Parts, *, grace: timedelta | float | None = None
+) -> tuple[list[Leftover], list[Leftover]]:
+    """The temp files and unfinished drafts gc removes now, and those it removes later.
+
+    Both fsck and gc use this one rule. Temp files are due once older than ``grace`` (at
+    least ``TMP_GRACE``: a younger one may be an add in flight); drafts as
+    :func:`_draft_leftover` says.
+
+    Returns:
+        ``(due, later)``: each list drafts first (oldest first), then temp files.
+    """
+    grace_s = max(_seconds(grace, TMP_GRACE), TMP_GRACE.total_seconds())
+    items = _draft_leftovers(store.catalog)
+    drafts_now = _catalog_now()
+    due = [d for d in items if _is_due(d, drafts_now)]
+    later = [d for d in items if not _is_due(d, drafts_now)]
+    files_now = datetime.fromtimestamp(wall_clock(), UTC)
+    for item in _tmp_leftovers(store.layout, grace_s=grace_s):
+        (due if _is_due(item, files_now) else later).append(item)
+    return due, later
 
 
 def _blob_candidates(
@@ -171,22 +258,34 @@ def gc(
     """
     catalog, blobs, layout = store.catalog, store.blobs, store.layout
     grace_s = _seconds(grace, DEFAULT_GRACE)
-    tmp_cutoff = wall_clock() - max(grace_s, TMP_GRACE.total_seconds())
+    tmp_grace_s = max(grace_s, TMP_GRACE.total_seconds())
     if dry_run:
         scan = scan_markers(store)
         return _gc_plan(
-            catalog, blobs, layout, grace_s=grace_s, tmp_cutoff=tmp_cutoff,
+            store, grace_s=grace_s, tmp_grace_s=tmp_grace_s,
             keep=set() if discard_unknown else unknown_roots(store, scan.unknown),
         )
     with maintenance_lock(layout.locks, timeout=lock_timeout):
-        _empty_trash(layout)  # left by a gc that died after its COMMIT
+        # Left by a gc that died after its COMMIT: reported with the other leftovers.
+        removed = [t for t in _tmp_leftovers(layout, grace_s=tmp_grace_s) if _in_trash(layout, t)]
+        _empty_trash(layout)
         # 1. Expired versions and stale drafts: one transaction (latest is repointed inside).
         with catalog.write_txn():
             expired = catalog.expired_versions(now_us())
             for row in expired:
                 catalog.delete_version(row["id"])
-            for draft in _stale_drafts(catalog):
-                catalog.discard_draft(draft["version_id"])  # type: ignore[arg-type]
+            drafts_now = _catalog_now()
+            kept = []
+            for draft in _draft_leftovers(catalog):
+                if _is_due(draft, drafts_now):
+                    # A commit killed after writing its marker leaves one for this draft:
+                    # drop it first, or the discarded draft turns into an unknown version.
+                    store.markers.remove(draft.name)
+                    catalog.discard_draft(draft.name)
+                    removed.append(draft)
+                else:
+                    kept.append(draft)
+        discarded = len(removed) - sum(t.kind == "tmp_file" for t in removed)
         deleted_refs = [_ref(row) for row in expired]
         # 2. Markers: a deleted version's row accounts for it, so its marker can go; an
         # unknown version's marker keeps its blobs (unless discarded on purpose).
@@ -218,36 +317,48 @@ def gc(
         # 4. After COMMIT: delete for good.
         _empty_trash(layout)
         # 5. Temp files old enough that no writer is still writing them.
-        swept = 0
-        for path in stale_tmp_files(layout, older_than=tmp_cutoff):
+        swept = sum(t.kind == "tmp_file" for t in removed)
+        files_now = datetime.fromtimestamp(wall_clock(), UTC)
+        for item in _tmp_leftovers(layout, grace_s=tmp_grace_s):
+            if not _is_due(item, files_now):
+                kept.append(item)
+                continue
             try:
-                path.unlink()
-                swept += 1
+                os.unlink(item.name)
             except FileNotFoundError:
-                pass
+                continue
+            swept += 1
+            removed.append(item)
     return GCReport(
         versions_deleted=deleted_refs,
         blobs_deleted=moved,
         bytes_freed=freed,
         tmp_files_deleted=swept,
+        drafts_discarded=discarded,
+        leftovers_removed=removed,
+        leftovers_kept=kept,
         dry_run=False,
     )
 
 
+def _in_trash(layout: Layout, item: Leftover) -> bool:
+    return Path(item.name).parent == layout.trash
+
+
 def _gc_plan(
-    catalog: Catalog,
-    blobs: BlobStore,
-    layout: Layout,
+    store: Parts,
     *,
     grace_s: float,
-    tmp_cutoff: float,
+    tmp_grace_s: float,
     keep: set[str],
 ) -> GCReport:
     """What :func:`gc` would do now, without changing anything."""
+    catalog, blobs = store.catalog, store.blobs
     with catalog.read_txn():
         expired = catalog.expired_versions(now_us())
-        drafts = _stale_drafts(catalog)
-        going = [str(row["id"]) for row in expired] + [str(d["version_id"]) for d in drafts]
+        due, later = leftovers(store, grace=tmp_grace_s)
+        drafts = [d.name for d in due if d.kind == "draft"]
+        going = [str(row["id"]) for row in expired] + drafts
         freed_by_delete = _catalog_maint.digests_used_only_by(catalog, going)
         candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
     cutoff = wall_clock() - grace_s
@@ -265,7 +376,10 @@ def _gc_plan(
         versions_deleted=[_ref(row) for row in expired],
         blobs_deleted=count,
         bytes_freed=size,
-        tmp_files_deleted=len(stale_tmp_files(layout, older_than=tmp_cutoff)),
+        tmp_files_deleted=len(due) - len(drafts),
+        drafts_discarded=len(drafts),
+        leftovers_removed=due,
+        leftovers_kept=later,
         dry_run=True,
     )
 

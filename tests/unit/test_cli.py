@@ -386,6 +386,48 @@ def test_files_and_cat(logged: Cli, data: Path) -> None:
     assert "castore files ds:v0" in missing.stderr
 
 
+def _flip_a_byte_of(run: Cli, ref: str, path: str) -> None:
+    """Flip one byte in the middle of a raw blob, so it still reads to the end."""
+    with run.store() as store:
+        blob = store.blobs.path_of(store.get(ref).get_entry(path).digest)
+    assert blob.suffix != ".zst"  # random bytes are stored raw: the damage decodes silently
+    blob.chmod(0o644)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+def test_cat_of_a_damaged_blob_writes_nothing_and_exits_3(run: Cli, tmp_path: Path) -> None:
+    """Issue 9 item 5: cat wrote the damaged megabyte to stdout before exiting 3."""
+    import os
+
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "one.bin").write_bytes(os.urandom(1024 * 1024))
+    assert run("add", str(src), "--name", "big").exit_code == 0
+    _flip_a_byte_of(run, "big", "one.bin")
+    result = run.runner.invoke(cli, ["--store", str(run.root), "cat", "big", "one.bin"])
+    assert result.exit_code == 3, result.stderr
+    assert result.stdout_bytes == b""
+    assert "`castore fsck --repair`" in result.stderr and "restores it" not in result.stderr
+
+
+def test_cat_streams_a_large_clean_file_whole(run: Cli, tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    src = tmp_path / "large"
+    src.mkdir()
+    content = os.urandom(20 * 1024 * 1024)
+    (src / "large.bin").write_bytes(content)
+    assert run("add", str(src), "--name", "large").exit_code == 0
+    result = run.runner.invoke(cli, ["--store", str(run.root), "cat", "large", "large.bin"])
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout_bytes) == len(content)
+    assert hashlib.sha256(result.stdout_bytes).digest() == hashlib.sha256(content).digest()
+    assert not list((run.root / "tmp").rglob("*.*"))  # the spool leaves nothing behind
+
+
 # -- checkout, download, verify, diff -------------------------------------------------------
 
 
@@ -449,6 +491,84 @@ def test_verify_stored_blobs_and_fsck_find_corruption(logged: Cli) -> None:
     assert report["ok"] is False
     assert any(f["kind"] == "corrupt_blob" for f in report["findings"])
     assert logged("checkout", "ds:v0", str(logged.root.parent / "x")).exit_code == 3
+
+
+def test_gc_names_the_leftovers_it_sweeps_now_and_later(logged: Cli) -> None:
+    """Issue 9: after kills, drafts and temp files held space and gc said nothing of them."""
+    with logged.store() as store:
+        draft = store.draft("ds")
+        draft.add_bytes(b"z" * 2048, "partial.bin")
+        store.catalog.execute("UPDATE drafts SET pid = 999999999")  # killed mid-add
+        young = store.layout.tmp / "00" / ".inflight.tmp"
+        young.parent.mkdir(exist_ok=True)
+        young.write_bytes(b"t" * 100)
+    plan = logged("gc", "--dry-run")
+    assert plan.exit_code == 0, plan.stderr
+    assert f"would remove draft {draft.id} of ds (2.0 KiB" in plan.stdout
+    assert f"kept for now: temp file {young} (100 B" in plan.stdout
+    assert "gc removes it after the 1h grace period, in " in plan.stdout
+    assert "process 999999999 is gone" in plan.stdout
+    assert "would remove 1 draft;" in plan.stdout
+    assert "1 leftover kept for a later gc" in plan.stdout
+    report = logged.json("gc", "--dry-run")
+    assert [x["name"] for x in report["leftovers_removed"]] == [draft.id]
+    assert report["leftovers_kept"][0]["reason"] == "after the 1h grace period"
+    done = logged("gc", "-y")
+    assert f"removed draft {draft.id} of ds" in done.stdout
+    assert young.exists()
+
+
+# -- hints match the cause (issue 9: "checkout restores it" when the blob was damaged) -----
+
+BLOB_HINT = "`castore fsck --repair` to quarantine it, then add the"
+
+
+def test_verify_dir_says_checkout_restores_it_only_when_the_blob_is_whole(
+    logged: Cli, tmp_path: Path
+) -> None:
+    target = tmp_path / "out"
+    assert logged("checkout", "ds:v0", str(target)).exit_code == 0
+    (target / "a.txt").write_text("edited\n")
+    whole = logged("verify", "ds:v0", str(target))
+    assert whole.exit_code == 3
+    assert f"`castore checkout ds:v0 {target}` restores it" in whole.stderr
+    _corrupt_first_blob(logged, "ds:v0")  # a.txt's blob: the stored copy is damaged too
+    damaged = logged("verify", "ds:v0", str(target))
+    assert damaged.exit_code == 3
+    assert "restores it" not in damaged.stderr and "castore checkout" not in damaged.stderr
+    assert "damaged too" in damaged.stderr and "`castore fsck --repair`" in damaged.stderr
+
+
+def test_damaged_blob_hints_name_fsck_repair_not_checkout(logged: Cli, tmp_path: Path) -> None:
+    _corrupt_first_blob(logged, "ds:v0")
+    for args in (
+        ["verify", "ds:v0"],
+        ["checkout", "ds:v0", str(tmp_path / "co")],
+        ["cat", "ds:v0", "a.txt"],
+    ):
+        result = logged(*args)
+        assert result.exit_code == 3, (args, result.stderr)
+        assert BLOB_HINT in result.stderr, (args, result.stderr)
+        assert "restores it" not in result.stderr, (args, result.stderr)
+
+
+def test_library_verify_names_the_files_checkout_cannot_restore(
+    logged: Cli, tmp_path: Path
+) -> None:
+    target = tmp_path / "lib"
+    with logged.store() as store:
+        v = store.get("ds:v0")
+        v.checkout(target)
+        (target / "a.txt").write_text("edited\n")
+        with pytest.raises(castore.VerificationError) as whole:
+            v.verify(target)
+        assert whole.value.damaged == [] and "run checkout() to restore it" in str(whole.value)
+    _corrupt_first_blob(logged, "ds:v0")
+    with logged.store() as store:
+        with pytest.raises(castore.VerificationError) as hurt:
+            store.get("ds:v0").verify(target)
+        assert hurt.value.damaged == ["a.txt"]
+        assert "checkout cannot restore them" in str(hurt.value)
 
 
 def test_fsck_repair_dry_run_and_refusal_change_nothing(logged: Cli) -> None:
@@ -775,7 +895,7 @@ def test_errors_name_cli_verbs_not_python_api(logged: Cli, tmp_path: Path) -> No
     _corrupt_first_blob(logged, "ds:v0")
     damaged = logged("verify", "ds:v0")
     assert damaged.exit_code == 3
-    assert "`castore fsck`" in _speaks_cli(damaged)
+    assert "`castore fsck --repair`" in _speaks_cli(damaged)
 
 
 def test_damaged_catalogue_hint_names_the_cli(logged: Cli) -> None:

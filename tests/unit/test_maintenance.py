@@ -432,3 +432,94 @@ def test_lock_timeout_on_maintenance(store: castore.Store) -> None:
 
     with maintenance_lock(store.layout.locks), pytest.raises(castore.LockTimeoutError):
         maintenance.gc(store, lock_timeout=0.05)
+
+
+# -- leftovers: fsck and gc name them, with size, age and when they go (issue 9) ----------
+
+
+def _orphaned_draft(store: castore.Store, name: str = "ds") -> str:
+    """A draft whose process is gone, as a kill -9 during `add` leaves it."""
+    draft = store.draft(name)
+    draft.add_bytes(b"x" * 3000, "big")
+    store.catalog.execute(
+        "UPDATE drafts SET pid = 999999999 WHERE version_id = ?", (draft.id,)
+    )
+    return str(draft.id)
+
+
+def test_fsck_reports_a_young_draft_of_a_dead_process_as_gc_discards_it(
+    store: castore.Store,
+) -> None:
+    """After kills, fsck said nothing while drafts held space: a dead process's draft is
+    stale at once, for fsck as for gc, and the finding says its size and age."""
+    draft_id = _orphaned_draft(store)
+    report = store.fsck()
+    [finding] = [f for f in report.findings if f.kind == "stale_draft"]
+    assert finding.size == 3000 and finding.age is not None and finding.age < 60
+    assert draft_id in finding.message and "process 999999999 is gone" in finding.message
+    plan = store.gc(dry_run=True)
+    assert [(x.kind, x.name, x.size) for x in plan.leftovers_removed] == [
+        ("draft", draft_id, 3000)
+    ]
+    assert plan.drafts_discarded == 1
+    done = store.gc()
+    assert done.drafts_discarded == 1 and [x.name for x in done.leftovers_removed] == [draft_id]
+    assert store.drafts() == []
+
+
+def test_a_draft_whose_process_runs_is_kept_and_not_reported(store: castore.Store, clock) -> None:
+    draft = store.draft("ds")
+    draft.add_bytes(b"in progress", "f")
+    clock.advance(3 * 86400)  # however old: its process (this one) still runs
+    assert not [f for f in store.fsck().findings if f.kind == "stale_draft"]
+    plan = store.gc(dry_run=True)
+    [kept] = plan.leftovers_kept
+    assert kept.kind == "draft" and kept.due is None
+    assert kept.reason == f"when its process {os.getpid()} exits"
+    store.gc()
+    assert [d.id for d in store.drafts()] == [draft.id]
+
+
+def test_a_draft_from_another_host_is_stale_at_a_day(store: castore.Store, clock) -> None:
+    draft = store.draft("ds")
+    draft.add_bytes(b"remote", "f")
+    store.catalog.execute("UPDATE drafts SET host = 'elsewhere'")
+    [kept] = store.gc(dry_run=True).leftovers_kept
+    assert kept.due is not None and "1d old" in kept.reason
+    assert not [f for f in store.fsck().findings if f.kind == "stale_draft"]
+    clock.advance(maintenance.STALE_DRAFT_AGE.total_seconds() + 1)
+    assert [f.kind for f in store.fsck().findings] == ["stale_draft"]
+    assert store.gc().drafts_discarded == 1
+
+
+def test_fsck_and_gc_name_young_temp_files_and_when_they_go(store: castore.Store) -> None:
+    """926 temp files after the kills, younger than the grace: fsck must show them."""
+    young = store.layout.tmp / "00" / ".young.tmp"
+    young.parent.mkdir(exist_ok=True)
+    young.write_bytes(b"y" * 5000)
+    report = store.fsck()
+    assert report.ok
+    [finding] = report.findings
+    assert (finding.kind, finding.path, finding.size) == ("recent_tmp", str(young), 5000)
+    assert "after the 1h grace period" in finding.message and "4.9 KiB" in finding.message
+    plan = store.gc(dry_run=True, grace=ZERO)
+    assert plan.leftovers_removed == [] and plan.tmp_files_deleted == 0
+    [kept] = plan.leftovers_kept
+    assert kept.name == str(young) and kept.due is not None
+    assert abs(kept.due.timestamp() - (young.stat().st_mtime + 3600)) < 1
+    _age(young, 2 * 3600)
+    [stale] = store.fsck().findings
+    assert stale.kind == "stale_tmp" and stale.age is not None and stale.age >= 7200
+    done = store.gc(grace=ZERO)
+    assert done.tmp_files_deleted == 1 and [x.name for x in done.leftovers_removed] == [str(young)]
+    assert not young.exists()
+
+
+def test_gc_discarding_a_killed_commit_leaves_no_unknown_version(store: castore.Store) -> None:
+    """A commit killed after writing its marker: discarding the draft drops the marker too."""
+    draft_id = _orphaned_draft(store)
+    document = store.blobs.put_bytes(b"{}").digest
+    store.parts.markers.write(draft_id, str(document))
+    assert store.gc(grace=ZERO).drafts_discarded == 1
+    report = store.fsck()
+    assert report.ok and "unknown_version" not in kinds(report), report
