@@ -16,7 +16,6 @@ from castore.errors import (
     NotFoundError,
     StoreDamagedError,
     StoreNotFoundError,
-    UnsupportedFormatError,
 )
 from castore.handles.collection import Collection
 from castore.handles.query import resolve_ref, version_filters
@@ -38,7 +37,7 @@ from castore.models import (
 )
 from castore.storage.blobs import BlobStore
 from castore.storage.hashing import DEFAULT_ALGORITHM, check_algorithm
-from castore.storage.layout import FORMAT, Layout
+from castore.storage.layout import Layout
 from castore.storage.locking import maintenance_lock
 from castore.storage.reserve import ensure_reserve
 from castore.worktree import operations
@@ -397,16 +396,9 @@ class Store:
         """
         if repair:
             self.parts.require_writable("repair the store")
-        return fsck_ops.fsck(self.parts, repair=repair, rebuild=self._rebuild_catalog)
-
-    def _rebuild_catalog(self) -> list[Finding]:
-        """Set the damaged catalogue aside and rebuild it from the manifest blobs."""
-        with self.parts.lock:
-            self.parts.catalog.close()
-            self.parts.catalog, notes = rebuild.rebuild_catalog(
-                self.layout, self.blobs, durable=self.durable
-            )
-        return notes
+        return fsck_ops.fsck(
+            self.parts, repair=repair, rebuild=lambda: rebuild.rebuild_in_place(self.parts)
+        )
 
     def stats(self) -> StoreStats:
         """Counts and sizes: collections, versions, blobs, logical and stored bytes.
@@ -561,22 +553,7 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
     """
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
-    notes: list[Finding] = []
-    try:
-        config = layout.read_config()
-    except StoreNotFoundError:
-        if not layout.holds_data():
-            raise
-        config = None
-    except UnsupportedFormatError as exc:
-        found = getattr(exc, "found", None)
-        if isinstance(found, int) and found > FORMAT:
-            raise  # a newer castore's store: never rewrite its settings
-        config = None  # unreadable bytes: set aside below, then restored
-    if config is None:
-        with maintenance_lock(layout.locks):
-            notes.append(rebuild.restore_config(layout, durable=durable))
-        config = layout.read_config()
+    config, notes = rebuild.recover_config(layout, durable=durable)
     try:
         store = Store(root, config=config, durable=durable)
     except CatalogCorruptError as exc:

@@ -23,7 +23,12 @@ from typing import Any
 
 from castore._parts import Parts
 from castore.digest import ALGORITHMS
-from castore.errors import CastoreError, IntegrityError
+from castore.errors import (
+    CastoreError,
+    IntegrityError,
+    StoreNotFoundError,
+    UnsupportedFormatError,
+)
 from castore.index.catalog import Catalog
 from castore.maintenance.roots import read_marked_manifest
 from castore.manifest import FORMAT_KEY
@@ -31,10 +36,13 @@ from castore.models import CompressionConfig, Finding, StoreConfig
 from castore.storage.blobs import BlobStore
 from castore.storage.fsutil import durable_write
 from castore.storage.layout import FORMAT, Layout
+from castore.storage.locking import maintenance_lock
 from castore.storage.markers import ManifestMarkers
 
 __all__ = [
     "backfill_markers",
+    "rebuild_in_place",
+    "recover_config",
     "insert_version",
     "rebuild_catalog",
     "restore_config",
@@ -267,6 +275,36 @@ def _algorithm_of(layout: Layout) -> tuple[str, str]:
                 break
             return algorithm, f"re-hashing blob {digest.partition(':')[2]}"
     return "xxh3-128", "nothing (the store holds no blob): the default"
+
+
+def rebuild_in_place(parts: Parts) -> list[Finding]:
+    """Set the damaged catalogue of open ``parts`` aside and swap in a rebuilt one."""
+    with parts.lock:
+        parts.catalog.close()
+        parts.catalog, notes = rebuild_catalog(parts.layout, parts.blobs, durable=parts.durable)
+    return notes
+
+
+def recover_config(layout: Layout, *, durable: bool) -> tuple[StoreConfig, list[Finding]]:
+    """Read ``castore.json``, restoring it first when it is lost or unreadable.
+
+    Raises:
+        StoreNotFoundError: no store is here at all.
+        UnsupportedFormatError: the store has a newer format (its settings are never
+            rewritten).
+    """
+    try:
+        return layout.read_config(), []
+    except StoreNotFoundError:
+        if not layout.holds_data():
+            raise
+    except UnsupportedFormatError as exc:
+        found = getattr(exc, "found", None)
+        if isinstance(found, int) and found > FORMAT:
+            raise
+    with maintenance_lock(layout.locks):
+        note = restore_config(layout, durable=durable)
+    return layout.read_config(), [note]
 
 
 def restore_config(layout: Layout, *, durable: bool = True) -> Finding:
