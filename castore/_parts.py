@@ -29,7 +29,7 @@ def freeing_space(layout: Layout, operation: Callable[[], T]) -> T:
 
     For deletes only (rm, gc, prune, and opening the catalogue they need): on a 100 % full
     disk the catalogue cannot map its ``-shm`` or grow its ``-wal``, and blob files may only
-    go after the COMMIT (issue 9: "rm and gc must still be able to free space"). The failed
+    go after the COMMIT ("rm and gc must still be able to free space"). The failed
     attempt was rolled back, so running it again is safe.
     """
     try:

@@ -1,6 +1,6 @@
 """Walking a directory for ``add_dir``: ignore rules, symlinks, special files, the store.
 
-Ignore rules come first, for links too (issue 9 item 10: a link to ``/etc`` in a CPython
+Ignore rules come first, for links too (a link to ``/etc`` in a CPython
 standard library tree could not be ignored, because the link check ran before the rules).
 Then, as ``API.md`` states, a symbolic link whose target is a file inside the directory is
 stored as that file's content, a link to a directory inside it is skipped (following it could
@@ -9,7 +9,7 @@ it, unless ``follow_symlinks=True``: the outside file's content is stored, and d
 still not followed. A dangling link or a loop is refused either way (it has no content).
 FIFOs, sockets and devices are refused too.
 
-A store inside the directory is never walked into (issue 9 item 6: ``castore --store .castore
+A store inside the directory is never walked into (``castore --store .castore
 add .`` took the live ``catalog.db`` and grew on every run). It is recognised by its device and
 inode, not by its name; a source that is the store or lies inside it is refused by
 :func:`check_source`.

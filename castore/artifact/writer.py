@@ -404,7 +404,7 @@ class DraftWriter:
             rows: list[Row] = []
             for name, _, st in batch.items:
                 digest, size = batch.results[name]
-                # any x bit set: executable, as git and DVC's isexec read it (issue 9 item 14)
+                # any x bit set: executable, as git and DVC's isexec read it
                 executable = bool(st.st_mode & 0o111)
                 old = self._entries.get(name)
                 changed = old is not None and (old[1] != digest or any(old[4:]) != executable)

@@ -30,7 +30,7 @@ from castore.cli.wording import cli_wording
 __all__ = ["BLOB_DAMAGE_HINT", "classify", "error_line", "report_error", "silence_stdout"]
 
 #: A stored blob is damaged: checkout reads that same blob, so only a good copy of the file
-#: helps (issue 9: "checkout restores it" was said when the blob itself was damaged).
+#: helps ("checkout restores it" was said when the blob itself was damaged).
 BLOB_DAMAGE_HINT = (
     "the stored copy is damaged: run `castore fsck --repair` to quarantine it, then add the "
     "file again (or import a good copy)"

@@ -517,7 +517,7 @@ def fsck(state: State, repair: bool, yes: bool, dry_run: bool) -> None:
 def _fsck_status(report: Any) -> str:
     """The last line of ``fsck``: true to what was found and what was fixed.
 
-    ``"ok: 1 error"`` after a repair (issue 9) read as a contradiction: errors that a repair
+    ``"ok: 1 error"`` after a repair read as a contradiction: errors that a repair
     fixed are counted as fixed, and "ok" is said only when nothing was found.
     """
     errors = [f for f in report.findings if f.severity == "error"]

@@ -1,6 +1,6 @@
 """The ``drafts`` verb: list the drafts nobody finalized, and discard them.
 
-A process killed during ``add`` leaves its draft behind (issue 9: 16 drafts after 67 kills,
+A process killed during ``add`` leaves its draft behind (16 drafts after 67 kills,
 invisible to the user). ``castore drafts`` shows them with their age and file count and
 discards one (``--discard ID``) or every one older than a duration (``--all-older-than``),
 planning first like the other destructive verbs.

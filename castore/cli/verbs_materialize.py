@@ -102,7 +102,7 @@ def download(state: State, ref: str, directory: Path, prefix: str | None, link: 
         result = v.download(directory, path_prefix=prefix, link=link, progress=bar.callback)
     root = Path(result) if isinstance(result, (str, Path)) else directory
     written = None
-    if prefix is not None:  # report what was written, not the whole version (issue 9)
+    if prefix is not None:  # report what was written, not the whole version
         sizes = [e.size for e in v.files(prefix=prefix)]
         written = (len(sizes), sum(sizes))
     _materialized(state, "downloaded", v, root, link, result, written=written)

@@ -255,7 +255,7 @@ def _ls_collections(
     state: State, store: Any, type_: str | None, *, limit: int, offset: int
 ) -> None:
     every = store.collections(type=type_)
-    # --limit/--offset page collections too (issue 9: they were ignored); the JSON stays a
+    # --limit/--offset page collections too (they were ignored); the JSON stays a
     # list of collection records, and a cut list says so on stderr.
     collections = every[offset: offset + limit] if limit else every[offset:]
     latest = {v.collection: v for v in store.latest(type=type_)}

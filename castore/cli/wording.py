@@ -1,8 +1,8 @@
 """Say it the CLI's way: hints in library messages, rewritten with verbs and flags.
 
 The library's errors speak Python to Python callers ("list them with store.collections()",
-"pass delete_aliases=True"); a person at a terminal needs the command that does it
-(issue 9, "Messages and leftovers"). The messages are not edited in the library (they are
+"pass delete_aliases=True"); a person at a terminal needs the command that does it. The
+messages are not edited in the library (they are
 right there): the CLI rewrites the known hints where it prints them, here, in one table.
 """
 

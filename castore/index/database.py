@@ -66,7 +66,7 @@ def damage_under_wal(path: Path) -> str | None:
     Every catalogue is in WAL mode (its header says so from the first statement on), and the
     ``-wal`` and ``-shm`` files exist only beside such a header. A file truncated, emptied or
     replaced under a running process breaks this: SQLite then tries to switch the file back to
-    WAL and waits for the other process's lock until the timeout (issue 9 item 13: every open
+    WAL and waits for the other process's lock until the timeout (every open
     waited 30 s, then reported a lock timeout), or reads the shared index of a deleted ``-wal``
     and fails with "disk I/O error".
     """
@@ -246,7 +246,7 @@ class Database:
 
         A reader of a WAL database needs a ``-shm`` it can map: on a read-only filesystem or
         for a user who cannot write the store's directory, with no ``-shm`` left by a writer,
-        ``mode=ro`` fails with "unable to open database file" (issue 9 item 7). ``immutable=1``
+        ``mode=ro`` fails with "unable to open database file". ``immutable=1``
         reads the file alone, without locks or the WAL. It is right only while nobody writes
         the store (docs/operating.md says so), and never when a ``-wal`` holds commits not yet
         in the file, which it would silently skip: that case is refused.

@@ -224,7 +224,7 @@ def _v3(db: Database) -> None:
 
 
 def _v4(db: Database) -> None:
-    # The executable bit of each file (issue 9 item 14: scripts came out 0o644): 1 when the
+    # The executable bit of each file (scripts came out 0o644): 1 when the
     # source had any x bit set. Existing entries were recorded without it and stay 0.
     db.table("entries").add_column("executable", int, not_null_default=0)
 

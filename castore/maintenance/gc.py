@@ -109,7 +109,7 @@ def _pid_gone(pid: int) -> bool:
 def _draft_leftover(row: dict[str, Any], now: int) -> Leftover:
     """Classify one draft: gc discards it once ``due``.
 
-    A draft whose process is gone from this host is stale at once (issue 9: after 67 kills,
+    A draft whose process is gone from this host is stale at once (after 67 kills,
     16 drafts held space and nothing said so); one whose process runs is never swept; one
     whose process cannot be checked (another host, or no pid) is stale at ``STALE_DRAFT_AGE``.
     """

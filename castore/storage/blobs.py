@@ -221,8 +221,8 @@ class BlobStore:
                 reading, or the bytes read differ from the size: nothing is staged.
             OutOfSpaceError: the disk filled up; the temp file is removed.
         """
-        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the add
-        # (issue 9 item 11); it changes nothing for regular files.
+        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the add; it
+        # changes nothing for regular files.
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError) as exc:

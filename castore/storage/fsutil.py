@@ -146,7 +146,7 @@ def publish_noclobber(tmp: str | Path, final: str | Path, *, make_dirs: bool = F
     try:
         return _link_once(tmp, final, make_dirs=make_dirs)
     except OSError as exc:
-        # a new shard directory (or a full directory block) on a full disk (issue 9 item 11)
+        # a new shard directory (or a full directory block) on a full disk
         out = translate_oserror(exc, os.path.dirname(final))
         if out is exc:
             raise

@@ -175,7 +175,7 @@ def out_of_space(exc: OSError, path: str | os.PathLike[str], *, unchanged: bool)
     """A disk-full error while materializing ``path`` as :class:`OutOfSpaceError`.
 
     Other errors are returned unchanged. A bare ``OSError [Errno 28]`` from checkout or
-    download named neither the file nor what was left behind (issue 9 item 11).
+    download named neither the file nor what was left behind.
 
     Args:
         exc: the error raised while placing or committing files.
@@ -251,7 +251,7 @@ def place_hardlink(src: str | os.PathLike[str], dir_fd: int, name: str) -> bool:
 
     Returns:
         False (and nothing placed) when the blob already has as many links as its
-        filesystem allows (``EMLINK``: 65,000 on ext4, issue 9 item 8 met it with 100,000
+        filesystem allows (``EMLINK``: 65,000 on ext4, met with 100,000
         empty files sharing one blob); the caller copies that file instead.
     """
     try:

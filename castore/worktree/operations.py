@@ -99,7 +99,7 @@ def copy_verified(
     """Write one entry's content to ``out``, only after all of it has been verified.
 
     A streaming reader checks the digest only at the end, so copying it straight to ``out``
-    releases damaged bytes before the error (issue 9 item 5: ``castore cat`` wrote the
+    releases damaged bytes before the error (``castore cat`` wrote the
     damaged megabyte to stdout, then exited 3). The content is spooled first, in memory up to
     ``memory_limit`` bytes, else in an anonymous temp file (nothing is left by a crash).
 
