@@ -70,11 +70,24 @@ def open_entry(blobs: BlobStore, entry: EntryLike) -> BinaryIO:
     """A streaming reader of one entry's content; digest and size are checked at EOF.
 
     Raises:
-        NotFoundError: the blob (or referenced file) is missing.
-        IntegrityError: (while reading) the content does not match.
+        NotFoundError: a referenced (``file://``) file is missing.
+        IntegrityError: the stored content is missing, or (while reading) does not match;
+            ``paths`` names the entry.
         RemoteError: the entry references a non-``file://`` location.
     """
-    return _l.open_source(blobs, as_entry(entry))
+    item = as_entry(entry)
+    try:
+        return _l.open_source(blobs, item)
+    except NotFoundError as exc:
+        if item.ref is not None:
+            raise
+        # A stored file whose blob is gone is damage to the store, not a wrong name.
+        raise IntegrityError(
+            f"the stored content of {item.path!r} ({item.digest}) is missing; run "
+            "`castore fsck --repair`, then add the file again or import a good copy",
+            digest=item.digest,
+            paths=[item.path],
+        ) from exc
 
 
 def read_bytes(blobs: BlobStore, entry: EntryLike) -> bytes:

@@ -273,3 +273,100 @@ def test_repair_reports_errors_it_fixed(tmp_path: Path) -> None:
     _lose_catalog(root)
     report = castore.repair(root)
     assert errors_of(report) and all(f.repaired for f in errors_of(report))
+
+
+# -- content damage: blobs, shards, manifest blobs, the WAL's companions ----------------------
+
+
+def _blob_files(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "blobs").rglob("*") if p.is_file())
+
+
+def _manifest_blob(root: Path) -> Path:
+    with castore.open(root) as store:
+        digest = store.get("model").manifest_blob
+        assert digest is not None
+        return Path(store.blobs.path_of(digest))
+
+
+CONTENT_DAMAGE: dict[str, Damage] = {
+    "catalog.db-wal garbage": lambda r: (r / "catalog.db-wal").write_bytes(b"\x07" * 4096),
+    "catalog.db-shm garbage": lambda r: (r / "catalog.db-shm").write_bytes(b"\x07" * 32768),
+    "catalog.db-wal missing": lambda r: (r / "catalog.db-wal").unlink(missing_ok=True),
+    "blobs/ missing": lambda r: shutil.rmtree(r / "blobs"),
+    "a shard missing": lambda r: shutil.rmtree(_blob_files(r)[0].parent),
+    "a blob empty": lambda r: _blob_files(r)[-1].write_bytes(b""),
+    "a blob truncated": lambda r: _truncate(_blob_files(r)[-1]),
+    "a manifest blob missing": lambda r: _manifest_blob(r).unlink(),
+    "a manifest blob garbage": lambda r: _overwrite(_manifest_blob(r), b"{not json"),
+}
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.chmod(0o644)
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    path.chmod(0o644)
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("damage", list(CONTENT_DAMAGE), ids=list(CONTENT_DAMAGE))
+def test_content_damage_is_named_and_keeps_every_version(tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "s"
+    before = _build(root)
+    CONTENT_DAMAGE[damage](root)
+    try:
+        store = castore.open(root, durable=False)
+    except CastoreError as exc:  # a damaged catalogue must name the repair
+        assert "fsck --repair" in str(exc), str(exc)
+        castore.repair(root)
+        store = castore.open(root, durable=False)
+    with store:
+        refs = sorted(v.ref for c in store.collections() for v in c.versions())
+        report = store.fsck()
+        # every error names what is damaged (a digest or a path) and how to go on
+        for finding in errors_of(report):
+            assert finding.digest or finding.path, finding
+        store.gc(grace=timedelta(0))
+        store.fsck(repair=True)
+        # no command dropped a committed version, and every intact version reads back
+        assert sorted(v.ref for c in store.collections() for v in c.versions()) == refs
+        for ref, files in before.items():
+            version = store.get(ref)
+            try:
+                assert {p: version.read_bytes(p) for p in files} == files
+            except castore.IntegrityError as exc:
+                assert exc.paths, exc  # damage is reported by name, never as other bytes
+    assert set(refs) == set(before)
+
+
+def test_a_stale_handle_in_another_process_raises(tmp_path: Path) -> None:
+    """A version deleted by another process: the old handle refuses every read."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "s"
+    _build(root)
+    target = tmp_path / "out"
+    with castore.open(root, durable=False) as store:
+        v0 = store.get("ds:v0")
+        subprocess.run(
+            [sys.executable, "-c",
+             f"import castore; castore.open({str(root)!r}).get('ds:v0').delete()"],
+            check=True, timeout=60,
+        )
+        with pytest.raises(castore.NotFoundError, match="deleted"):
+            v0.checkout(target)
+        assert not target.exists() or not any(target.iterdir())
+        with pytest.raises(castore.NotFoundError):
+            v0.verify()
+        with pytest.raises(castore.NotFoundError):
+            v0.download(tmp_path / "dl")
+        with pytest.raises(castore.NotFoundError):
+            v0.read_bytes("a.txt")
+        with pytest.raises(castore.NotFoundError):
+            list(v0.files())
+        assert v0.refresh().state == "DELETED"
