@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "digest": 1,
     "models": 1,
     "paths": 1,
+    "ignore": 1,
     "refs": 1,
     # L2: files and digests; the SQLite catalogue (they never import each other)
     "storage": 2,
@@ -196,5 +197,5 @@ def test_layering_sees_every_kind_of_import() -> None:
 
 def test_modules_stay_small() -> None:
     sizes = {_name(p): len(p.read_text().splitlines()) for p in _modules()}
-    big = {name: n for name, n in sizes.items() if n > MAX_LINES}
-    assert not big, f"modules over {MAX_LINES} lines (split them by concept): {big}"
+    big = {name: n for name, n in sizes.items() if n >= MAX_LINES}
+    assert not big, f"modules of {MAX_LINES} lines or more (split them by concept): {big}"

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from castore.errors import InvalidPathError, UnsafeTargetError
-from castore.paths import IgnoreRules
+from castore.ignore import IgnoreRules
 
 __all__ = ["check_source", "walk_tree"]
 

@@ -30,8 +30,9 @@ from castore.errors import (
     InvalidPathError,
     NotFoundError,
 )
+from castore.ignore import IgnoreRules
 from castore.manifest import ManifestRow as Row
-from castore.paths import IgnoreRules, collision_key, validate_path
+from castore.paths import collision_key, validate_path
 from castore.storage.fsutil import unique_tmp
 from castore.storage.hashing import hash_file
 

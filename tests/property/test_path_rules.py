@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from castore.errors import InvalidPathError, InvalidReferenceError
-from castore.paths import IgnoreRules, validate_path
+from castore.ignore import IgnoreRules
+from castore.paths import validate_path
 from castore.refs import Ref, parse_ref
 
 # --- paths ----------------------------------------------------------------------------------

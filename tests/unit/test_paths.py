@@ -10,10 +10,10 @@ import pytest
 
 import castore
 from castore.errors import InvalidPathError
+from castore.ignore import IgnoreRules
 from castore.paths import (
     RESERVED_NAMES,
     RESERVED_PREFIXES,
-    IgnoreRules,
     collision_key,
     find_collisions,
     is_within,

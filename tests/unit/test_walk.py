@@ -199,7 +199,7 @@ def test_source_reaching_the_store_through_a_link_is_refused(
 
 def test_walk_skips_excluded_directory_by_inode(tmp_path: Path) -> None:
     from castore.artifact.walk import walk_tree
-    from castore.paths import IgnoreRules
+    from castore.ignore import IgnoreRules
 
     root = _write(tmp_path / "r", {"a": "1", "skip/b": "2", "keep/c": "3"})
     found = [rel for rel, _, _ in walk_tree(root, IgnoreRules(), exclude=[root / "skip"])]
