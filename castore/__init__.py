@@ -43,6 +43,8 @@ _LAZY: dict[str, str] = {
     "Leftover": "castore.models",
     "LockTimeoutError": "castore.errors",
     "Manifest": "castore.models",
+    "Materializer": "castore.objects",
+    "MaterializerError": "castore.errors",
     "ManifestEntry": "castore.models",
     "MultipleResourcesFoundError": "castore.errors",
     "NotFoundError": "castore.errors",
@@ -64,6 +66,7 @@ _LAZY: dict[str, str] = {
     "VersionConflictError": "castore.errors",
     "init": "castore.store",
     "open": "castore.store",
+    "register_materializer": "castore.objects",
     "repair": "castore.store",
 }
 
@@ -75,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from castore.handles.collection import Collection
     from castore.handles.version import ArtifactVersion, Draft
     from castore.models import *  # noqa: F403
+    from castore.objects import Materializer, register_materializer
     from castore.store import Store as Store
     from castore.store import init as init
     from castore.store import open as open  # noqa: A004

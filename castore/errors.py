@@ -26,7 +26,8 @@ attributes and builds its own message::
     ├── LockTimeoutError (TimeoutError)
     ├── ConfigurationError
     ├── UnsupportedFormatError
-    └── FileChangedError
+    ├── FileChangedError
+    └── MaterializerError (TypeError)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidPathError",
     "InvalidReferenceError",
     "LockTimeoutError",
+    "MaterializerError",
     "MultipleResourcesFoundError",
     "NotFoundError",
     "OutOfSpaceError",
@@ -273,3 +275,16 @@ class FileChangedError(CastoreError):
             path=path,
             change=change,
         )
+
+
+class MaterializerError(CastoreError, TypeError):
+    """No materializer can save (or load) this object, or one refused to (pickle).
+
+    ``name`` is the materializer involved, if any; ``option`` the keyword that would allow
+    what was refused (``"allow_pickle"``), if any.
+    """
+
+    def __init__(
+        self, message: str, *, name: str | None = None, option: str | None = None
+    ) -> None:
+        super().__init__(message, name=name, option=option)

@@ -22,6 +22,7 @@ from castore.storage.hashing import new_hasher
 
 __all__ = [
     "FORMAT_KEY",
+    "MATERIALIZER_NAME",
     "ManifestRow",
     "RowLike",
     "artifact_digest",
@@ -37,6 +38,11 @@ _KEYS = frozenset(
     {FORMAT_KEY, "id", "collection", "type", "number", "digest", "size", "file_count",
      "description", "metadata", "tags", "created_at", "ttl", "producer", "entries"}
 )
+#: Keys a document carries only when they have a value (documents written before them keep
+#: their bytes, and so their digests).
+_OPTIONAL_KEYS = frozenset({"materializer"})
+#: What a materializer name may be (``"numpy.ndarray"``, ``"json"``, ``"my-lib.Model"``).
+MATERIALIZER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
 
 # (path, digest, size, ref, executable): a manifest entry as the catalogue stores it
 ManifestRow = tuple[str, str | None, int, str | None, bool]
@@ -64,8 +70,9 @@ def artifact_digest(algorithm: str, rows: Iterable[RowLike]) -> str:
 def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike]) -> bytes:
     """The canonical JSON of a committed version (its catalogue ``row``, tags and entries).
 
-    An entry carries ``"exec": true`` only when it is executable, so the documents of versions
-    without executables are byte for byte what castore wrote before the executable bit.
+    An entry carries ``"exec": true`` only when it is executable, and the document carries
+    ``"materializer"`` only when ``store.save()`` wrote the version, so the documents of other
+    versions are byte for byte what castore wrote before either existed.
     """
     created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
     document = {
@@ -94,6 +101,8 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike
             for row in sorted(rows)
         ],
     }
+    if row.get("materializer"):
+        document["materializer"] = row["materializer"]
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -146,7 +155,8 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
     Returns:
         The version's fields (``id``, ``collection``, ``type``, ``number``, ``digest``,
         ``size``, ``file_count``, ``description``, ``metadata``, ``tags``, ``created_at`` in
-        µs, ``ttl``, ``producer``) and ``entries`` as ``(path, digest, size, ref, executable)``
+        µs, ``ttl``, ``producer``, ``materializer`` (None unless ``store.save()`` wrote the
+        version)) and ``entries`` as ``(path, digest, size, ref, executable)``
         tuples.
 
     Raises:
@@ -159,8 +169,15 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         raise _fail("not JSON") from None
     if not isinstance(doc, dict) or doc.get(FORMAT_KEY) != _FORMAT:
         raise _fail(f"no {FORMAT_KEY!r}: {_FORMAT}")
-    if doc.keys() != _KEYS:
-        raise _fail(f"keys differ from a version document's: {sorted(doc.keys() ^ _KEYS)}")
+    if not _KEYS <= doc.keys() <= _KEYS | _OPTIONAL_KEYS:
+        odd = (doc.keys() ^ _KEYS) - _OPTIONAL_KEYS
+        raise _fail(f"keys differ from a version document's: {sorted(odd)}")
+    materializer = doc.get("materializer")
+    # the writer omits it unless set: an empty or null one is not its document
+    if "materializer" in doc and not (
+        isinstance(materializer, str) and MATERIALIZER_NAME.match(materializer)
+    ):
+        raise _fail("materializer is not a materializer name")
     try:
         vid = str(uuid.UUID(doc["id"])) if isinstance(doc["id"], str) else None
         validate_name(doc["collection"])
@@ -208,5 +225,6 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         "created_at": int(created.timestamp() * 1_000_000),
         "ttl": ttl,
         "producer": doc["producer"],
+        "materializer": materializer,
         "entries": rows,
     }

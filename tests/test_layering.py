@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "maintenance": 4,
     "transfer": 4,
     "runs": 4,
+    "objects": 4,
     # L5: handles; L6: the pieces of the Store facade; L7: Store; L8: the async facade;
     # L9: the public surface; L10: clients of the public API
     "handles": 5,

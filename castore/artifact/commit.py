@@ -109,7 +109,12 @@ def commit_draft(
         coll = catalog.get_collection_by_id(row["collection_id"])
         assert coll is not None
         latest = catalog.version_by_alias(coll["id"], LATEST)
-        reuse = latest is not None and latest["digest"] == digest
+        # Same files written by another materializer (or none) load differently: a new version.
+        reuse = (
+            latest is not None
+            and latest["digest"] == digest
+            and latest.get("materializer") == row.get("materializer")
+        )
         if latest is not None and reuse:
             version_id = latest["id"]
             catalog.discard_draft(draft_id)

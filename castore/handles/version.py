@@ -22,6 +22,7 @@ from castore.artifact.writer import DraftWriter
 from castore.errors import IntegrityError, NotFoundError, VerificationError
 from castore.handles.times import seconds, to_datetime
 from castore.models import Manifest, ManifestEntry, VerifyReport
+from castore.objects import load_version
 from castore.refs import check_user_alias, tag_list
 from castore.worktree import operations
 from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
@@ -174,6 +175,19 @@ class ArtifactVersion:
     def manifest_blob(self) -> str | None:
         """Digest of the canonical manifest document stored as a blob."""
         return self._row.get("manifest_blob")
+
+    @property
+    def materializer(self) -> str | None:
+        """The materializer that wrote it through ``store.save()`` (None for files)."""
+        return self._row.get("materializer")
+
+    def load(self, **options: Any) -> Any:
+        """The object :meth:`Store.save` wrote, built by the materializer that wrote it.
+
+        Raises:
+            MaterializerError: not written by ``save``, or ``allow_pickle=True`` is needed.
+        """
+        return load_version(self, **options)
 
     # -- files -----------------------------------------------------------------------------
 

@@ -229,8 +229,23 @@ def _v4(db: Database) -> None:
     db.table("entries").add_column("executable", int, not_null_default=0)
 
 
+def _reserved(db: Database) -> None:
+    # Steps 5-7 belong to work merged separately (runs, transfers, queries); until each lands,
+    # its number is held by this no-op so step 8 keeps its number.
+    del db
+
+
+def _v8(db: Database) -> None:
+    # Which materializer wrote a version through ``store.save()`` (``"numpy.ndarray"``,
+    # ``"json"``, ...), so ``store.load()`` reads it back the same way; NULL for versions
+    # made from files. The version document carries it too, so a rebuild keeps it.
+    db.table("versions").add_column("materializer", str)
+
+
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Database], None]] = [
+    _v1, _v2, _v3, _v4, _reserved, _reserved, _reserved, _v8
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -94,12 +94,13 @@ def insert_version(catalog: Catalog, manifest_digest: str, doc: dict[str, Any]) 
     created, ttl = doc["created_at"], doc["ttl"]
     catalog.execute(
         "INSERT INTO versions (id, collection_id, number, state, digest, size, file_count, "
-        "description, metadata, created_at, updated_at, ttl, expires_at, manifest_blob) "
-        "VALUES (?, ?, ?, 'COMMITTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "description, metadata, created_at, updated_at, ttl, expires_at, manifest_blob, "
+        "materializer) VALUES (?, ?, ?, 'COMMITTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             doc["id"], coll["id"], number, doc["digest"], doc["size"], doc["file_count"],
             doc["description"], json.dumps(doc["metadata"], sort_keys=True), created, created,
             ttl, None if ttl is None else created + int(ttl * 1_000_000), manifest_digest,
+            doc.get("materializer"),
         ),
     )
     catalog.put_entries(doc["id"], doc["entries"])
