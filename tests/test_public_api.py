@@ -43,6 +43,7 @@ API_NAMES = {
     "Diff",
     "Page",
     "TypeInfo",
+    "register_materializer",
 }
 
 

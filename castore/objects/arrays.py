@@ -121,7 +121,8 @@ class SafetensorsMaterializer:
                     name="safetensors",
                 )
         try:
-            data = st.save({k: numpy.ascontiguousarray(v) for k, v in obj.items()})
+            # (ascontiguousarray would turn a 0-d array into a 1-d one)
+            data = st.save({k: numpy.require(v, requirements="C") for k, v in obj.items()})
         except Exception as exc:  # safetensors raises its own SafetensorError and others
             raise MaterializerError(
                 f"safetensors cannot save this dict: {exc}", name="safetensors"

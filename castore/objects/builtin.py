@@ -42,7 +42,9 @@ def _is_json(obj: Any, depth: int = 0) -> bool:
 
 
 class JsonMaterializer:
-    """dict (str keys), list, int, float, bool and None, as ``data.json``.
+    """JSON values as ``data.json``: dict (str keys), list, int, float, bool, None.
+
+    A ``str`` is text unless ``format="json"`` asks for a JSON string.
 
     NaN and infinities are written as Python's ``json`` spells them (``NaN``,
     ``Infinity``), so they come back; key order is kept.
@@ -50,7 +52,7 @@ class JsonMaterializer:
 
     name = "json"
     formats = ("json",)
-    types: tuple[type, ...] = (dict, list, int, float, bool, type(None))
+    types: tuple[type, ...] = (dict, list, str, int, float, bool, type(None))
 
     @staticmethod
     def can_save(obj: Any) -> bool:
