@@ -26,7 +26,8 @@ attributes and builds its own message::
     ├── LockTimeoutError (TimeoutError)
     ├── ConfigurationError
     ├── UnsupportedFormatError
-    └── FileChangedError
+    ├── FileChangedError
+    └── RunError
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "OutOfSpaceError",
     "ReadOnlyStoreError",
     "RemoteError",
+    "RunError",
     "StoreNotFoundError",
     "UnsafeTargetError",
     "UnsupportedFormatError",
@@ -273,3 +275,11 @@ class FileChangedError(CastoreError):
             path=path,
             change=change,
         )
+
+
+class RunError(CastoreError):
+    """A run was asked to do what its state forbids: record an edge after it ended, take a
+    name another run holds, or use a version that descends from its own outputs."""
+
+    def __init__(self, message: str, *, run: str | None = None, state: str | None = None):
+        super().__init__(message, run=run, state=state)

@@ -43,6 +43,10 @@ API_NAMES = {
     "Diff",
     "Page",
     "TypeInfo",
+    "Run",
+    "RunError",
+    "Lineage",
+    "Edge",
 }
 
 
