@@ -147,6 +147,7 @@ class Run:
             NotFoundError: nothing matches the reference.
         """
         self._parts.require_writable("record a run's input")
+        self._require_running()  # checked again inside the transaction
         key = ref if isinstance(ref, str) else str(ref.id)
         catalog = self._parts.catalog
         with catalog.write_txn():
