@@ -7,7 +7,13 @@
    with ``../shared/bench/gen_data.py`` (imported by path), into a fresh (durable) store;
 2. re-add of the unchanged directory (the stat cache: nothing is re-read);
 3. re-add after 1% of the files changed;
-4. ``get("name:alias")``, ``get("name")`` and filtered ``versions()`` at VERSIONS versions.
+4. ``get("name:alias")``, ``get("name")`` and filtered ``versions()`` at VERSIONS versions;
+5. lineage (issue 13): ``lineage(depth=None)`` over a chain of RUNS runs (each uses the
+   previous run's output and produces one version) and over a fan-out of FANOUT versions
+   produced by one run and used by another, and ``versions(produced_by=)`` (first page, and
+   ``count``) against that fan-out. Target: < 50 ms for ``versions(produced_by=)``, and at
+   FANOUT=1M within 2x of the figure at 10k (run it with ``--fanout 10000`` and
+   ``--fanout 1000000``).
 
 The baseline measured in the same run is one cold-ish read of every file (``open`` + ``read``),
 so the ratios say how far from "just reading the bytes" the add is. Targets (DESIGN.md):
@@ -29,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import castore
+from castore import _process as castore_process
 
 GEN_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_data.py"
 
@@ -182,6 +189,79 @@ def _measure(store: castore.Store, ncoll: int) -> None:
     store.close()
 
 
+def _best(fn, repeat: int = 5) -> float:
+    return min(timed(fn)[0] for _ in range(repeat))
+
+
+def bench_lineage(workdir: Path, nruns: int, fanout: int) -> None:
+    store_dir = workdir / "store-lineage"
+    shutil.rmtree(store_dir, ignore_errors=True)
+    store = castore.init(store_dir, durable=False)
+    catalog = store.catalog
+    identity = (castore_process.current())
+
+    def commit(coll_id: int, i: int) -> str:
+        vid = catalog.create_version(coll_id)
+        catalog.commit_version(
+            vid, digest=f"xxh3-128:{i:032x}", size=1, file_count=1, ttl=None
+        )
+        return vid
+
+    # A chain: data -> run0 -> m0 -> run1 -> m1 -> ... (RUNS runs, 2*RUNS+1 nodes).
+    start = time.perf_counter()
+    with catalog.write_txn():
+        coll = catalog.ensure_collection("chain", "model")["id"]
+        first = previous = commit(coll, 0)
+        for i in range(nruns):
+            run = catalog.create_run(name=f"chain-{i}", metadata={"i": i}, identity=identity)
+            catalog.add_edge(run["id"], previous, "used")
+            previous = commit(coll, i + 1)
+            catalog.add_edge(run["id"], previous, "produced")
+            catalog.end_run(run["id"], "FINISHED")
+    print(f"\n== lineage: chain of {nruns} runs built in {time.perf_counter() - start:.1f} s")
+    last = store.get(previous)
+    up = _best(lambda: store.lineage(last, direction="upstream"), 3)
+    down = _best(lambda: store.lineage(store.get(first), direction="downstream"), 3)
+    g = store.lineage(last, direction="upstream")
+    assert len(g.nodes) == 2 * nruns + 1, len(g.nodes)
+    sql = _best(lambda: catalog.lineage_edges(last.id, "upstream", None), 3)
+    print(f"lineage(depth=None) upstream over {len(g.nodes)} nodes: {up * 1000:.1f} ms "
+          f"(walk in SQL alone: {sql * 1000:.1f} ms); downstream: {down * 1000:.1f} ms")
+    print(f"lineage(depth=10): {_best(lambda: store.lineage(last, depth=10)) * 1000:.2f} ms")
+
+    # A fan-out: one run uses the dataset and produces FANOUT versions; one run uses them all.
+    start = time.perf_counter()
+    with catalog.write_txn():
+        coll = catalog.ensure_collection("fan", "model")["id"]
+        source = commit(coll, 10**9)
+        maker = catalog.create_run(name="fan-maker", metadata={}, identity=identity)
+        user = catalog.create_run(name="fan-user", metadata={}, identity=identity)
+        catalog.add_edge(maker["id"], source, "used")
+        for i in range(fanout):
+            vid = commit(coll, 10**9 + 1 + i)
+            catalog.add_edge(maker["id"], vid, "produced")
+            catalog.add_edge(user["id"], vid, "used")
+    print(f"\n== lineage: fan-out of {fanout} versions built in "
+          f"{time.perf_counter() - start:.1f} s")
+    root = store.get(source)
+    down = _best(lambda: store.lineage(root, direction="downstream"), 3)
+    sql = _best(lambda: catalog.lineage_edges(root.id, "downstream", None), 3)
+    g = store.lineage(root, direction="downstream")
+    assert len(g.nodes) == fanout + 3, len(g.nodes)
+    print(f"lineage(depth=None) downstream over {len(g.nodes)} nodes, {len(g.edges)} edges: "
+          f"{down * 1000:.0f} ms (walk in SQL alone: {sql * 1000:.0f} ms)")
+    page = _best(lambda: store.versions(produced_by="fan-maker"))
+    page_used = _best(lambda: store.versions(used_by="fan-user"))
+    count = _best(lambda: store.count(produced_by="fan-maker"))
+    assert store.count(produced_by="fan-maker") == fanout
+    print(f"versions(produced_by=) first page of {fanout}: {page * 1000:.2f} ms (target < 50 ms); "
+          f"versions(used_by=): {page_used * 1000:.2f} ms; count(produced_by=): "
+          f"{count * 1000:.2f} ms")
+    small = _best(lambda: store.versions(produced_by="chain-7", limit=50))
+    print(f"versions(produced_by=) of a run with one output: {small * 1000:.2f} ms")
+    store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/castore-bench-catalogue"))
@@ -190,6 +270,9 @@ def main() -> None:
     parser.add_argument("--no-durable", action="store_true")
     parser.add_argument("--skip-files", action="store_true")
     parser.add_argument("--skip-versions", action="store_true")
+    parser.add_argument("--runs", type=int, default=10000, help="length of the run chain")
+    parser.add_argument("--fanout", type=int, default=100000, help="versions of one run")
+    parser.add_argument("--skip-lineage", action="store_true")
     parser.add_argument(
         "--reuse-versions", action="store_true", help="measure an existing 100k catalogue"
     )
@@ -202,6 +285,8 @@ def main() -> None:
         bench_files(args.workdir, args.files, not args.no_durable)
     if not args.skip_versions:
         bench_versions(args.workdir, args.versions, args.reuse_versions)
+    if not args.skip_lineage:
+        bench_lineage(args.workdir, args.runs, args.fanout)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "Diff": "castore.models",
     "DiffEntry": "castore.models",
     "Draft": "castore.handles.version",
+    "Edge": "castore.models",
     "Digest": "castore.digest",
     "FileChangedError": "castore.errors",
     "Finding": "castore.models",
@@ -41,6 +42,7 @@ _LAZY: dict[str, str] = {
     "InvalidPathError": "castore.errors",
     "InvalidReferenceError": "castore.errors",
     "Leftover": "castore.models",
+    "Lineage": "castore.handles.lineage",
     "LockTimeoutError": "castore.errors",
     "Manifest": "castore.models",
     "Materializer": "castore.objects",
@@ -53,6 +55,8 @@ _LAZY: dict[str, str] = {
     "PruneReport": "castore.models",
     "ReadOnlyStoreError": "castore.errors",
     "RemoteError": "castore.errors",
+    "Run": "castore.handles.run",
+    "RunError": "castore.errors",
     "Store": "castore.store",
     "StoreConfig": "castore.models",
     "StoreDamagedError": "castore.errors",
@@ -76,6 +80,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from castore.digest import Digest
     from castore.errors import *  # noqa: F403
     from castore.handles.collection import Collection
+    from castore.handles.lineage import Lineage
+    from castore.handles.run import Run
     from castore.handles.version import ArtifactVersion, Draft
     from castore.models import *  # noqa: F403
     from castore.objects import Materializer, register_materializer

@@ -27,7 +27,8 @@ attributes and builds its own message::
     ├── ConfigurationError
     ├── UnsupportedFormatError
     ├── FileChangedError
-    └── MaterializerError (TypeError)
+    ├── MaterializerError (TypeError)
+    └── RunError
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "OutOfSpaceError",
     "ReadOnlyStoreError",
     "RemoteError",
+    "RunError",
     "StoreNotFoundError",
     "UnsafeTargetError",
     "UnsupportedFormatError",
@@ -288,3 +290,11 @@ class MaterializerError(CastoreError, TypeError):
         self, message: str, *, name: str | None = None, option: str | None = None
     ) -> None:
         super().__init__(message, name=name, option=option)
+
+
+class RunError(CastoreError):
+    """A run was asked to do what its state forbids: record an edge after it ended, take a
+    name another run holds, or use a version that descends from its own outputs."""
+
+    def __init__(self, message: str, *, run: str | None = None, state: str | None = None):
+        super().__init__(message, run=run, state=state)

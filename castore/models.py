@@ -17,6 +17,7 @@ __all__ = [
     "CompressionConfig",
     "Diff",
     "DiffEntry",
+    "Edge",
     "Finding",
     "FsckReport",
     "GCReport",
@@ -189,7 +190,20 @@ FindingKind = Literal[
     "unknown_version",
     "missing_marker",
     "config_missing",
+    "crashed_run",
 ]
+
+
+class Edge(BaseModel):
+    """One edge of a lineage graph: ``"produced"`` (run -> version) or ``"used"``
+    (version -> run). ``source`` and ``target`` are the node handles (``Run`` or
+    ``ArtifactVersion``) of the same :class:`~castore.Lineage`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    source: Any
+    target: Any
+    kind: Literal["produced", "used"]
 
 
 class Finding(_Record):

@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "_faults": 0,
     "_progress": 0,
+    "_process": 0,
     "digest": 1,
     "models": 1,
     "paths": 1,

@@ -44,6 +44,10 @@ API_NAMES = {
     "Page",
     "TypeInfo",
     "register_materializer",
+    "Run",
+    "RunError",
+    "Lineage",
+    "Edge",
 }
 
 

@@ -81,11 +81,17 @@ def commit_draft(
     *,
     aliases: Iterable[str] = (),
     tags: Iterable[str] = (),
+    producer: str | None = None,
 ) -> dict[str, Any]:
     """Commit the draft ``draft_id`` holding ``rows`` as the next version of its collection.
 
     If the content equals the current latest version's, no version is made: the draft is
     dropped and ``aliases`` and ``tags`` go to that version.
+
+    ``producer`` is the id of the run that made the draft (``run.draft()``): its
+    ``produced`` edge is recorded in the same transaction as the commit, before the version
+    document is written, so the document names the producer. A reused version keeps the
+    producer it has, if any.
 
     Returns:
         The catalogue row of the committed (or reused) version.
@@ -93,6 +99,7 @@ def commit_draft(
     Raises:
         NotFoundError: the draft was discarded or swept meanwhile.
         InvalidReferenceError: an alias or tag is malformed, or an alias is ``"latest"``.
+        RunError: the producing run has ended; nothing was committed.
     """
     aliases = [check_user_alias(a) for a in aliases]
     tags = tag_list(tags)
@@ -130,6 +137,8 @@ def commit_draft(
         for alias in aliases:
             catalog.set_alias(coll["id"], alias, version_id)
         catalog.add_tags(version_id, tags)
+        if producer is not None:
+            catalog.add_edge(producer, version_id, "produced")
         committed = catalog.get_version(version_id)
         assert committed is not None
         if not reuse:

@@ -60,6 +60,8 @@ class DraftWriter:
         self.type = type
         self._done = False  # finalized or discarded
         self._finalized = False
+        #: The id of the run whose output this draft is (``run.draft()``), or None.
+        self.producer: str | None = None
         self._entries: dict[str, Row] = {}
         self._dirs: dict[str, int] = {}  # directory -> number of files below it
         self._keys: dict[str, str] = {}  # collision key -> spelling (files and directories)
@@ -465,7 +467,7 @@ class DraftWriter:
         self._check_open()
         row = commit_draft(
             self._parts, self.id, self.collection, list(self._entries.values()),
-            aliases=aliases, tags=tags,
+            aliases=aliases, tags=tags, producer=self.producer,
         )
         self._done = self._finalized = True
         return row

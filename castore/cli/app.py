@@ -20,6 +20,7 @@ from castore.cli import (
     verbs_care,
     verbs_drafts,
     verbs_materialize,
+    verbs_runs,
     verbs_store,
     verbs_versions,
 )
@@ -138,6 +139,9 @@ VERBS: tuple[click.Command, ...] = (
     verbs_care.fsck,
     verbs_care.du,
     verbs_drafts.drafts,
+    # experiment tracking
+    verbs_runs.runs,
+    verbs_runs.lineage,
 )
 
 for _verb in VERBS:

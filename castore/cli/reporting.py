@@ -62,6 +62,7 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
          "give more digest characters, or a NAME:vN ref"),
         (e.AliasConflictError, EXIT_CONFLICT, None),
         (e.VersionConflictError, EXIT_CONFLICT, None),
+        (e.RunError, EXIT_CONFLICT, "list runs and their states with `castore runs`"),
         (e.LockTimeoutError, EXIT_LOCK,
          "another castore process holds the store; retry when it is done"),
         (e.UnsafeTargetError, EXIT_OTHER,

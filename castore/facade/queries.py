@@ -10,6 +10,7 @@ from castore.errors import NotFoundError
 from castore.facade.base import StoreBase
 from castore.handles.collection import Collection
 from castore.handles.query import resolve_ref, version_filters
+from castore.handles.run import Run, run_id_of
 from castore.handles.version import ArtifactVersion, Draft
 from castore.models import Diff, Page, TypeInfo
 from castore.worktree import operations
@@ -97,6 +98,8 @@ class QueriesMixin(StoreBase):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         match: str = "all",
+        produced_by: str | Run | None = None,
+        used_by: str | Run | None = None,
         sort: str | list[str] = "-created_at",
         limit: int | None = 50,
         offset: int = 0,
@@ -106,14 +109,16 @@ class QueriesMixin(StoreBase):
         ``state`` and the hiding of expired versions always apply; ``match`` (``"all"`` or
         ``"any"``) combines the other filters; ``tags`` means all of them (any with
         ``match="any"``). ``sort`` takes ``created_at``, ``updated_at``, ``size``, ``number``,
-        ``name``, ``-`` for descending, several separated by commas.
+        ``name``, ``-`` for descending, several separated by commas. ``produced_by`` and
+        ``used_by`` take a run (handle, id or name): the versions it produced or used.
 
         Example:
             >>> page = store.versions(type="model", metadata={"split": "train"})  # doctest: +SKIP
             >>> page.total, page.has_more  # doctest: +SKIP
         """
-        filters = version_filters(
-            collection, type, tags, alias, state, metadata, created_after, created_before, match
+        filters = self._filters(
+            collection, type, tags, alias, state, metadata, created_after, created_before, match,
+            produced_by=produced_by, used_by=used_by,
         )
         if (limit is not None and limit < 0) or offset < 0:
             raise ValueError(f"limit and offset must not be negative ({limit}, {offset})")
@@ -138,12 +143,23 @@ class QueriesMixin(StoreBase):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         match: str = "all",
+        produced_by: str | Run | None = None,
+        used_by: str | Run | None = None,
     ) -> int:
         """How many versions :meth:`versions` would list with the same filters."""
-        filters = version_filters(
-            collection, type, tags, alias, state, metadata, created_after, created_before, match
+        filters = self._filters(
+            collection, type, tags, alias, state, metadata, created_after, created_before, match,
+            produced_by=produced_by, used_by=used_by,
         )
         return self.catalog.count_versions(**filters)
+
+    def _filters(
+        self, *args: Any, produced_by: str | Run | None, used_by: str | Run | None
+    ) -> dict[str, Any]:
+        filters = version_filters(*args)
+        filters["produced_by"] = None if produced_by is None else run_id_of(self.parts, produced_by)
+        filters["used_by"] = None if used_by is None else run_id_of(self.parts, used_by)
+        return filters
 
     def latest(self, type: str | None = None) -> list[ArtifactVersion]:
         """The newest live version of every collection (of ``type``), by collection name."""

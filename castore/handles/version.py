@@ -20,6 +20,7 @@ from castore._progress import ProgressArg
 from castore.artifact.commit import check_metadata, draft_from_version
 from castore.artifact.writer import DraftWriter
 from castore.errors import IntegrityError, NotFoundError, VerificationError
+from castore.handles.run import Run, VersionHandles
 from castore.handles.times import seconds, to_datetime
 from castore.models import Manifest, ManifestEntry, VerifyReport
 from castore.objects import load_version
@@ -27,7 +28,7 @@ from castore.refs import check_user_alias, tag_list
 from castore.worktree import operations
 from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
 
-__all__ = ["UNSET", "ArtifactVersion", "Draft"]
+__all__ = ["HANDLES", "UNSET", "ArtifactVersion", "Draft"]
 
 #: The default of optional keyword arguments where None is a meaningful value.
 UNSET: Any = object()
@@ -511,13 +512,15 @@ class ArtifactVersion:
         )
         self.refresh()
 
-    def logged_by(self) -> None:
-        """The run that produced this version, or None (runs are not recorded yet)."""
-        return None
+    def logged_by(self) -> Run | None:
+        """The run that produced this version, or None."""
+        rows = self._parts.catalog.runs_of_version(self.id, "produced")
+        return Run(self._parts, rows[0], HANDLES) if rows else None
 
-    def used_by(self) -> list[object]:
-        """The runs that used this version (none recorded yet)."""
-        return []
+    def used_by(self) -> list[Run]:
+        """The runs that used this version, oldest first."""
+        rows = self._parts.catalog.runs_of_version(self.id, "used")
+        return [Run(self._parts, row, HANDLES) for row in rows]
 
     # -- identity --------------------------------------------------------------------------
 
@@ -580,3 +583,7 @@ class Draft(DraftWriter):
                 self.finalize()
         elif not self._done:
             self.discard()
+
+
+#: The version handles a :class:`~castore.handles.run.Run` makes.
+HANDLES = VersionHandles(version=ArtifactVersion, draft=Draft)

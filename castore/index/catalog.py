@@ -8,7 +8,8 @@ package is split by concept, and :class:`Catalog` gathers it for the layers abov
 - ``migrations``: the schema, numbered steps;
 - ``collection``, ``versions``, ``aliases``, ``entries``: the writes and reads of each table;
 - ``queries``: reads of version rows and the ``Store.versions`` listing;
-- ``statcache``: the stat cache; ``maintenance``: what gc, prune, fsck and stats ask.
+- ``statcache``: the stat cache; ``maintenance``: what gc, prune, fsck and stats ask;
+- ``runs``: runs, their edges to versions, and the lineage walk.
 
 The operations are module functions over a ``Database``; :class:`Catalog` *is* a ``Database``
 and lists each function once as a method, so ``catalog.get_version(id)`` and
@@ -29,6 +30,7 @@ from castore.index import collection as _collection
 from castore.index import entries as _entries
 from castore.index import migrations as _migrations
 from castore.index import queries as _queries
+from castore.index import runs as _runs
 from castore.index import versions as _versions
 from castore.index.database import DEFAULT_TIMEOUT, Database
 from castore.index.ids import now_us, uuid7
@@ -126,3 +128,21 @@ class Catalog(Database):
     iter_entries = _entries.iter_entries
     get_entry = _entries.get_entry
     referenced_digests = _entries.referenced_digests
+
+    # -- runs and lineage (runs.py) --------------------------------------------------------
+    create_run = _runs.create_run
+    get_run = _runs.get_run
+    find_run = _runs.find_run
+    crashed_running_ids = _runs.crashed_running_ids
+    end_run = _runs.end_run
+    mark_crashed = _runs.mark_crashed
+    merge_summary = _runs.merge_summary
+    query_runs = _runs.query_runs
+    add_edge = _runs.add_edge
+    edge_versions = _runs.edge_versions
+    versions_by_ids = _runs.versions_by_ids
+    runs_by_ids = _runs.runs_by_ids
+    runs_of_version = _runs.runs_of_version
+    lineage_edges = _runs.lineage_edges
+    export_run_records = _runs.export_run_records
+    import_run_records = _runs.import_run_records

@@ -175,12 +175,9 @@ def prune_candidates(
         )
         params["keep"] = keep_last
     if only_unused:
+        # "Unused" as ZenML means it: no run used it and no run produced it.
         where.append("v.producer IS NULL")
-        for table in ("run_inputs", "run_uses", "inputs"):
-            if has_table(catalog, table):
-                cols = {r[1] for r in catalog.execute(f"PRAGMA table_info({table})")}
-                if "version_id" in cols:
-                    where.append(f"NOT EXISTS (SELECT 1 FROM {table} u WHERE u.version_id = v.id)")
+        where.append("NOT EXISTS (SELECT 1 FROM run_edges u WHERE u.version_id = v.id)")
     return catalog.all_rows(
         f"{VERSION_SELECT} WHERE {' AND '.join(where)} ORDER BY c.name, v.number", params
     )

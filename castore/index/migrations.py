@@ -229,8 +229,68 @@ def _v4(db: Database) -> None:
     db.table("entries").add_column("executable", int, not_null_default=0)
 
 
+def _v5(db: Database) -> None:
+    # Runs and lineage (offline experiment tracking). A run is never deleted (gc and prune
+    # leave it); an edge names a version by id without a foreign key, so deleting the version,
+    # or its whole collection, keeps the edge: triggers mark it ``version_deleted`` and the
+    # edge keeps the collection and number it pointed at, for lineage to show.
+    db.table("runs").create(
+        {
+            "id": str,
+            "name": str,
+            "state": str,  # RUNNING | FINISHED | FAILED | CRASHED
+            "metadata": str,
+            "summary": str,
+            "host": str,
+            "pid": int,
+            "process_start": str,  # "<boot id>:<start ticks>" (castore._process)
+            "started_at": int,
+            "ended_at": int,
+            "error": str,
+        },
+        pk="id",
+        not_null={"name", "state", "metadata", "summary", "started_at"},
+        defaults={"metadata": "{}", "summary": "{}"},
+    )
+    db.table("runs").create_index(["name"], unique=True)
+    db.table("runs").create_index(["state", "started_at"])
+    db.table("runs").create_index(["started_at"])
+    db.table("run_edges").create(
+        {
+            "run_id": str,
+            "version_id": str,
+            "kind": str,  # used | produced
+            "at": int,
+            "collection": str,
+            "number": int,
+            "version_deleted": int,
+        },
+        pk=("run_id", "version_id", "kind"),
+        foreign_keys=[("run_id", "runs", "id")],
+        not_null={"run_id", "version_id", "kind", "at"},
+        defaults={"version_deleted": 0},
+    )
+    db.table("run_edges").create_index(["version_id", "kind", "run_id"])
+    db.table("run_edges").create_index(["run_id", "kind", "version_id"])
+    # sqlite-utils cannot write a partial index or a trigger: raw SQL for those.
+    _script(
+        db,
+        """
+        CREATE UNIQUE INDEX idx_run_edges_one_producer ON run_edges(version_id)
+            WHERE kind = 'produced';
+        CREATE TRIGGER run_edges_version_deleted AFTER UPDATE OF state ON versions
+            WHEN NEW.state = 'DELETED' BEGIN
+            UPDATE run_edges SET version_deleted = 1 WHERE version_id = NEW.id;
+        END;
+        CREATE TRIGGER run_edges_version_gone AFTER DELETE ON versions BEGIN
+            UPDATE run_edges SET version_deleted = 1 WHERE version_id = OLD.id;
+        END;
+        """,
+    )
+
+
 def _reserved(db: Database) -> None:
-    # Steps 5-7 belong to work merged separately (runs, transfers, queries); until each lands,
+    # Steps 6-7 belong to work merged separately (transfers, queries); until each lands,
     # its number is held by this no-op so step 8 keeps its number.
     del db
 
@@ -244,7 +304,7 @@ def _v8(db: Database) -> None:
 
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
 MIGRATIONS: list[Callable[[Database], None]] = [
-    _v1, _v2, _v3, _v4, _reserved, _reserved, _reserved, _v8
+    _v1, _v2, _v3, _v4, _v5, _reserved, _reserved, _v8
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -65,6 +65,8 @@ def build_where(
     created_before: int | None,
     match: str,
     now: int,
+    produced_by: str | None = None,
+    used_by: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The WHERE clause and parameters of a version query (``Store.versions`` filters).
 
@@ -149,6 +151,18 @@ def build_where(
     if created_before is not None:
         filters.append("v.created_at < :before")
         params["before"] = created_before
+    # Runs (by id): the (run_id, kind, version_id) index of run_edges lists their versions.
+    if produced_by is not None:
+        filters.append(
+            "v.id IN (SELECT version_id FROM run_edges WHERE run_id = :produced_by "
+            "AND kind = 'produced')"
+        )
+        params["produced_by"] = produced_by
+    if used_by is not None:
+        filters.append(
+            "v.id IN (SELECT version_id FROM run_edges WHERE run_id = :used_by AND kind = 'used')"
+        )
+        params["used_by"] = used_by
     where = " AND ".join(always)
     if filters:
         joiner = " AND " if match == "all" else " OR "

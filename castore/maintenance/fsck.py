@@ -13,14 +13,15 @@ Findings use a fixed vocabulary (``models.FindingKind``); errors make ``ok`` Fal
 | ``stale_tmp`` | warning | a temp file left by a crash, older than the grace (gc removes it) |
 | ``recent_tmp`` | warning | a younger temp file: a write in flight or left by a crash |
 | ``stale_draft`` | warning | a draft gc discards: its process is gone, or it is a day old |
+| ``crashed_run`` | warning | a run still ``RUNNING`` whose process is gone (host, pid, start) |
 
 Leftovers are judged by the rule gc applies (``gc.leftovers``), and their findings carry
 ``size`` and ``age``: after 67 kills, 16 drafts and 926 temp files held space unreported.
 
 ``repair=True`` quarantines corrupt blobs (moved to ``quarantine/``, never deleted), flags the
 versions that need a missing or corrupt blob as damaged (and clears the flag once their blobs
-are whole again), removes stale temp files and rebuilds a damaged catalogue from the manifest
-blobs (the damaged file is kept beside it).
+are whole again), stores ``CRASHED`` for runs whose process is gone, removes stale temp files
+and rebuilds a damaged catalogue from the manifest blobs (the damaged file is kept beside it).
 """
 
 from __future__ import annotations
@@ -161,6 +162,30 @@ def fsck(
                 repaired=True,
             )
         return report
+
+
+def _crashed_runs(store: Parts, *, repair: bool) -> list[Finding]:
+    """Runs stored ``RUNNING`` whose process is gone: reported, and with repair stored
+    ``CRASHED`` (never left ``RUNNING`` forever)."""
+    catalog = store.catalog
+    ids = catalog.crashed_running_ids()
+    fixed = bool(ids) and repair and catalog.mark_crashed(ids) > 0
+    findings = []
+    for run_id in ids:
+        row = catalog.get_run(run_id)
+        assert row is not None
+        findings.append(
+            Finding(
+                kind="crashed_run",
+                severity="warning",
+                ref=str(row["name"]),
+                message=f"run {row['name']!r} is RUNNING but its process {row['pid']} on "
+                f"{row['host']} is gone: it crashed"
+                + ("; recorded as CRASHED" if fixed else "; fsck(repair=True) records it"),
+                repaired=fixed,
+            )
+        )
+    return findings
 
 
 def _catalogue_lost(store: Parts) -> bool:
@@ -331,6 +356,9 @@ def _check(store: Parts, *, repair: bool) -> FsckReport:
     findings.extend(
         _leftover_finding(item, now=False) for item in later if item.kind == "tmp_file"
     )
+
+    findings.extend(_crashed_runs(store, repair=repair and not store.read_only))
+    repaired = repaired or any(f.repaired for f in findings if f.kind == "crashed_run")
 
     if repair and not store.read_only:
         hurt = {vid for d in [*missing, *corrupt] for vid, _, _ in users.get(d, [])}
