@@ -72,8 +72,9 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from castore.digest import Digest
     from castore.errors import *  # noqa: F403
-    from castore.handles.collection import Collection
-    from castore.handles.version import ArtifactVersion, Draft
+    from castore.handles.collection import Collection as Collection
+    from castore.handles.version import ArtifactVersion as ArtifactVersion
+    from castore.handles.version import Draft as Draft
     from castore.models import *  # noqa: F403
     from castore.store import Store as Store
     from castore.store import init as init
