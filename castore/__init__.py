@@ -21,6 +21,11 @@ _LAZY: dict[str, str] = {
     "AliasEvent": "castore.models",
     "ArtifactFinalizedError": "castore.errors",
     "ArtifactVersion": "castore.handles.version",
+    "AsyncArtifactVersion": "castore.aio",
+    "AsyncCollection": "castore.aio",
+    "AsyncDraft": "castore.aio",
+    "AsyncReader": "castore.aio",
+    "AsyncStore": "castore.aio",
     "BlobStat": "castore.models",
     "BundleError": "castore.errors",
     "CastoreError": "castore.errors",
@@ -64,12 +69,19 @@ _LAZY: dict[str, str] = {
     "VersionConflictError": "castore.errors",
     "init": "castore.store",
     "open": "castore.store",
+    "open_async": "castore.aio",
     "repair": "castore.store",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from castore.aio import AsyncArtifactVersion as AsyncArtifactVersion
+    from castore.aio import AsyncCollection as AsyncCollection
+    from castore.aio import AsyncDraft as AsyncDraft
+    from castore.aio import AsyncReader as AsyncReader
+    from castore.aio import AsyncStore as AsyncStore
+    from castore.aio import open_async as open_async
     from castore.digest import Digest
     from castore.errors import *  # noqa: F403
     from castore.handles.collection import Collection as Collection
