@@ -281,6 +281,8 @@ class SeekableReader(io.RawIOBase):
             buffer[done : done + take] = chunk[offset : offset + take]
             done += take
             self._pos += take
+            if done and len(buffer) <= SEEK_CHUNK:
+                break  # a short read (allowed for raw IO): a small read costs one chunk
         return done
 
     def _chunk(self, index: int) -> bytes:
