@@ -21,6 +21,11 @@ _LAZY: dict[str, str] = {
     "AliasEvent": "castore.models",
     "ArtifactFinalizedError": "castore.errors",
     "ArtifactVersion": "castore.handles.version",
+    "AsyncArtifactVersion": "castore.aio",
+    "AsyncCollection": "castore.aio",
+    "AsyncDraft": "castore.aio",
+    "AsyncReader": "castore.aio",
+    "AsyncStore": "castore.aio",
     "BlobStat": "castore.models",
     "BundleError": "castore.errors",
     "CastoreError": "castore.errors",
@@ -71,18 +76,26 @@ _LAZY: dict[str, str] = {
     "init": "castore.store",
     "open": "castore.store",
     "register_materializer": "castore.objects",
+    "open_async": "castore.aio",
     "repair": "castore.store",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from castore.aio import AsyncArtifactVersion as AsyncArtifactVersion
+    from castore.aio import AsyncCollection as AsyncCollection
+    from castore.aio import AsyncDraft as AsyncDraft
+    from castore.aio import AsyncReader as AsyncReader
+    from castore.aio import AsyncStore as AsyncStore
+    from castore.aio import open_async as open_async
     from castore.digest import Digest
     from castore.errors import *  # noqa: F403
-    from castore.handles.collection import Collection
-    from castore.handles.lineage import Lineage
-    from castore.handles.run import Run
-    from castore.handles.version import ArtifactVersion, Draft
+    from castore.handles.collection import Collection as Collection
+    from castore.handles.lineage import Lineage as Lineage
+    from castore.handles.run import Run as Run
+    from castore.handles.version import ArtifactVersion as ArtifactVersion
+    from castore.handles.version import Draft as Draft
     from castore.models import *  # noqa: F403
     from castore.objects import Materializer, register_materializer
     from castore.store import Store as Store

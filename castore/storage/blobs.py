@@ -70,6 +70,7 @@ from castore.storage.hashing import (
     new_hasher,
 )
 from castore.storage.layout import Layout
+from castore.storage.seekable import SeekableReader, buffered
 
 __all__ = ["BlobStore", "PutResult", "StagedBlob"]
 
@@ -478,7 +479,11 @@ class BlobStore:
     # -- reading -------------------------------------------------------------------------
 
     def open(self, digest: str, *, size: int | None = None) -> io.BufferedReader:
-        """A streaming reader of a blob's content that checks digest and size at the end.
+        """A seekable reader of a blob's content; every byte it returns is checked.
+
+        Read from the start to the end, it streams and checks digest and size at the end (as
+        before); a read after a seek checks the whole blob once (cached for this process),
+        then every chunk it returns (see :mod:`castore.storage.seekable`).
 
         Args:
             digest: the blob.
@@ -492,12 +497,22 @@ class BlobStore:
         path, codec = self._require(digest)
         if size is None:
             size = os.stat(path).st_size if codec == "raw" else content_size(path)
-        raw = VerifyingReader(
-            self._decoded(path, codec, size), digest=digest, size=size, what=f"blob {digest}"
+        if size < 0:
+            # A zstd blob without its size trailer: stream it (not seekable) as before.
+            stream = VerifyingReader(
+                self._decoded(path, codec, None), digest=digest, size=-1, what=f"blob {digest}"
+            )
+            return io.BufferedReader(stream, CHUNK_SIZE)
+        cap = size
+        raw = SeekableReader(
+            str(path),
+            zstd=codec == "zstd",
+            open_source=lambda: self._decoded(path, codec, cap),
+            digest=digest,
+            size=size,
+            what=f"blob {digest}",
         )
-        # A buffer no larger than the content: most blobs are small, and allocating 4 MiB
-        # per open dominated reading them.
-        return io.BufferedReader(raw, max(8192, min(CHUNK_SIZE, raw.expected_size + 1)))
+        return buffered(raw)
 
     def read_bytes(self, digest: str, *, size: int | None = None) -> bytes:
         """The whole content of a (small) blob, verified."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import os
 import stat
 import threading
@@ -36,7 +35,8 @@ from castore.storage.fsutil import translate_oserror
 # Every byte a checkout or download writes goes through this one name, so tests
 # (tests/harness.py enospc_after(at="checkout")) can fill the disk mid-file.
 from castore.storage.fsutil import write_all as _write_all
-from castore.storage.hashing import VerifyingReader, new_hasher
+from castore.storage.hashing import new_hasher
+from castore.storage.seekable import SeekableReader, buffered
 from castore.worktree.entries import Entry
 
 if TYPE_CHECKING:
@@ -355,7 +355,9 @@ def ref_path(entry: Entry) -> Path:
 
 
 def open_source(blobs: BlobStore, entry: Entry) -> BinaryIO:
-    """A streaming reader of one entry's content; digest and size are checked at EOF.
+    """A seekable reader of one entry's content (:class:`castore.storage.seekable.SeekableReader`):
+    read straight through, digest and size are checked at EOF; a read after a seek checks the
+    whole content once, then every chunk it returns.
 
     Raises:
         NotFoundError: the blob (or referenced file) is missing.
@@ -364,16 +366,21 @@ def open_source(blobs: BlobStore, entry: Entry) -> BinaryIO:
     """
     if entry.ref is not None:
         path = ref_path(entry)
+        what = f"the file {str(path)!r} referenced by {entry.path!r}"
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - the reader owns it
+            reader = SeekableReader(
+                str(path),
+                zstd=False,
+                open_source=lambda: open(path, "rb"),  # noqa: SIM115 - the reader owns it
+                digest=entry.digest,
+                size=entry.size,
+                what=what,
+            )
         except FileNotFoundError as exc:
             raise NotFoundError(
                 f"the file {str(path)!r} referenced by {entry.path!r} is missing", ref=entry.ref
             ) from exc
-        what = f"the file {str(path)!r} referenced by {entry.path!r}"
-        return io.BufferedReader(
-            VerifyingReader(fh, digest=entry.digest, size=entry.size, what=what), CHUNK
-        )
+        return buffered(reader)
     if entry.digest is None:
         raise IntegrityError(f"entry {entry.path!r} has neither a digest nor a reference")
     return blobs.open(entry.digest, size=entry.size)
