@@ -15,6 +15,7 @@ from castore.errors import (
 )
 from castore.facade.maintenance import MaintenanceMixin
 from castore.facade.queries import QueriesMixin
+from castore.facade.transfer import TransferMixin
 from castore.maintenance import rebuild
 from castore.models import (
     Finding,
@@ -37,7 +38,7 @@ def default_path() -> Path:
     return Path(os.environ.get("CASTORE_HOME") or DEFAULT_HOME).expanduser()
 
 
-class Store(QueriesMixin, MaintenanceMixin):
+class Store(QueriesMixin, MaintenanceMixin, TransferMixin):
     """An open castore store: a directory of blobs and a SQLite catalogue.
 
     Use :func:`castore.open` or :func:`castore.init` to get one. A ``Store`` is safe to share

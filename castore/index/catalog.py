@@ -29,6 +29,7 @@ from castore.index import collection as _collection
 from castore.index import entries as _entries
 from castore.index import migrations as _migrations
 from castore.index import queries as _queries
+from castore.index import transfer as _transfer
 from castore.index import versions as _versions
 from castore.index.database import DEFAULT_TIMEOUT, Database
 from castore.index.ids import now_us, uuid7
@@ -126,3 +127,11 @@ class Catalog(Database):
     iter_entries = _entries.iter_entries
     get_entry = _entries.get_entry
     referenced_digests = _entries.referenced_digests
+
+    # -- offline transfer (transfer.py) ----------------------------------------------------
+    known_sha256 = _transfer.known_sha256
+    remember_sha256 = _transfer.remember_sha256
+    add_remote = _transfer.add_remote
+    get_remote = _transfer.get_remote
+    list_remotes = _transfer.list_remotes
+    remove_remote = _transfer.remove_remote
