@@ -21,6 +21,7 @@ from castore.cli import (
     verbs_drafts,
     verbs_materialize,
     verbs_store,
+    verbs_transfer,
     verbs_versions,
 )
 from castore.cli.common import EXIT_INTERRUPTED, EXIT_OTHER, CliError, State
@@ -138,6 +139,12 @@ VERBS: tuple[click.Command, ...] = (
     verbs_care.fsck,
     verbs_care.du,
     verbs_drafts.drafts,
+    # moving versions between machines
+    verbs_transfer.export,
+    verbs_transfer.import_,
+    verbs_transfer.push,
+    verbs_transfer.pull,
+    verbs_transfer.remote,
 )
 
 for _verb in VERBS:

@@ -62,6 +62,9 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
          "give more digest characters, or a NAME:vN ref"),
         (e.AliasConflictError, EXIT_CONFLICT, None),
         (e.VersionConflictError, EXIT_CONFLICT, None),
+        (e.BundleError, EXIT_VERIFY, "the bundle or remote is damaged or not castore's; "
+         "nothing was imported"),
+        (e.RemoteError, EXIT_OTHER, "check the remote's path or URL"),
         (e.LockTimeoutError, EXIT_LOCK,
          "another castore process holds the store; retry when it is done"),
         (e.UnsafeTargetError, EXIT_OTHER,

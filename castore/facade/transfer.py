@@ -99,9 +99,13 @@ def _remote_names(refs: list[str] | None, available: dict[str, Descriptor]) -> d
     chosen = {}
     for ref in refs:
         name = ref if ":" in ref else f"{ref}:{LATEST}"
-        if name not in available:
-            raise NotFoundError(f"the remote has no {name!r}", ref=ref)
-        chosen[name] = available[name]
+        tag = name.replace(":", "-", 1)  # the registry form (skopeo's oci: directories)
+        if name in available:
+            chosen[name] = available[name]
+        elif tag in available:
+            chosen[tag] = available[tag]
+        else:
+            raise NotFoundError(f"the remote has no {name!r} (nor {tag!r})", ref=ref)
     return chosen
 
 

@@ -64,7 +64,9 @@ class TarSink:
         self.durable = durable
         self._partial = self.path.with_name(self.path.name + ".partial")
         self._fh = open(self._partial, "wb")  # noqa: SIM115 - closed in finish or abort
-        self._tar = tarfile.open(fileobj=self._fh, mode="w|", format=tarfile.USTAR_FORMAT)
+        self._tar = tarfile.open(  # noqa: SIM115 - closed in finish
+            fileobj=self._fh, mode="w|", format=tarfile.USTAR_FORMAT
+        )
         self._written: set[str] = set()
         self._refs: dict[str, Descriptor] = {}
         self._tar.addfile(_info("oci-layout", len(LAYOUT_DOC)), io.BytesIO(LAYOUT_DOC))

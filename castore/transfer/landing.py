@@ -110,6 +110,13 @@ def _version(source: Source, desc: Descriptor, algorithm: str) -> tuple[dict[str
     return doc, manifest
 
 
+def _canonical(name: str, collection: str) -> str:
+    """``collection:selector`` from a ref name or a registry tag ``collection-selector``."""
+    if ":" not in name and name.startswith(collection + "-"):
+        return f"{collection}:{name[len(collection) + 1:]}"
+    return name
+
+
 def _member_path(name: str, what: str) -> str:
     try:
         return validate_path(name)
@@ -155,16 +162,14 @@ def land(
     catalog, blobs = parts.catalog, parts.blobs
     incoming: dict[str, Incoming] = {}
     for name, desc in sorted(names.items()):
-        parsed = split_ref_name(name)
-        if parsed is None:
-            continue
         item = incoming.get(desc.digest)
         if item is None:
             doc, manifest = _version(source, desc, parts.algorithm)
             item = incoming[desc.digest] = Incoming(doc, desc)
             item.rows = doc["entries"]
             item.doc["_manifest"] = manifest
-        if parsed[0] != item.doc["collection"]:
+        parsed = split_ref_name(_canonical(name, item.doc["collection"]))
+        if parsed is None or parsed[0] != item.doc["collection"]:
             raise BundleError(f"ref {name!r} of {source.what} names a version of "
                               f"{item.doc['collection']!r}")
         if parsed[2] is not None and parsed[2] != LATEST:
