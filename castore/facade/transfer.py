@@ -14,11 +14,12 @@ from castore.handles.query import resolve_ref
 from castore.models import RemoteInfo, RemoteVersion, TransferReport
 from castore.refs import LATEST, parse_ref, validate_name
 from castore.transfer import outbound
+from castore.transfer.backends import open_remote
 from castore.transfer.bundle import TarSink, bundle_source, stage_bundle
 from castore.transfer.inbound import remote_source
 from castore.transfer.landing import land
 from castore.transfer.oci import ANN_COLLECTION, ANN_DIGEST, ANN_ID, ANN_NUMBER, Descriptor
-from castore.transfer.remote import Remote, open_remote
+from castore.transfer.remote import Remote
 
 __all__ = ["Remotes", "TransferMixin"]
 

@@ -17,14 +17,11 @@ remote implements it now; the S3 and OCI-registry backends implement the same me
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from castore.errors import ConfigurationError
 from castore.transfer.oci import Descriptor
 
-__all__ = ["Remote", "RefToken", "open_remote"]
+__all__ = ["RefToken", "Remote"]
 
 #: What :meth:`Remote.get_ref` hands out and :meth:`Remote.set_ref` checks (opaque).
 RefToken = Any
@@ -79,23 +76,3 @@ class Remote(Protocol):
     def close(self) -> None:
         """Release connections and locks."""
         ...
-
-
-def open_remote(url: str, options: dict[str, Any] | None = None) -> Remote:
-    """The remote at ``url``: a directory path or ``file://`` URL (S3 and OCI come later).
-
-    Raises:
-        ConfigurationError: a scheme castore cannot reach (yet), naming it.
-    """
-    from castore.transfer.directory import DirectoryRemote
-
-    options = dict(options or {})
-    if url.startswith("file://"):
-        return DirectoryRemote(Path(url.removeprefix("file://")))
-    scheme, sep, _ = url.partition("://")
-    if (sep and scheme.isalnum()) or scheme in ("oci+http",):
-        raise ConfigurationError(
-            f"remote {url!r}: the {scheme}:// backend is not available in this castore; "
-            "use a directory path"
-        )
-    return DirectoryRemote(Path(os.path.expanduser(url)))
