@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import in_child, mbps, print_table, timed, verdict  # noqa: E402
+from _common import in_child, mbps, print_table, timed, verdict
 
 
 def make_tree(root: Path, small: int, big_mib: int, seed: int = 0) -> int:

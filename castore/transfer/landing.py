@@ -174,6 +174,9 @@ def land(
                               f"{item.doc['collection']!r}")
         if parsed[2] is not None and parsed[2] != LATEST:
             item.aliases.append(parsed[2])
+    if bar.total == 0:  # a pull learns the size once the manifests are read
+        bar.total = sum(
+            layer.size for item in incoming.values() for layer in item.doc["_manifest"].layers)
     result = Result(versions=[])
     cleanup: list[StagedBlob] = []
     published: list[tuple[str, str, int]] = []
@@ -208,6 +211,10 @@ def _stage_version(parts: Parts, source: Source, item: Incoming, result: Result,
     if existing is not None and existing["state"] == "COMMITTED":
         item.present = True
         return
+    if existing is not None:
+        raise VersionConflictError(
+            f"version {doc['id']} ({ref}) is {existing['state'].lower()} in this store; it "
+            "cannot come back under the same id", ref=ref)
     arrived: dict[str, StagedBlob] = {}
     for layer in manifest.layers:
         what = f"layer {layer.digest} of {ref} in {source.what}"
