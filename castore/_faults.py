@@ -30,6 +30,14 @@ LABELS = (
     "checkout.tmp_written",
     "checkout.renamed",
     "checkout.extra_removed",
+    "import.staged",
+    "import.published",
+    "import.markers_written",
+    "push.blob_sent",
+    "push.manifests_sent",
+    "remote.blob_written",
+    "remote.blob_renamed",
+    "remote.ref_locked",
 )
 
 _hits: Counter[str] = Counter()

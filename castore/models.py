@@ -26,8 +26,11 @@ __all__ = [
     "ManifestEntry",
     "Page",
     "PruneReport",
+    "RemoteInfo",
+    "RemoteVersion",
     "StoreConfig",
     "StoreStats",
+    "TransferReport",
     "TypeInfo",
     "VerifyReport",
 ]
@@ -245,6 +248,39 @@ class TypeInfo(_Record):
     name: str
     collections: int
     versions: int
+
+
+class TransferReport(_Record):
+    """What an export, import, push or pull moved.
+
+    ``versions`` are the references of the versions carried (``"mnist:v3"``). "Blobs" are file
+    contents (not manifests or configs); "sent" means written to the other side (for import
+    and pull: into this store), "skipped" means the other side already held them.
+    """
+
+    versions: list[str] = []
+    blobs_sent: int = 0
+    bytes_sent: int = 0
+    blobs_skipped: int = 0
+    bytes_skipped: int = 0
+    seconds: float = 0.0
+
+
+class RemoteVersion(_Record):
+    """A version a remote holds: its reference, id, castore artifact digest and aliases."""
+
+    ref: str
+    id: str
+    digest: str
+    aliases: list[str] = []
+
+
+class RemoteInfo(_Record):
+    """A named remote of the store (``store.remotes``): its URL and connection options."""
+
+    name: str
+    url: str
+    options: dict[str, Any] = {}
 
 
 class Page(BaseModel, Generic[T]):

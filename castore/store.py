@@ -17,6 +17,7 @@ from castore.facade.maintenance import MaintenanceMixin
 from castore.facade.objects import ObjectsMixin
 from castore.facade.queries import QueriesMixin
 from castore.facade.runs import RunsMixin
+from castore.facade.transfer import TransferMixin
 from castore.maintenance import rebuild
 from castore.models import (
     Finding,
@@ -39,7 +40,7 @@ def default_path() -> Path:
     return Path(os.environ.get("CASTORE_HOME") or DEFAULT_HOME).expanduser()
 
 
-class Store(QueriesMixin, RunsMixin, MaintenanceMixin, ObjectsMixin):
+class Store(QueriesMixin, RunsMixin, MaintenanceMixin, ObjectsMixin, TransferMixin):
     """An open castore store: a directory of blobs and a SQLite catalogue.
 
     Use :func:`castore.open` or :func:`castore.init` to get one. A ``Store`` is safe to share

@@ -345,7 +345,27 @@ def _scenario_count(store_path: str, counter: str, times: str) -> None:
             path.write_text(str(value + 1))
 
 
+def _scenario_import(store_path: str, bundle: str) -> None:
+    """Import a bundle (crash tests of import)."""
+    with castore.open(store_path) as store:
+        store.import_bundle(bundle)
+        print("done", flush=True)
+
+
+def _scenario_push(store_path: str, remote: str, force: str = "0") -> None:
+    """Push everything (crash and concurrency tests of push); print the outcome."""
+    with castore.open(store_path) as store:
+        try:
+            store.push(remote, force=force == "1")
+        except castore.AliasConflictError:
+            print("conflict", flush=True)
+            return
+        print("done", flush=True)
+
+
 SCENARIOS: dict[str, Callable[..., None]] = {
+    "import": _scenario_import,
+    "push": _scenario_push,
     "crash_ops": _scenario_crash_ops,
     "writer": _scenario_writer,
     "gc_loop": _scenario_gc_loop,

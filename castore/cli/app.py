@@ -22,6 +22,7 @@ from castore.cli import (
     verbs_materialize,
     verbs_runs,
     verbs_store,
+    verbs_transfer,
     verbs_versions,
 )
 from castore.cli.common import EXIT_INTERRUPTED, EXIT_OTHER, CliError, State
@@ -142,6 +143,12 @@ VERBS: tuple[click.Command, ...] = (
     # experiment tracking
     verbs_runs.runs,
     verbs_runs.lineage,
+    # moving versions between machines
+    verbs_transfer.export,
+    verbs_transfer.import_,
+    verbs_transfer.push,
+    verbs_transfer.pull,
+    verbs_transfer.remote,
 )
 
 for _verb in VERBS:

@@ -63,6 +63,9 @@ def classify(exc: BaseException) -> tuple[int, str | None]:
         (e.AliasConflictError, EXIT_CONFLICT, None),
         (e.VersionConflictError, EXIT_CONFLICT, None),
         (e.RunError, EXIT_CONFLICT, "list runs and their states with `castore runs`"),
+        (e.BundleError, EXIT_VERIFY, "the bundle or remote is damaged or not castore's; "
+         "nothing was imported"),
+        (e.RemoteError, EXIT_OTHER, "check the remote's path or URL"),
         (e.LockTimeoutError, EXIT_LOCK,
          "another castore process holds the store; retry when it is done"),
         (e.UnsafeTargetError, EXIT_OTHER,

@@ -31,6 +31,7 @@ from castore.index import entries as _entries
 from castore.index import migrations as _migrations
 from castore.index import queries as _queries
 from castore.index import runs as _runs
+from castore.index import transfer as _transfer
 from castore.index import versions as _versions
 from castore.index.database import DEFAULT_TIMEOUT, Database
 from castore.index.ids import now_us, uuid7
@@ -146,3 +147,10 @@ class Catalog(Database):
     lineage_edges = _runs.lineage_edges
     export_run_records = _runs.export_run_records
     import_run_records = _runs.import_run_records
+    # -- offline transfer (transfer.py) ----------------------------------------------------
+    known_sha256 = _transfer.known_sha256
+    remember_sha256 = _transfer.remember_sha256
+    add_remote = _transfer.add_remote
+    get_remote = _transfer.get_remote
+    list_remotes = _transfer.list_remotes
+    remove_remote = _transfer.remove_remote

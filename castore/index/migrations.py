@@ -289,8 +289,24 @@ def _v5(db: Database) -> None:
     )
 
 
+def _v6(db: Database) -> None:
+    # Offline transfer. OCI names blobs by sha256 while castore keys them by its own hash:
+    # blob_sha256 remembers the sha256 (and size) of each blob once computed, so a second
+    # export or push re-reads nothing. ``digest`` is a castore digest, or ``group:<digest>``
+    # for a tar layer of small files (keyed by the artifact digest of its members).
+    # remotes names the store's remotes (Store.remotes): url plus JSON options.
+    db.execute(
+        "CREATE TABLE blob_sha256 (digest TEXT PRIMARY KEY, sha256 TEXT NOT NULL, "
+        "size INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE remotes (name TEXT PRIMARY KEY, url TEXT NOT NULL, "
+        "options TEXT NOT NULL DEFAULT '{}', created_at INTEGER NOT NULL)"
+    )
+
+
 def _reserved(db: Database) -> None:
-    # Steps 6-7 belong to work merged separately (transfers, queries); until each lands,
+    # Step 7 belongs to work merged separately (queries); until it lands,
     # its number is held by this no-op so step 8 keeps its number.
     del db
 
@@ -304,7 +320,7 @@ def _v8(db: Database) -> None:
 
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
 MIGRATIONS: list[Callable[[Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _reserved, _reserved, _v8
+    _v1, _v2, _v3, _v4, _v5, _v6, _reserved, _v8
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

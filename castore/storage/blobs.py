@@ -514,6 +514,14 @@ class BlobStore:
         )
         return buffered(raw)
 
+    def open_staged(self, staged: StagedBlob) -> io.BufferedReader:
+        """A reader of a staged (not yet published) blob's content, checked like :meth:`open`."""
+        raw = VerifyingReader(
+            self._decoded(staged.tmp, staged.codec, staged.size),
+            digest=staged.digest, size=staged.size, what=f"staged blob {staged.digest}",
+        )
+        return io.BufferedReader(raw, max(8192, min(CHUNK_SIZE, staged.size + 1)))
+
     def read_bytes(self, digest: str, *, size: int | None = None) -> bytes:
         """The whole content of a (small) blob, verified."""
         with self.open(digest, size=size) as fh:
