@@ -58,11 +58,25 @@ def start_draft(
     return draft_id, str(coll["type"])
 
 
-def draft_from_version(parts: Parts, row: dict[str, Any]) -> str:
-    """A draft pre-filled with the files, description and metadata of the version ``row``."""
+def draft_from_version(parts: Parts, version_id: str) -> str:
+    """A draft pre-filled with the files, description and metadata of a committed version.
+
+    Raises:
+        NotFoundError: the version is not committed (a deleted one has no files left: a
+            draft from it would finalize into an empty version).
+    """
     parts.require_writable("start a draft")
     catalog = parts.catalog
     with catalog.write_txn():
+        row = catalog.get_version(version_id)
+        if row is None or row["state"] != "COMMITTED":
+            state = "gone" if row is None else row["state"]
+            ref = version_id if row is None or row["number"] is None else (
+                f"{row['collection']}:v{row['number']}"
+            )
+            raise NotFoundError(
+                f"cannot start a draft from {ref}: it is {state}, not COMMITTED", ref=ref
+            )
         draft_id = catalog.create_version(
             row["collection_id"],
             description=row["description"],
@@ -71,6 +85,17 @@ def draft_from_version(parts: Parts, row: dict[str, Any]) -> str:
         )
         catalog.copy_entries(row["id"], draft_id)
     return draft_id
+
+
+def _given_fields(draft: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:
+    """The draft's description (when set) and metadata (when not empty) that differ."""
+    changes: dict[str, Any] = {}
+    if draft["description"] is not None and draft["description"] != latest["description"]:
+        changes["description"] = draft["description"]
+    metadata = json.loads(draft["metadata"] or "{}")
+    if metadata and metadata != json.loads(latest["metadata"] or "{}"):
+        changes["metadata"] = metadata
+    return changes
 
 
 def commit_draft(
@@ -113,6 +138,11 @@ def commit_draft(
         if latest is not None and reuse:
             version_id = latest["id"]
             catalog.discard_draft(draft_id)
+            # The draft's description and metadata are applied like its aliases and tags
+            # (a re-run that logs the same content with new metrics must not lose them).
+            changes = _given_fields(row, latest)
+            if changes:
+                catalog.update_version(version_id, **changes)
         else:
             version_id = draft_id
             catalog.commit_version(
@@ -135,5 +165,7 @@ def commit_draft(
             # gc keep, and repair restore, this version (storage/markers.py).
             parts.markers.write(version_id, str(staged.digest))
             catalog.update_version(version_id, manifest_blob=staged.digest)
-            committed = {**committed, "manifest_blob": str(staged.digest)}
+        # Read back: the snapshot must carry the updated_at of the last write.
+        committed = catalog.get_version(version_id)
+        assert committed is not None
     return committed

@@ -32,6 +32,7 @@ from castore.errors import (
 )
 from castore.ignore import IgnoreRules
 from castore.manifest import ManifestRow as Row
+from castore.models import ManifestEntry
 from castore.paths import collision_key, validate_path
 from castore.storage.fsutil import unique_tmp
 from castore.storage.hashing import hash_file
@@ -39,10 +40,13 @@ from castore.storage.hashing import hash_file
 if TYPE_CHECKING:
     from castore.storage.blobs import StagedBlob
 
-__all__ = ["BATCH_SIZE", "WORKERS", "DraftWriter", "Row"]
+__all__ = ["BATCH_SIZE", "MAX_OBJECTS", "WORKERS", "DraftWriter", "Row"]
 
 #: Files recorded per catalogue transaction by ``add_dir``.
 BATCH_SIZE = 2000
+#: Files a ``file://`` directory reference may add unless ``max_objects`` says otherwise
+#: (W&B's default).
+MAX_OBJECTS = 10_000_000
 #: Threads staging files at once (I/O overlaps; hashing releases the GIL).
 WORKERS = min(8, (os.cpu_count() or 2) * 2)
 
@@ -244,35 +248,96 @@ class DraftWriter:
 
     def add_reference(
         self,
-        uri: str,
+        uri: str | ManifestEntry,
         name: str | None = None,
         *,
         checksum: bool | str = True,
         size: int | None = None,
         overwrite: bool = False,
+        max_objects: int | None = MAX_OBJECTS,
     ) -> Self:
-        """Record an external file by URI without storing its bytes.
+        """Record an external file (or a ``file://`` directory) by URI without storing its bytes.
 
-        For ``file://`` URIs the size is read and, with ``checksum=True``, the digest too. Other
-        schemes are recorded with their URI, ``size`` and ``checksum`` when it is a digest
-        string (remotes fetch them later).
+        For ``file://`` URIs the size is read and, with ``checksum=True``, the digest too; a
+        directory adds one reference per file below it (at most ``max_objects``, under
+        ``name`` as a prefix). Other schemes are recorded with their URI, ``size`` and
+        ``checksum`` when it is a digest string. A :class:`ManifestEntry` of another version
+        (``v.get_entry(...)``) is recorded as it is: its reference, or its stored content.
+
+        Raises:
+            NotFoundError: a ``file://`` path that does not exist.
+            ValueError: a directory holding more than ``max_objects`` files, or no scheme.
         """
         self._check_open()
+        if isinstance(uri, ManifestEntry):
+            entry = uri
+            target = entry.path if name is None else name
+            self._check_name(target, overwrite=overwrite)
+            expect = [entry.digest] if entry.digest and not entry.ref else []
+            row: Row = (target, entry.digest, entry.size, entry.ref, entry.executable)
+            try:
+                self._record([row], [], expect=expect)
+            except _BlobsGone:
+                raise NotFoundError(
+                    f"the stored content of {entry.path!r} ({entry.digest}) is no longer in the "
+                    "store (removed by gc); add the file itself", ref=entry.path,
+                ) from None
+            return self
         parsed = urlparse(uri)
         if not parsed.scheme:
             raise ValueError(f"reference {uri!r} has no scheme; use e.g. 'file:///abs/path'")
         name = name if name is not None else os.path.basename(unquote(parsed.path).rstrip("/"))
-        self._check_name(name, overwrite=overwrite)
         digest: str | None = checksum if isinstance(checksum, str) else None
         if parsed.scheme == "file":
             local = Path(unquote(parsed.path))
+            if local.is_dir():
+                return self._add_reference_dir(
+                    local, name, checksum=checksum is True, overwrite=overwrite,
+                    max_objects=max_objects,
+                )
+            self._check_name(name, overwrite=overwrite)
             if not local.is_file():
                 raise NotFoundError(f"referenced file {str(local)!r} does not exist", ref=uri)
             if checksum is True:
                 digest, size = hash_file(self._parts.blobs.algorithm, local)
             else:
                 size = local.stat().st_size
+        else:
+            self._check_name(name, overwrite=overwrite)
         self._record([(name, digest, size or 0, uri, False)], [])
+        return self
+
+    def _add_reference_dir(
+        self, root: Path, prefix: str, *, checksum: bool, overwrite: bool,
+        max_objects: int | None,
+    ) -> Self:
+        """One ``file://`` reference per regular file below ``root`` (symlinks not followed)."""
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                path = Path(dirpath) / filename
+                if path.is_symlink() or not path.is_file():
+                    continue
+                found.append(path)
+                if max_objects is not None and len(found) > max_objects:
+                    raise ValueError(
+                        f"{str(root)!r} holds more than max_objects={max_objects} files; "
+                        "pass a larger max_objects (or None) to reference them all"
+                    )
+        pending = _Pending()
+        rows: list[Row] = []
+        for path in found:
+            rel = path.relative_to(root).as_posix()
+            target = f"{prefix}/{rel}" if prefix else rel
+            self._check_name(target, overwrite=overwrite, pending=pending)
+            digest, size = (
+                hash_file(self._parts.blobs.algorithm, path) if checksum
+                else (None, path.stat().st_size)
+            )
+            rows.append((target, digest, size, path.absolute().as_uri(), False))
+        for start in range(0, len(rows), BATCH_SIZE):
+            self._record(rows[start : start + BATCH_SIZE], [])
         return self
 
     def add_dir(
@@ -439,13 +504,16 @@ class DraftWriter:
                 rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
             )
 
-    def remove(self, path: str) -> Self:
-        """Remove a file, or every file under a directory prefix.
+    def remove(self, path: str | ManifestEntry) -> Self:
+        """Remove a file (a path or its :class:`ManifestEntry`), or every file under a
+        directory prefix.
 
         Raises:
             NotFoundError: nothing in the draft is at ``path``.
         """
         self._check_open()
+        if isinstance(path, ManifestEntry):
+            path = path.path
         path = path.rstrip("/")
         if path in self._entries:
             gone = [path]

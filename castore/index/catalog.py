@@ -80,6 +80,7 @@ class Catalog(Database):
     get_collection_by_id = _collection.get_collection_by_id
     ensure_collection = _collection.ensure_collection
     list_collections = _collection.list_collections
+    list_collections_page = _collection.list_collections_page
     update_collection = _collection.update_collection
     delete_collection = _collection.delete_collection
 
