@@ -64,8 +64,9 @@ def artifact_digest(algorithm: str, rows: Iterable[RowLike]) -> str:
 def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike]) -> bytes:
     """The canonical JSON of a committed version (its catalogue ``row``, tags and entries).
 
-    An entry carries ``"exec": true`` only when it is executable, so the documents of versions
-    without executables are byte for byte what castore wrote before the executable bit.
+    An entry carries ``"exec": true`` only when it is executable, and the document carries
+    ``"link_source"`` only for a link, so the documents of other versions are byte for byte what
+    castore wrote before either existed.
     """
     created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
     document = {
@@ -83,6 +84,7 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike
         "created_at": created,
         "ttl": row["ttl"],
         "producer": row["producer"],
+        **({"link_source": row["link_source"]} if row.get("link_source") else {}),
         "entries": [
             {
                 "path": row[0],
@@ -146,8 +148,8 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
     Returns:
         The version's fields (``id``, ``collection``, ``type``, ``number``, ``digest``,
         ``size``, ``file_count``, ``description``, ``metadata``, ``tags``, ``created_at`` in
-        µs, ``ttl``, ``producer``) and ``entries`` as ``(path, digest, size, ref, executable)``
-        tuples.
+        µs, ``ttl``, ``producer``, ``link_source`` (None unless a link)) and ``entries``
+        as ``(path, digest, size, ref, executable)`` tuples.
 
     Raises:
         ManifestDecodeError: the bytes are not exactly what :func:`encode_manifest` writes, or
@@ -159,8 +161,16 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         raise _fail("not JSON") from None
     if not isinstance(doc, dict) or doc.get(FORMAT_KEY) != _FORMAT:
         raise _fail(f"no {FORMAT_KEY!r}: {_FORMAT}")
-    if doc.keys() != _KEYS:
-        raise _fail(f"keys differ from a version document's: {sorted(doc.keys() ^ _KEYS)}")
+    if doc.keys() - {"link_source"} != _KEYS:
+        raise _fail(
+            "keys differ from a version document's: "
+            f"{sorted((doc.keys() - {'link_source'}) ^ _KEYS)}"
+        )
+    link = doc.get("link_source")
+    if "link_source" in doc and not (
+        isinstance(link, str) and _canonical_uuid(link)
+    ):
+        raise _fail("link_source is not a canonical version id")
     try:
         vid = str(uuid.UUID(doc["id"])) if isinstance(doc["id"], str) else None
         validate_name(doc["collection"])
@@ -208,5 +218,13 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         "created_at": int(created.timestamp() * 1_000_000),
         "ttl": ttl,
         "producer": doc["producer"],
+        "link_source": link,
         "entries": rows,
     }
+
+
+def _canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

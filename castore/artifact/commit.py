@@ -16,7 +16,13 @@ from castore.errors import NotFoundError
 from castore.manifest import ManifestRow, artifact_digest, encode_manifest
 from castore.refs import LATEST, check_user_alias, tag_list, validate_name
 
-__all__ = ["check_metadata", "commit_draft", "draft_from_version", "start_draft"]
+__all__ = [
+    "check_metadata",
+    "commit_draft",
+    "draft_from_version",
+    "link_version",
+    "start_draft",
+]
 
 
 def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +104,84 @@ def _given_fields(draft: dict[str, Any], latest: dict[str, Any]) -> dict[str, An
     return changes
 
 
+def _write_document(parts: Parts, committed: dict[str, Any], rows: list[ManifestRow]) -> None:
+    """Store the version document and its marker (inside the committing transaction)."""
+    catalog, blobs = parts.catalog, parts.blobs
+    version_id = committed["id"]
+    document = encode_manifest(committed, catalog.tags_of(version_id), rows)
+    staged = blobs.stage_bytes(document, sync=blobs.durable)
+    blobs.publish(staged)
+    # The marker first: a catalogue lost or rolled back after this point still lets
+    # gc keep, and repair restore, this version (storage/markers.py).
+    parts.markers.write(version_id, str(staged.digest))
+    catalog.update_version(version_id, manifest_blob=staged.digest)
+
+
+def link_version(
+    parts: Parts, source_id: str, collection: str, *, aliases: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Link a committed version into ``collection`` (API.md "Linking versions").
+
+    The link is a committed version of that collection with its own number, aliases and tags,
+    whose entries are copies of the source's entry rows (so checkout, gc and fsck treat it as
+    any version) and whose ``link_source`` names the source; no blob is copied. Linking a link
+    links its source. Linking again into a collection whose live link to the same source
+    exists returns that link, with ``aliases`` applied.
+
+    Raises:
+        NotFoundError: the source is not a live committed version.
+        ValueError: ``collection`` is the source's own, or has another type.
+        InvalidReferenceError: a malformed name or alias, or ``"latest"``.
+    """
+    parts.require_writable("link a version")
+    validate_name(collection)
+    aliases = [check_user_alias(a) for a in aliases]
+    catalog = parts.catalog
+    parts.blobs.sync()
+    with catalog.write_txn():
+        source = catalog.live_version(source_id)
+        if source is not None and source["link_source"]:
+            source = catalog.live_version(source["link_source"])
+        if source is None:
+            raise NotFoundError(
+                f"cannot link {source_id}: it is not a live committed version", ref=source_id
+            )
+        if source["collection"] == collection:
+            raise ValueError(
+                f"{source['collection']}:v{source['number']} is already in {collection!r}; "
+                "link into another collection"
+            )
+        coll = catalog.ensure_collection(collection, source["type"])
+        existing = catalog.one(
+            "SELECT id FROM versions WHERE collection_id = ? AND link_source = ? "
+            "AND state = 'COMMITTED' ORDER BY number DESC LIMIT 1",
+            (coll["id"], source["id"]),
+        )
+        if existing is not None:
+            version_id = existing["id"]
+        else:
+            version_id = catalog.create_version(
+                coll["id"], description=source["description"],
+                metadata=json.loads(source["metadata"] or "{}"), base_version=source["id"],
+            )
+            catalog.copy_entries(source["id"], version_id)
+            catalog.commit_version(
+                version_id, digest=source["digest"], size=source["size"],
+                file_count=source["file_count"], ttl=coll["default_ttl"],
+            )
+            catalog.execute(
+                "UPDATE versions SET link_source = ? WHERE id = ?", (source["id"], version_id)
+            )
+            committed = catalog.get_version(version_id)
+            assert committed is not None
+            _write_document(parts, committed, list(catalog.iter_entries(version_id)))
+        for alias in aliases:
+            catalog.set_alias(coll["id"], alias, version_id)
+        row = catalog.get_version(version_id)
+        assert row is not None
+    return row
+
+
 def commit_draft(
     parts: Parts,
     draft_id: str,
@@ -158,13 +242,7 @@ def commit_draft(
         committed = catalog.get_version(version_id)
         assert committed is not None
         if not reuse:
-            document = encode_manifest(committed, catalog.tags_of(version_id), rows)
-            staged = blobs.stage_bytes(document, sync=blobs.durable)
-            blobs.publish(staged)
-            # The marker first: a catalogue lost or rolled back after this point still lets
-            # gc keep, and repair restore, this version (storage/markers.py).
-            parts.markers.write(version_id, str(staged.digest))
-            catalog.update_version(version_id, manifest_blob=staged.digest)
+            _write_document(parts, committed, rows)
         # Read back: the snapshot must carry the updated_at of the last write.
         committed = catalog.get_version(version_id)
         assert committed is not None

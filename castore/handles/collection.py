@@ -9,7 +9,7 @@ from typing import Any
 
 from castore._parts import Parts
 from castore.artifact.commit import check_metadata
-from castore.errors import NotFoundError
+from castore.errors import AliasConflictError, NotFoundError
 from castore.handles.query import version_filters
 from castore.handles.times import seconds, to_datetime
 from castore.handles.version import UNSET, ArtifactVersion
@@ -179,9 +179,27 @@ class Collection:
         return ArtifactVersion(self._parts, row).refresh()
 
     def delete(self) -> None:
-        """Delete the collection and all its versions (blobs stay until gc)."""
+        """Delete the collection and all its versions (blobs stay until gc).
+
+        Raises:
+            AliasConflictError: versions of other collections link to its versions (the
+                message names them; unlink or delete them first).
+        """
         self._parts.require_writable("delete a collection")
         catalog = self._parts.catalog
+        outside = catalog.all_rows(
+            "SELECT c.name, l.number FROM versions l JOIN versions v ON v.id = l.link_source "
+            "JOIN collections c ON c.id = l.collection_id WHERE v.collection_id = ? "
+            "AND l.collection_id != v.collection_id AND l.state = 'COMMITTED' "
+            "ORDER BY c.name, l.number",
+            (self._row["id"],),
+        )
+        if outside:
+            named = ", ".join(f"{r['name']}:v{r['number']}" for r in outside)
+            raise AliasConflictError(
+                f"versions of {self.name!r} are linked from {named}; unlink them first",
+                alias=named, ref=self.name,
+            )
         ids = [
             row[0]
             for row in catalog.execute(

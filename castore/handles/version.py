@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from castore._parts import Parts
-from castore.artifact.commit import check_metadata, draft_from_version
+from castore.artifact.commit import check_metadata, draft_from_version, link_version
 from castore.artifact.writer import DraftWriter
 from castore.errors import IntegrityError, NotFoundError
 from castore.handles.times import seconds, to_datetime
@@ -342,18 +342,71 @@ class ArtifactVersion(VersionFiles):
             self._parts.catalog.set_ttl(self.id, ttl_seconds)
         return self.refresh()
 
-    def delete(self, *, delete_aliases: bool = False) -> None:
+    def delete(self, *, delete_aliases: bool = False, delete_links: bool = False) -> None:
         """Delete the version; ``latest`` moves to the previous one. Blobs stay until gc.
+
+        Args:
+            delete_aliases: also drop its user aliases (else they block the deletion).
+            delete_links: also delete the versions that link to it (else they block it).
 
         Raises:
             AliasConflictError: it holds aliases other than ``latest`` and not
-                ``delete_aliases``.
+                ``delete_aliases``, or versions link to it and not ``delete_links`` (the
+                message names them).
         """
         self._parts.require_writable("delete a version")
         self._parts.freeing_space(
-            lambda: self._parts.catalog.delete_version(self.id, delete_aliases=delete_aliases)
+            lambda: self._parts.catalog.delete_version(
+                self.id, delete_aliases=delete_aliases, delete_links=delete_links
+            )
         )
         self.refresh()
+
+    # -- links (API.md "Linking versions into other collections") ---------------------------
+
+    def link(self, collection: str, *, aliases: Iterable[str] | None = None) -> ArtifactVersion:
+        """Link this version into another collection (a registry); no bytes are copied.
+
+        Returns:
+            The link: a version of ``collection`` with its own number, aliases and tags.
+
+        Example:
+            >>> v = store.get("mnist:v3")  # doctest: +SKIP
+            >>> reg = v.link("mnist-registry", aliases=["staging"])  # doctest: +SKIP
+            >>> reg.is_link, reg.source.ref  # doctest: +SKIP
+            (True, 'mnist:v3')
+        """
+        return ArtifactVersion(
+            self._parts, link_version(self._parts, self.id, collection, aliases=aliases or ())
+        )
+
+    @property
+    def is_link(self) -> bool:
+        """Whether this version is a link to a version of another collection."""
+        return bool(self._row.get("link_source"))
+
+    @property
+    def source(self) -> ArtifactVersion | None:
+        """The version this link points at (None when not a link, or the source is gone)."""
+        source_id = self._row.get("link_source")
+        row = None if not source_id else self._parts.catalog.get_version(source_id)
+        return None if row is None or row["state"] != "COMMITTED" else (
+            ArtifactVersion(self._parts, row)
+        )
+
+    def linked_versions(self) -> list[ArtifactVersion]:
+        """The versions that link to this one, by collection and number."""
+        return [ArtifactVersion(self._parts, r) for r in self._parts.catalog.links_to(self.id)]
+
+    def unlink(self) -> None:
+        """Remove this link (with its aliases); the source is never touched.
+
+        Raises:
+            ValueError: this version is not a link.
+        """
+        if not self.is_link:
+            raise ValueError(f"{self.ref} is not a link; use delete() to delete a version")
+        self.delete(delete_aliases=True)
 
     def logged_by(self) -> None:
         """The run that produced this version, or None (runs are not recorded yet)."""

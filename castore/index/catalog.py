@@ -105,6 +105,7 @@ class Catalog(Database):
     set_ttl = _versions.set_ttl
     commit_version = _versions.commit_version
     delete_version = _versions.delete_version
+    links_to = _versions.links_to
     discard_draft = _versions.discard_draft
     tags_of = _versions.tags_of
     add_tags = _versions.add_tags

@@ -229,8 +229,24 @@ def _v4(db: Database) -> None:
     db.table("entries").add_column("executable", int, not_null_default=0)
 
 
+def _v5(db: Database) -> None:
+    """Reserved: step 5 belongs to a parallel branch (replaced by its step at the merge)."""
+
+
+def _v6(db: Database) -> None:
+    """Reserved: step 6 belongs to a parallel branch (replaced by its step at the merge)."""
+
+
+def _v7(db: Database) -> None:
+    # Links (API.md "Linking versions into other collections"): a version of another
+    # collection whose entries are the source's. ``link_source`` names the source version;
+    # the index serves "which versions link to v" (delete rules, linked_versions()).
+    db.table("versions").add_column("link_source", str)
+    db.table("versions").create_index(["link_source"], index_name="idx_versions_link_source")
+
+
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

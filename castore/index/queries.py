@@ -16,6 +16,7 @@ from castore.index.metaquery import meta_filter, meta_sort_key, split_operators
 from castore.refs import LATEST
 
 __all__ = [
+    "LINKED",
     "LIVE",
     "SORT_KEYS",
     "VERSION_SELECT",
@@ -40,6 +41,8 @@ __all__ = [
 #: Versions hidden because they expired: ``hide_at`` is ``expires_at`` unless a user alias pins
 #: the version (see ``_migrations._v3``); kept up to date by every write that changes either.
 LIVE = "(v.hide_at IS NULL OR v.hide_at > :now)"
+#: A committed version links to ``v``: gc and prune keep a linked source (delete rules).
+LINKED = "SELECT 1 FROM versions l WHERE l.link_source = v.id AND l.state = 'COMMITTED'"
 #: A version row with its collection's ``name`` (as ``collection``) and ``type``.
 VERSION_SELECT = (
     "SELECT v.*, c.name AS collection, c.type AS type FROM versions v "
@@ -297,7 +300,7 @@ def expired_versions(db: Database, now: int | None = None) -> list[dict[str, Any
     """Committed versions past ``expires_at`` holding no user alias (gc deletes them)."""
     return db.all_rows(
         f"{VERSION_SELECT} WHERE v.state = 'COMMITTED' AND v.expires_at IS NOT NULL "
-        f"AND NOT {LIVE} ORDER BY v.expires_at",
+        f"AND NOT {LIVE} AND NOT EXISTS ({LINKED}) ORDER BY v.expires_at",
         {"now": now or db.now()},
     )
 
