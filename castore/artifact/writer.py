@@ -19,11 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
-from urllib.parse import unquote, urlparse
 
 from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
 from castore.artifact.commit import commit_draft
+from castore.artifact.references import MAX_OBJECTS, reference_rows
 from castore.artifact.walk import check_source, walk_tree
 from castore.errors import (
     ArtifactFinalizedError,
@@ -35,7 +35,6 @@ from castore.manifest import ManifestRow as Row
 from castore.models import ManifestEntry
 from castore.paths import collision_key, validate_path
 from castore.storage.fsutil import unique_tmp
-from castore.storage.hashing import hash_file
 
 if TYPE_CHECKING:
     from castore.storage.blobs import StagedBlob
@@ -44,9 +43,6 @@ __all__ = ["BATCH_SIZE", "MAX_OBJECTS", "WORKERS", "DraftWriter", "Row"]
 
 #: Files recorded per catalogue transaction by ``add_dir``.
 BATCH_SIZE = 2000
-#: Files a ``file://`` directory reference may add unless ``max_objects`` says otherwise
-#: (W&B's default).
-MAX_OBJECTS = 10_000_000
 #: Threads staging files at once (I/O overlaps; hashing releases the GIL).
 WORKERS = min(8, (os.cpu_count() or 2) * 2)
 
@@ -256,17 +252,21 @@ class DraftWriter:
         overwrite: bool = False,
         max_objects: int | None = MAX_OBJECTS,
     ) -> Self:
-        """Record an external file (or a ``file://`` directory) by URI without storing its bytes.
+        """Record an external file (or directory) by URI without storing its bytes.
 
-        For ``file://`` URIs the size is read and, with ``checksum=True``, the digest too; a
-        directory adds one reference per file below it (at most ``max_objects``, under
-        ``name`` as a prefix). Other schemes are recorded with their URI, ``size`` and
-        ``checksum`` when it is a digest string. A :class:`ManifestEntry` of another version
-        (``v.get_entry(...)``) is recorded as it is: its reference, or its stored content.
+        ``file://``: the size is read and, with ``checksum=True``, the digest too.
+        ``http(s)://`` and ``s3://``: the size and the server's ETag (or, without one, the
+        content's digest) are recorded; ``checksum`` as a digest string is recorded as given.
+        A ``file://`` directory or an ``s3://bucket/prefix/`` adds one reference per file
+        below it (at most ``max_objects``), under ``name`` as a prefix. A
+        :class:`ManifestEntry` of another version (``v.get_entry(...)``) is recorded as it
+        is: its reference, or its stored content. Checkout and download fetch and verify
+        references (docs/links.md).
 
         Raises:
             NotFoundError: a ``file://`` path that does not exist.
-            ValueError: a directory holding more than ``max_objects`` files, or no scheme.
+            RemoteError: an ``http(s)://`` or ``s3://`` object that cannot be reached.
+            ValueError: more than ``max_objects`` files, or no scheme.
         """
         self._check_open()
         if isinstance(uri, ManifestEntry):
@@ -283,59 +283,13 @@ class DraftWriter:
                     "store (removed by gc); add the file itself", ref=entry.path,
                 ) from None
             return self
-        parsed = urlparse(uri)
-        if not parsed.scheme:
-            raise ValueError(f"reference {uri!r} has no scheme; use e.g. 'file:///abs/path'")
-        name = name if name is not None else os.path.basename(unquote(parsed.path).rstrip("/"))
-        digest: str | None = checksum if isinstance(checksum, str) else None
-        if parsed.scheme == "file":
-            local = Path(unquote(parsed.path))
-            if local.is_dir():
-                return self._add_reference_dir(
-                    local, name, checksum=checksum is True, overwrite=overwrite,
-                    max_objects=max_objects,
-                )
-            self._check_name(name, overwrite=overwrite)
-            if not local.is_file():
-                raise NotFoundError(f"referenced file {str(local)!r} does not exist", ref=uri)
-            if checksum is True:
-                digest, size = hash_file(self._parts.blobs.algorithm, local)
-            else:
-                size = local.stat().st_size
-        else:
-            self._check_name(name, overwrite=overwrite)
-        self._record([(name, digest, size or 0, uri, False)], [])
-        return self
-
-    def _add_reference_dir(
-        self, root: Path, prefix: str, *, checksum: bool, overwrite: bool,
-        max_objects: int | None,
-    ) -> Self:
-        """One ``file://`` reference per regular file below ``root`` (symlinks not followed)."""
-        found: list[Path] = []
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                path = Path(dirpath) / filename
-                if path.is_symlink() or not path.is_file():
-                    continue
-                found.append(path)
-                if max_objects is not None and len(found) > max_objects:
-                    raise ValueError(
-                        f"{str(root)!r} holds more than max_objects={max_objects} files; "
-                        "pass a larger max_objects (or None) to reference them all"
-                    )
+        rows = reference_rows(
+            uri, name, self._parts.blobs.algorithm, checksum=checksum, size=size,
+            max_objects=max_objects, check_name=lambda n: self._check_name(n, overwrite=overwrite),
+        )
         pending = _Pending()
-        rows: list[Row] = []
-        for path in found:
-            rel = path.relative_to(root).as_posix()
-            target = f"{prefix}/{rel}" if prefix else rel
-            self._check_name(target, overwrite=overwrite, pending=pending)
-            digest, size = (
-                hash_file(self._parts.blobs.algorithm, path) if checksum
-                else (None, path.stat().st_size)
-            )
-            rows.append((target, digest, size, path.absolute().as_uri(), False))
+        for found in rows:
+            self._check_name(found[0], overwrite=overwrite, pending=pending)
         for start in range(0, len(rows), BATCH_SIZE):
             self._record(rows[start : start + BATCH_SIZE], [])
         return self

@@ -8,7 +8,7 @@ subclass :class:`~castore.handles.version.ArtifactVersion` adds its record and i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,6 +17,7 @@ from castore._progress import ProgressArg
 from castore.errors import IntegrityError, VerificationError
 from castore.models import ManifestEntry, VerifyReport
 from castore.worktree import operations
+from castore.worktree.references import select_rows
 from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
 
 __all__ = ["VersionFiles"]
@@ -66,6 +67,7 @@ class VersionFiles:
         link: str = "auto",
         progress: ProgressArg = None,
         force: bool = False,
+        allow_missing_references: bool = False,
     ) -> Path:
         """Make ``root`` hold exactly this version's files; extra files and dirs are removed.
 
@@ -79,6 +81,9 @@ class VersionFiles:
                 ``"symlink"`` or ``"reflink"``; compressed blobs are always copied.
             progress: a ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
             force: allow deleting or overwriting files in an unmanaged directory.
+            allow_missing_references: skip references that cannot be reached (they are not
+                written) instead of failing; ``http(s)://`` and ``s3://`` references are
+                fetched and checked against their recorded size and ETag or digest.
 
         Returns:
             The resolved root.
@@ -86,8 +91,9 @@ class VersionFiles:
         Example:
             >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
         """
+        rows = select_rows(self._rows(), allow_missing_references=allow_missing_references)
         return operations.checkout(
-            self._parts.blobs, self._rows(), root, link=link, force=force,
+            self._parts.blobs, rows, root, link=link, force=force,
             store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
         )
 
@@ -101,17 +107,42 @@ class VersionFiles:
         path_prefix: str | None = None,
         link: str = "auto",
         progress: ProgressArg = None,
+        allow_patterns: str | Iterable[str] | None = None,
+        ignore_patterns: str | Iterable[str] | None = None,
+        allow_missing_references: bool = False,
     ) -> Path:
         """Write this version's files (those under ``path_prefix``) into ``root``.
 
         Other files in ``root`` are left alone. The default root is
         ``./artifacts/<collection>/v<N>``. Same safety as :meth:`checkout`.
 
+        Args:
+            root: the target directory.
+            path_prefix: only the files under this directory of the artifact.
+            link: as for :meth:`checkout`.
+            progress: a ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
+            allow_patterns: only paths matching one of these ``fnmatch`` patterns (on the
+                whole path; ``*`` also crosses ``/``, as in huggingface_hub).
+            ignore_patterns: leave out paths matching any of these.
+            allow_missing_references: skip ``http(s)://``, ``s3://`` and ``file://``
+                references that cannot be reached instead of failing.
+
         Returns:
             The resolved root.
+
+        Raises:
+            RemoteError: a reference cannot be fetched (nothing was written).
+            IntegrityError: stored or referenced content does not match its record.
+
+        Example:
+            >>> v.download("out", allow_patterns=["*.json"])  # doctest: +SKIP
         """
+        rows = select_rows(
+            self._rows(path_prefix), allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns, allow_missing_references=allow_missing_references,
+        )
         return operations.download(
-            self._parts.blobs, self._rows(path_prefix), root or self._default_root(),
+            self._parts.blobs, rows, root or self._default_root(),
             path_prefix=path_prefix, link=link, store_root=self._parts.path,
             stat_cache=self._stat_cache(), progress=progress,
         )
