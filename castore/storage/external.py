@@ -101,7 +101,9 @@ def _s3(uri: str) -> tuple[Any, str]:
 
 
 def _s3_error(uri: str, exc: Exception) -> RemoteError:
-    return RemoteError(f"cannot reach {uri}: {type(exc).__name__}: {exc}")
+    # obstore's message carries a multi-line debug dump: its first line says what failed
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return RemoteError(f"cannot reach {uri}: {type(exc).__name__}: {first}")
 
 
 # -- http ----------------------------------------------------------------------------------------
