@@ -7,7 +7,9 @@
    with ``../shared/bench/gen_data.py`` (imported by path), into a fresh (durable) store;
 2. re-add of the unchanged directory (the stat cache: nothing is re-read);
 3. re-add after 1% of the files changed;
-4. ``get("name:alias")``, ``get("name")`` and filtered ``versions()`` at VERSIONS versions;
+4. ``get("name:alias")``, ``get("name")`` and filtered ``versions()`` at VERSIONS versions
+   (run it with ``--versions 100000`` and ``--versions 1000000``), including a metadata
+   operator filter and a sort by a metadata key.;
 5. lineage (issue 13): ``lineage(depth=None)`` over a chain of RUNS runs (each uses the
    previous run's output and produces one version) and over a fan-out of FANOUT versions
    produced by one run and used by another, and ``versions(produced_by=)`` (first page, and
@@ -181,6 +183,28 @@ def _measure(store: castore.Store, ncoll: int) -> None:
             50.0,
         ),
         ("latest() of every collection", lambda: store.latest(), 200.0),
+        # Richer queries (issue 14): an operator over the (key, value) index, and a sort by a
+        # metadata key (the index read in order, stopping at the page).
+        (
+            'versions(metadata={"lr": {"$gte": 0.09}}) page 1',
+            lambda: store.versions(metadata={"lr": {"$gte": 0.09}}, limit=50),
+            50.0,
+        ),
+        (
+            'versions(type="model", metadata={"i": {"$in": [3, 7]}})',
+            lambda: store.versions(type="model", metadata={"i": {"$in": [3, 7]}}, limit=50),
+            50.0,
+        ),
+        (
+            'versions(sort="-metadata.lr") page 1',
+            lambda: store.versions(sort="-metadata.lr", limit=50),
+            50.0,
+        ),
+        (
+            'versions(collection, sort="metadata.lr")',
+            lambda: store.versions(mid, sort="metadata.lr", limit=50),
+            50.0,
+        ),
     ]
     for label, fn, target in cases:
         value = ms(fn, 50 if target <= 4 else 10)

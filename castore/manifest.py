@@ -40,7 +40,7 @@ _KEYS = frozenset(
 )
 #: Keys a document carries only when they have a value (documents written before them keep
 #: their bytes, and so their digests).
-_OPTIONAL_KEYS = frozenset({"materializer"})
+_OPTIONAL_KEYS = frozenset({"materializer", "link_source"})
 #: What a materializer name may be (``"numpy.ndarray"``, ``"json"``, ``"my-lib.Model"``).
 MATERIALIZER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
 
@@ -71,8 +71,9 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike
     """The canonical JSON of a committed version (its catalogue ``row``, tags and entries).
 
     An entry carries ``"exec": true`` only when it is executable, and the document carries
-    ``"materializer"`` only when ``store.save()`` wrote the version, so the documents of other
-    versions are byte for byte what castore wrote before either existed.
+    ``"materializer"`` only when ``store.save()`` wrote the version and ``"link_source"`` only
+    for a link, so the documents of other versions are byte for byte what castore wrote before
+    either existed.
     """
     created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
     document = {
@@ -90,6 +91,7 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike
         "created_at": created,
         "ttl": row["ttl"],
         "producer": row["producer"],
+        **({"link_source": row["link_source"]} if row.get("link_source") else {}),
         "entries": [
             {
                 "path": row[0],
@@ -156,8 +158,8 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         The version's fields (``id``, ``collection``, ``type``, ``number``, ``digest``,
         ``size``, ``file_count``, ``description``, ``metadata``, ``tags``, ``created_at`` in
         µs, ``ttl``, ``producer``, ``materializer`` (None unless ``store.save()`` wrote the
-        version)) and ``entries`` as ``(path, digest, size, ref, executable)``
-        tuples.
+        version), ``link_source`` (None unless a link)) and ``entries`` as ``(path, digest,
+        size, ref, executable)`` tuples.
 
     Raises:
         ManifestDecodeError: the bytes are not exactly what :func:`encode_manifest` writes, or
@@ -178,6 +180,11 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         isinstance(materializer, str) and MATERIALIZER_NAME.match(materializer)
     ):
         raise _fail("materializer is not a materializer name")
+    link = doc.get("link_source")
+    if "link_source" in doc and not (
+        isinstance(link, str) and _canonical_uuid(link)
+    ):
+        raise _fail("link_source is not a canonical version id")
     try:
         vid = str(uuid.UUID(doc["id"])) if isinstance(doc["id"], str) else None
         validate_name(doc["collection"])
@@ -226,5 +233,13 @@ def decode_manifest(data: bytes, *, algorithm: str) -> dict[str, Any]:
         "ttl": ttl,
         "producer": doc["producer"],
         "materializer": materializer,
+        "link_source": link,
         "entries": rows,
     }
+
+
+def _canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -16,7 +16,13 @@ from castore.errors import NotFoundError
 from castore.manifest import ManifestRow, artifact_digest, encode_manifest
 from castore.refs import LATEST, check_user_alias, tag_list, validate_name
 
-__all__ = ["check_metadata", "commit_draft", "draft_from_version", "start_draft"]
+__all__ = [
+    "check_metadata",
+    "commit_draft",
+    "draft_from_version",
+    "link_version",
+    "start_draft",
+]
 
 
 def check_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -58,11 +64,25 @@ def start_draft(
     return draft_id, str(coll["type"])
 
 
-def draft_from_version(parts: Parts, row: dict[str, Any]) -> str:
-    """A draft pre-filled with the files, description and metadata of the version ``row``."""
+def draft_from_version(parts: Parts, version_id: str) -> str:
+    """A draft pre-filled with the files, description and metadata of a committed version.
+
+    Raises:
+        NotFoundError: the version is not committed (a deleted one has no files left: a
+            draft from it would finalize into an empty version).
+    """
     parts.require_writable("start a draft")
     catalog = parts.catalog
     with catalog.write_txn():
+        row = catalog.get_version(version_id)
+        if row is None or row["state"] != "COMMITTED":
+            state = "gone" if row is None else row["state"]
+            ref = version_id if row is None or row["number"] is None else (
+                f"{row['collection']}:v{row['number']}"
+            )
+            raise NotFoundError(
+                f"cannot start a draft from {ref}: it is {state}, not COMMITTED", ref=ref
+            )
         draft_id = catalog.create_version(
             row["collection_id"],
             description=row["description"],
@@ -71,6 +91,95 @@ def draft_from_version(parts: Parts, row: dict[str, Any]) -> str:
         )
         catalog.copy_entries(row["id"], draft_id)
     return draft_id
+
+
+def _given_fields(draft: dict[str, Any], latest: dict[str, Any]) -> dict[str, Any]:
+    """The draft's description (when set) and metadata (when not empty) that differ."""
+    changes: dict[str, Any] = {}
+    if draft["description"] is not None and draft["description"] != latest["description"]:
+        changes["description"] = draft["description"]
+    metadata = json.loads(draft["metadata"] or "{}")
+    if metadata and metadata != json.loads(latest["metadata"] or "{}"):
+        changes["metadata"] = metadata
+    return changes
+
+
+def _write_document(parts: Parts, committed: dict[str, Any], rows: list[ManifestRow]) -> None:
+    """Store the version document and its marker (inside the committing transaction)."""
+    catalog, blobs = parts.catalog, parts.blobs
+    version_id = committed["id"]
+    document = encode_manifest(committed, catalog.tags_of(version_id), rows)
+    staged = blobs.stage_bytes(document, sync=blobs.durable)
+    blobs.publish(staged)
+    # The marker first: a catalogue lost or rolled back after this point still lets
+    # gc keep, and repair restore, this version (storage/markers.py).
+    parts.markers.write(version_id, str(staged.digest))
+    catalog.update_version(version_id, manifest_blob=staged.digest)
+
+
+def link_version(
+    parts: Parts, source_id: str, collection: str, *, aliases: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Link a committed version into ``collection`` (API.md "Linking versions").
+
+    The link is a committed version of that collection with its own number, aliases and tags,
+    whose entries are copies of the source's entry rows (so checkout, gc and fsck treat it as
+    any version) and whose ``link_source`` names the source; no blob is copied. Linking a link
+    links its source. Linking again into a collection whose live link to the same source
+    exists returns that link, with ``aliases`` applied.
+
+    Raises:
+        NotFoundError: the source is not a live committed version.
+        ValueError: ``collection`` is the source's own, or has another type.
+        InvalidReferenceError: a malformed name or alias, or ``"latest"``.
+    """
+    parts.require_writable("link a version")
+    validate_name(collection)
+    aliases = [check_user_alias(a) for a in aliases]
+    catalog = parts.catalog
+    parts.blobs.sync()
+    with catalog.write_txn():
+        source = catalog.live_version(source_id)
+        if source is not None and source["link_source"]:
+            source = catalog.live_version(source["link_source"])
+        if source is None:
+            raise NotFoundError(
+                f"cannot link {source_id}: it is not a live committed version", ref=source_id
+            )
+        if source["collection"] == collection:
+            raise ValueError(
+                f"{source['collection']}:v{source['number']} is already in {collection!r}; "
+                "link into another collection"
+            )
+        coll = catalog.ensure_collection(collection, source["type"])
+        existing = catalog.one(
+            "SELECT id FROM versions WHERE collection_id = ? AND link_source = ? "
+            "AND state = 'COMMITTED' ORDER BY number DESC LIMIT 1",
+            (coll["id"], source["id"]),
+        )
+        if existing is not None:
+            version_id = existing["id"]
+        else:
+            version_id = catalog.create_version(
+                coll["id"], description=source["description"],
+                metadata=json.loads(source["metadata"] or "{}"), base_version=source["id"],
+            )
+            catalog.copy_entries(source["id"], version_id)
+            catalog.commit_version(
+                version_id, digest=source["digest"], size=source["size"],
+                file_count=source["file_count"], ttl=coll["default_ttl"],
+            )
+            catalog.execute(
+                "UPDATE versions SET link_source = ? WHERE id = ?", (source["id"], version_id)
+            )
+            committed = catalog.get_version(version_id)
+            assert committed is not None
+            _write_document(parts, committed, list(catalog.iter_entries(version_id)))
+        for alias in aliases:
+            catalog.set_alias(coll["id"], alias, version_id)
+        row = catalog.get_version(version_id)
+        assert row is not None
+    return row
 
 
 def commit_draft(
@@ -125,6 +234,11 @@ def commit_draft(
         if latest is not None and reuse:
             version_id = latest["id"]
             catalog.discard_draft(draft_id)
+            # The draft's description and metadata are applied like its aliases and tags
+            # (a re-run that logs the same content with new metrics must not lose them).
+            changes = _given_fields(row, latest)
+            if changes:
+                catalog.update_version(version_id, **changes)
         else:
             version_id = draft_id
             catalog.commit_version(
@@ -142,12 +256,8 @@ def commit_draft(
         committed = catalog.get_version(version_id)
         assert committed is not None
         if not reuse:
-            document = encode_manifest(committed, catalog.tags_of(version_id), rows)
-            staged = blobs.stage_bytes(document, sync=blobs.durable)
-            blobs.publish(staged)
-            # The marker first: a catalogue lost or rolled back after this point still lets
-            # gc keep, and repair restore, this version (storage/markers.py).
-            parts.markers.write(version_id, str(staged.digest))
-            catalog.update_version(version_id, manifest_blob=staged.digest)
-            committed = {**committed, "manifest_blob": str(staged.digest)}
+            _write_document(parts, committed, rows)
+        # Read back: the snapshot must carry the updated_at of the last write.
+        committed = catalog.get_version(version_id)
+        assert committed is not None
     return committed

@@ -19,11 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
-from urllib.parse import unquote, urlparse
 
 from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
 from castore.artifact.commit import commit_draft
+from castore.artifact.references import MAX_OBJECTS, reference_rows
 from castore.artifact.walk import check_source, walk_tree
 from castore.errors import (
     ArtifactFinalizedError,
@@ -32,14 +32,14 @@ from castore.errors import (
 )
 from castore.ignore import IgnoreRules
 from castore.manifest import ManifestRow as Row
+from castore.models import ManifestEntry
 from castore.paths import collision_key, validate_path
 from castore.storage.fsutil import unique_tmp
-from castore.storage.hashing import hash_file
 
 if TYPE_CHECKING:
     from castore.storage.blobs import StagedBlob
 
-__all__ = ["BATCH_SIZE", "WORKERS", "DraftWriter", "Row"]
+__all__ = ["BATCH_SIZE", "MAX_OBJECTS", "WORKERS", "DraftWriter", "Row"]
 
 #: Files recorded per catalogue transaction by ``add_dir``.
 BATCH_SIZE = 2000
@@ -246,35 +246,54 @@ class DraftWriter:
 
     def add_reference(
         self,
-        uri: str,
+        uri: str | ManifestEntry,
         name: str | None = None,
         *,
         checksum: bool | str = True,
         size: int | None = None,
         overwrite: bool = False,
+        max_objects: int | None = MAX_OBJECTS,
     ) -> Self:
-        """Record an external file by URI without storing its bytes.
+        """Record an external file (or directory) by URI without storing its bytes.
 
-        For ``file://`` URIs the size is read and, with ``checksum=True``, the digest too. Other
-        schemes are recorded with their URI, ``size`` and ``checksum`` when it is a digest
-        string (remotes fetch them later).
+        ``file://``: the size is read and, with ``checksum=True``, the digest too.
+        ``http(s)://`` and ``s3://``: the size and the server's ETag (or, without one, the
+        content's digest) are recorded; ``checksum`` as a digest string is recorded as given.
+        A ``file://`` directory or an ``s3://bucket/prefix/`` adds one reference per file
+        below it (at most ``max_objects``), under ``name`` as a prefix. A
+        :class:`ManifestEntry` of another version (``v.get_entry(...)``) is recorded as it
+        is: its reference, or its stored content. Checkout and download fetch and verify
+        references (docs/links.md).
+
+        Raises:
+            NotFoundError: a ``file://`` path that does not exist.
+            RemoteError: an ``http(s)://`` or ``s3://`` object that cannot be reached.
+            ValueError: more than ``max_objects`` files, or no scheme.
         """
         self._check_open()
-        parsed = urlparse(uri)
-        if not parsed.scheme:
-            raise ValueError(f"reference {uri!r} has no scheme; use e.g. 'file:///abs/path'")
-        name = name if name is not None else os.path.basename(unquote(parsed.path).rstrip("/"))
-        self._check_name(name, overwrite=overwrite)
-        digest: str | None = checksum if isinstance(checksum, str) else None
-        if parsed.scheme == "file":
-            local = Path(unquote(parsed.path))
-            if not local.is_file():
-                raise NotFoundError(f"referenced file {str(local)!r} does not exist", ref=uri)
-            if checksum is True:
-                digest, size = hash_file(self._parts.blobs.algorithm, local)
-            else:
-                size = local.stat().st_size
-        self._record([(name, digest, size or 0, uri, False)], [])
+        if isinstance(uri, ManifestEntry):
+            entry = uri
+            target = entry.path if name is None else name
+            self._check_name(target, overwrite=overwrite)
+            expect = [entry.digest] if entry.digest and not entry.ref else []
+            row: Row = (target, entry.digest, entry.size, entry.ref, entry.executable)
+            try:
+                self._record([row], [], expect=expect)
+            except _BlobsGone:
+                raise NotFoundError(
+                    f"the stored content of {entry.path!r} ({entry.digest}) is no longer in the "
+                    "store (removed by gc); add the file itself", ref=entry.path,
+                ) from None
+            return self
+        rows = reference_rows(
+            uri, name, self._parts.blobs.algorithm, checksum=checksum, size=size,
+            max_objects=max_objects, check_name=lambda n: self._check_name(n, overwrite=overwrite),
+        )
+        pending = _Pending()
+        for found in rows:
+            self._check_name(found[0], overwrite=overwrite, pending=pending)
+        for start in range(0, len(rows), BATCH_SIZE):
+            self._record(rows[start : start + BATCH_SIZE], [])
         return self
 
     def add_dir(
@@ -441,13 +460,16 @@ class DraftWriter:
                 rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
             )
 
-    def remove(self, path: str) -> Self:
-        """Remove a file, or every file under a directory prefix.
+    def remove(self, path: str | ManifestEntry) -> Self:
+        """Remove a file (a path or its :class:`ManifestEntry`), or every file under a
+        directory prefix.
 
         Raises:
             NotFoundError: nothing in the draft is at ``path``.
         """
         self._check_open()
+        if isinstance(path, ManifestEntry):
+            path = path.path
         path = path.rstrip("/")
         if path in self._entries:
             gone = [path]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from castore.artifact.commit import start_draft
 from castore.errors import NotFoundError
@@ -16,6 +16,8 @@ from castore.models import Diff, Page, TypeInfo
 from castore.worktree import operations
 
 __all__ = ["QueriesMixin"]
+
+_RAISE: Any = object()
 
 
 class QueriesMixin(StoreBase):
@@ -60,16 +62,25 @@ class QueriesMixin(StoreBase):
             for row in self.catalog.list_drafts(collection)
         ]
 
-    def get(self, ref: str) -> ArtifactVersion:
+    def get(self, ref: str, default: Any = _RAISE) -> ArtifactVersion | Any:
         """The version a reference names: ``"mnist"``, ``"mnist:prod"``, ``"mnist:v3"``,
         ``"mnist@9f2c1a"``, ``"mnist:prod@9f2c1a"`` or a version id.
 
+        Args:
+            ref: the reference.
+            default: returned instead of raising :class:`NotFoundError` when given.
+
         Raises:
-            NotFoundError: nothing matches (expired versions are hidden).
+            NotFoundError: nothing matches (expired versions are hidden) and no ``default``.
             MultipleResourcesFoundError: a digest prefix matches different contents.
-            InvalidReferenceError: the reference is malformed.
+            InvalidReferenceError: the reference is malformed (also with a ``default``).
         """
-        return ArtifactVersion(self.parts, resolve_ref(self.parts.catalog, ref))
+        try:
+            return ArtifactVersion(self.parts, resolve_ref(self.parts.catalog, ref))
+        except NotFoundError:
+            if default is _RAISE:
+                raise
+            return default
 
     def collection(self, name: str) -> Collection:
         """The collection ``name``.
@@ -82,9 +93,32 @@ class QueriesMixin(StoreBase):
             raise NotFoundError(f"no collection named {name!r}", ref=name)
         return Collection(self.parts, row)
 
-    def collections(self, type: str | None = None) -> list[Collection]:
-        """Every collection (of ``type``), by name."""
-        return [Collection(self.parts, row) for row in self.catalog.list_collections(type)]
+    @overload
+    def collections(
+        self, type: str | None = None, *, limit: None = None, offset: int = 0
+    ) -> list[Collection]: ...
+    @overload
+    def collections(
+        self, type: str | None = None, *, limit: int, offset: int = 0
+    ) -> Page[Collection]: ...
+    def collections(
+        self, type: str | None = None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Collection] | Page[Collection]:
+        """Every collection (of ``type``), by name; a :class:`Page` when ``limit`` is set.
+
+        Example:
+            >>> page = store.collections(limit=20, offset=40)  # doctest: +SKIP
+        """
+        if (limit is not None and limit < 0) or offset < 0:
+            raise ValueError(f"limit and offset must not be negative ({limit}, {offset})")
+        rows, total = self.catalog.list_collections_page(type, limit=limit, offset=offset)
+        items = [Collection(self.parts, row) for row in rows]
+        if limit is None:
+            return items
+        return Page[Collection](
+            items=items, total=total, limit=limit, offset=offset,
+            has_more=offset + len(items) < total,
+        )
 
     def versions(
         self,
@@ -95,8 +129,10 @@ class QueriesMixin(StoreBase):
         alias: str | None = None,
         state: str | None = "COMMITTED",
         metadata: dict[str, Any] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        updated_after: datetime | str | None = None,
+        updated_before: datetime | str | None = None,
         match: str = "all",
         produced_by: str | Run | None = None,
         used_by: str | Run | None = None,
@@ -109,15 +145,28 @@ class QueriesMixin(StoreBase):
         ``state`` and the hiding of expired versions always apply; ``match`` (``"all"`` or
         ``"any"``) combines the other filters; ``tags`` means all of them (any with
         ``match="any"``). ``sort`` takes ``created_at``, ``updated_at``, ``size``, ``number``,
-        ``name``, ``-`` for descending, several separated by commas. ``produced_by`` and
-        ``used_by`` take a run (handle, id or name): the versions it produced or used.
+        ``name`` or ``metadata.KEY``, ``-`` for descending, several separated by commas.
+        ``produced_by`` and ``used_by`` take a run (handle, id or name): the versions it
+        produced or used.
+
+        ``metadata`` maps keys to a value (equality) or to operators: ``$eq $ne $gt $gte $lt
+        $lte $in $nin $exists $contains`` (docs/queries.md gives what each costs).
+        ``created_after``/``updated_after`` are inclusive, ``created_before``/
+        ``updated_before`` exclusive; each takes a timezone-aware datetime or an ISO-8601
+        string.
+
+        Raises:
+            ValueError: an unknown operator, sort key, ``match`` or ``state``.
+            TypeError: a naive datetime or a time of another type.
 
         Example:
-            >>> page = store.versions(type="model", metadata={"split": "train"})  # doctest: +SKIP
+            >>> page = store.versions(type="model", metadata={"f1": {"$gte": 0.9}},
+            ...                       sort="-metadata.f1")  # doctest: +SKIP
             >>> page.total, page.has_more  # doctest: +SKIP
         """
         filters = self._filters(
             collection, type, tags, alias, state, metadata, created_after, created_before, match,
+            updated_after, updated_before,
             produced_by=produced_by, used_by=used_by,
         )
         if (limit is not None and limit < 0) or offset < 0:
@@ -140,8 +189,10 @@ class QueriesMixin(StoreBase):
         alias: str | None = None,
         state: str | None = "COMMITTED",
         metadata: dict[str, Any] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        updated_after: datetime | str | None = None,
+        updated_before: datetime | str | None = None,
         match: str = "all",
         produced_by: str | Run | None = None,
         used_by: str | Run | None = None,
@@ -149,6 +200,7 @@ class QueriesMixin(StoreBase):
         """How many versions :meth:`versions` would list with the same filters."""
         filters = self._filters(
             collection, type, tags, alias, state, metadata, created_after, created_before, match,
+            updated_after, updated_before,
             produced_by=produced_by, used_by=used_by,
         )
         return self.catalog.count_versions(**filters)

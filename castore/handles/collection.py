@@ -9,12 +9,12 @@ from typing import Any
 
 from castore._parts import Parts
 from castore.artifact.commit import check_metadata
-from castore.errors import NotFoundError
+from castore.errors import AliasConflictError, NotFoundError
 from castore.handles.query import version_filters
 from castore.handles.times import seconds, to_datetime
 from castore.handles.version import UNSET, ArtifactVersion
 from castore.models import AliasEvent
-from castore.refs import tag_list, validate_name
+from castore.refs import check_user_alias, tag_list, validate_name
 
 __all__ = ["Collection"]
 
@@ -108,9 +108,20 @@ class Collection:
         type: str = UNSET,
         tags: Iterable[str] = UNSET,
         metadata: dict[str, Any] = UNSET,
+        name: str = UNSET,
     ) -> Collection:
-        """Change the given fields; ``default_ttl`` applies to versions created afterwards."""
+        """Change the given fields; ``default_ttl`` applies to versions created afterwards.
+
+        ``name`` renames the collection: references by the old name stop resolving (the
+        version documents keep the name they were written with; docs/format.md).
+
+        Raises:
+            InvalidReferenceError: a malformed name or type.
+            ValueError: ``name`` is taken by another collection.
+        """
         fields: dict[str, Any] = {}
+        if name is not UNSET and name is not None and name != self.name:
+            fields["name"] = validate_name(name)
         if description is not UNSET:
             fields["description"] = description
         if default_ttl is not UNSET:
@@ -122,13 +133,73 @@ class Collection:
         if metadata is not UNSET:
             fields["metadata"] = check_metadata(metadata)
         self._parts.require_writable("update a collection")
-        self._parts.catalog.update_collection(self._row["id"], **fields)
+        catalog = self._parts.catalog
+        with catalog.write_txn():
+            if "name" in fields and catalog.get_collection(fields["name"]) is not None:
+                raise ValueError(
+                    f"cannot rename {self.name!r} to {fields['name']!r}: that collection "
+                    "exists; choose another name or delete it first"
+                )
+            catalog.update_collection(self._row["id"], **fields)
         return self.refresh()
 
+    def rollback(self, alias: str, *, steps: int = 1) -> ArtifactVersion:
+        """Move ``alias`` back to where it pointed ``steps`` moves ago (the rollback is itself
+        a move in :meth:`alias_history`, so rolling back twice returns to the start).
+
+        Returns:
+            The version the alias now points at.
+
+        Raises:
+            InvalidReferenceError: ``alias`` is ``"latest"`` (managed by the store) or malformed.
+            ValueError: ``steps`` is not positive.
+            NotFoundError: the alias has fewer moves, pointed at nothing then, or that
+                version is no longer live.
+        """
+        check_user_alias(alias)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be a positive integer, not {steps!r}")
+        catalog = self._parts.catalog
+        with catalog.write_txn():
+            moves = catalog.alias_history(self._row["id"], alias)
+            if len(moves) < steps:
+                raise NotFoundError(
+                    f"alias {alias!r} of {self.name!r} has moved {len(moves)} time(s), "
+                    f"fewer than steps={steps}", ref=f"{self.name}:{alias}",
+                )
+            target = moves[-steps]["from_version"]
+            row = None if target is None else catalog.live_version(target)
+            if row is None:
+                raise NotFoundError(
+                    f"alias {alias!r} of {self.name!r} pointed at "
+                    f"{'nothing' if target is None else 'a version no longer live'} "
+                    f"{steps} move(s) ago; nothing to roll back to", ref=f"{self.name}:{alias}",
+                )
+            catalog.set_alias(self._row["id"], alias, row["id"])
+        return ArtifactVersion(self._parts, row).refresh()
+
     def delete(self) -> None:
-        """Delete the collection and all its versions (blobs stay until gc)."""
+        """Delete the collection and all its versions (blobs stay until gc).
+
+        Raises:
+            AliasConflictError: versions of other collections link to its versions (the
+                message names them; unlink or delete them first).
+        """
         self._parts.require_writable("delete a collection")
         catalog = self._parts.catalog
+        outside = catalog.all_rows(
+            "SELECT c.name, l.number FROM versions l JOIN versions v ON v.id = l.link_source "
+            "JOIN collections c ON c.id = l.collection_id WHERE v.collection_id = ? "
+            "AND l.collection_id != v.collection_id AND l.state = 'COMMITTED' "
+            "ORDER BY c.name, l.number",
+            (self._row["id"],),
+        )
+        if outside:
+            named = ", ".join(f"{r['name']}:v{r['number']}" for r in outside)
+            raise AliasConflictError(
+                f"versions of {self.name!r} are linked from {named}; unlink them first",
+                alias=named, ref=self.name,
+            )
         ids = [
             row[0]
             for row in catalog.execute(

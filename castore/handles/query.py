@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from castore.errors import MultipleResourcesFoundError, NotFoundError
-from castore.handles.times import to_us
+from castore.handles.times import filter_time
 from castore.index.catalog import Catalog
+from castore.index.metaquery import split_operators
 from castore.refs import LATEST, parse_ref
 
 __all__ = ["resolve_ref", "version_filters"]
@@ -20,14 +21,17 @@ def version_filters(
     alias: str | None = None,
     state: str | None = "COMMITTED",
     metadata: dict[str, Any] | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: datetime | str | None = None,
+    created_before: datetime | str | None = None,
     match: str = "all",
+    updated_after: datetime | str | None = None,
+    updated_before: datetime | str | None = None,
 ) -> dict[str, Any]:
     """Check the filters of ``store.versions()`` and put them in the catalogue's terms.
 
     Raises:
-        ValueError: an unknown ``match`` or ``state``.
+        ValueError: an unknown ``match``, ``state`` or metadata operator.
+        TypeError: a naive datetime, or a time that is neither a datetime nor an ISO string.
     """
     if match not in ("all", "any"):
         raise ValueError(f"match must be 'all' or 'any', not {match!r}")
@@ -37,6 +41,11 @@ def version_filters(
         )
     if isinstance(tags, str):
         tags = [tags]
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+        for key, value in metadata.items():
+            split_operators(str(key), value)  # unknown operators fail here, before any SQL
     return {
         "collection": collection,
         "type": type,
@@ -44,8 +53,10 @@ def version_filters(
         "alias": alias,
         "state": state,
         "metadata": metadata,
-        "created_after": to_us(created_after),
-        "created_before": to_us(created_before),
+        "created_after": filter_time(created_after, "created_after"),
+        "created_before": filter_time(created_before, "created_before"),
+        "updated_after": filter_time(updated_after, "updated_after"),
+        "updated_before": filter_time(updated_before, "updated_before"),
         "match": match,
     }
 

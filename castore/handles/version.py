@@ -8,25 +8,21 @@ and tags are loaded on first access, so ``store.get()`` costs one query.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
 from castore._parts import Parts
-from castore._progress import ProgressArg
-from castore.artifact.commit import check_metadata, draft_from_version
+from castore.artifact.commit import check_metadata, draft_from_version, link_version
 from castore.artifact.writer import DraftWriter
-from castore.errors import IntegrityError, NotFoundError, VerificationError
+from castore.errors import IntegrityError, NotFoundError
 from castore.handles.run import Run, VersionHandles
 from castore.handles.times import seconds, to_datetime
-from castore.models import Manifest, ManifestEntry, VerifyReport
+from castore.handles.version_files import VersionFiles
+from castore.models import Manifest, ManifestEntry
 from castore.objects import load_version
 from castore.refs import check_user_alias, tag_list
-from castore.worktree import operations
-from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
 
 __all__ = ["HANDLES", "UNSET", "ArtifactVersion", "Draft"]
 
@@ -34,7 +30,7 @@ __all__ = ["HANDLES", "UNSET", "ArtifactVersion", "Draft"]
 UNSET: Any = object()
 
 
-class ArtifactVersion:
+class ArtifactVersion(VersionFiles):
     """One version of a collection: its files, aliases, tags and metadata.
 
     Get one from ``store.get(ref)``, ``store.versions()`` or ``draft.finalize()``.
@@ -254,188 +250,25 @@ class ArtifactVersion:
             raise NotFoundError(f"{path!r} is not in {self.ref}", ref=path) from None
         return ManifestEntry(path=p, digest=digest, size=size, ref=ref, executable=executable)
 
-    # -- files on disk: thin wrappers over castore.worktree --------------------------------
-
-    def _stat_cache(self) -> StatCache:
-        return NO_STAT_CACHE if self._parts.read_only else self._parts.catalog.stat_cache
-
-    def checkout(
-        self,
-        root: str | os.PathLike[str],
-        *,
-        link: str = "auto",
-        progress: ProgressArg = None,
-        force: bool = False,
-    ) -> Path:
-        """Make ``root`` hold exactly this version's files; extra files and dirs are removed.
-
-        Files already correct are skipped. Nothing outside ``root`` is written or followed; a
-        missing or damaged blob raises before the target changes. A non-empty directory that
-        castore did not check out before is refused unless ``force=True``.
-
-        Args:
-            root: the target directory (created if missing).
-            link: ``"auto"`` (reflink where possible, else copy), ``"copy"``, ``"hardlink"``,
-                ``"symlink"`` or ``"reflink"``; compressed blobs are always copied.
-            progress: a ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
-            force: allow deleting or overwriting files in an unmanaged directory.
-
-        Returns:
-            The resolved root.
-
-        Example:
-            >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
-        """
-        return operations.checkout(
-            self._parts.blobs, self._rows(), root, link=link, force=force,
-            store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
-        )
-
-    def _default_root(self) -> Path:
-        return Path("artifacts") / self.collection / (self.version or self.id)
-
-    def download(
-        self,
-        root: str | os.PathLike[str] | None = None,
-        *,
-        path_prefix: str | None = None,
-        link: str = "auto",
-        progress: ProgressArg = None,
-    ) -> Path:
-        """Write this version's files (those under ``path_prefix``) into ``root``.
-
-        Other files in ``root`` are left alone. The default root is
-        ``./artifacts/<collection>/v<N>``. Same safety as :meth:`checkout`.
-
-        Returns:
-            The resolved root.
-        """
-        return operations.download(
-            self._parts.blobs, self._rows(path_prefix), root or self._default_root(),
-            path_prefix=path_prefix, link=link, store_root=self._parts.path,
-            stat_cache=self._stat_cache(), progress=progress,
-        )
-
-    def file(self, root: str | os.PathLike[str] | None = None) -> Path:
-        """Write the only file of a single-file version and return its path.
-
-        Raises:
-            ValueError: the version holds more (or fewer) than one file.
-        """
-        entries = list(self.files())
-        if len(entries) != 1:
-            raise ValueError(
-                f"{self.ref} holds {len(entries)} files, not one; use download() instead"
-            )
-        return self.download(root) / entries[0].path
-
-    def verify(self, root: str | os.PathLike[str] | None = None) -> VerifyReport:
-        """Check a directory against this version, or (no root) re-hash the stored blobs.
-
-        Returns:
-            A :class:`VerifyReport` that is ok.
-
-        Raises:
-            VerificationError: ``root`` differs (``.report`` says how).
-            IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
-                the files.
-        """
-        if root is not None:
-            report = operations.verify_dir(
-                self._parts.blobs, self._rows(), root, stat_cache=self._stat_cache()
-            )
-            if not report.ok:
-                parts = [
-                    f"{len(v)} {k}" for k, v in
-                    (("missing", report.missing), ("modified", report.modified),
-                     ("extra", report.extra)) if v
-                ]
-                # "checkout restores it" is only true while the stored copy is whole.
-                differing = set(report.missing) | set(report.modified)
-                damaged = operations.verify_blobs(
-                    self._parts.blobs, (r for r in self._rows() if r[0] in differing)
-                )
-                if damaged:
-                    remedy = (
-                        f"; the stored content of {len(damaged)} of them is damaged too, so "
-                        "checkout cannot restore them: run fsck(repair=True), then add those "
-                        "files again"
-                    )
-                else:
-                    remedy = " (see .report; run checkout() to restore it)"
-                raise VerificationError(
-                    f"{str(root)!r} does not match {self.ref}: {', '.join(parts)}{remedy}",
-                    report=report,
-                    damaged=damaged,
-                )
-            return report
-        damaged = operations.verify_blobs(self._parts.blobs, self._rows())
-        if damaged:
-            shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
-            raise IntegrityError(
-                f"{self.ref}: the stored content of {len(damaged)} file(s) is damaged or "
-                f"missing: {shown}; run fsck(repair=True), then add those files again",
-                paths=damaged,
-            )
-        return VerifyReport(ok=True)
-
-    def open(self, path: str) -> BinaryIO:
-        """A streaming binary reader of one file; its digest is checked when read to the end.
-
-        Raises:
-            NotFoundError: no such file in the version.
-            IntegrityError: (while reading) the stored content is damaged.
-        """
-        return operations.open_entry(self._parts.blobs, self.get_entry(path))
-
-    def copy_to(self, path: str, out: BinaryIO) -> int:
-        """Write one file to the binary stream ``out``, only once all of it is verified.
-
-        Unlike copying from :meth:`open`, damaged content never reaches ``out``: it is
-        checked first, in memory when small, else in an anonymous temp file in the store's
-        ``tmp/`` (the system's temp directory when the store is not writable).
-
-        Returns:
-            The number of bytes written.
-
-        Raises:
-            NotFoundError: no such file in the version.
-            IntegrityError: the stored content is damaged; nothing was written.
-
-        Example:
-            >>> store.get("mnist:prod").copy_to("train.csv", sys.stdout.buffer)  # doctest: +SKIP
-        """
-        return operations.copy_verified(
-            self._parts.blobs, self.get_entry(path), out, spool_dir=self._spool_dir()
-        )
-
-    def _spool_dir(self) -> Path | None:
-        if self._parts.read_only:
-            return None
-        directory = self._parts.layout.tmp_dir()
-        return directory if os.access(directory, os.W_OK | os.X_OK) else None
-
-    def read_bytes(self, path: str) -> bytes:
-        """The whole (verified) content of one file."""
-        with self.open(path) as fh:
-            return fh.read()
-
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        """The whole (verified) content of one file, decoded."""
-        return self.read_bytes(path).decode(encoding)
-
     # -- changes ---------------------------------------------------------------------------
 
     def _require_committed(self, what: str) -> Any:
+        """Refresh inside the caller's transaction; refuse unless still COMMITTED."""
+        self.refresh()
         if self.state != "COMMITTED":
             raise NotFoundError(
-                f"cannot {what} {self.ref}: it is {self.state}, not COMMITTED", ref=self.ref
+                f"cannot {what} {self.ref}: it is {self.state}, not COMMITTED; a deleted "
+                "version takes no changes", ref=self.ref,
             )
         return self._row["collection_id"]
 
     def new_draft(self) -> Draft:
-        """A draft pre-filled with this version's files, description and metadata."""
-        draft_id = draft_from_version(self._parts, self._row)
+        """A draft pre-filled with this version's files, description and metadata.
+
+        Raises:
+            NotFoundError: the version is deleted (it has no files left to start from).
+        """
+        draft_id = draft_from_version(self._parts, self.id)
         return Draft(self._parts, draft_id, self.collection, self.type)
 
     def add_alias(self, alias: str) -> ArtifactVersion:
@@ -446,7 +279,6 @@ class ArtifactVersion:
         """
         check_user_alias(alias)
         with self._parts.catalog.write_txn():
-            self.refresh()
             collection_id = self._require_committed("alias")
             self._parts.catalog.set_alias(collection_id, alias, self.id)
         return self.refresh()
@@ -465,52 +297,131 @@ class ArtifactVersion:
             catalog.remove_alias(self._row["collection_id"], alias)
         return self.refresh()
 
-    def add_tags(self, tags: Iterable[str]) -> ArtifactVersion:
+    def add_tags(self, tags: Iterable[str] | None) -> ArtifactVersion:
         """Add tags (existing ones are kept)."""
-        tags = tag_list(tags)
-        self._parts.catalog.add_tags(self.id, tags)
+        tags = tag_list(tags or ())
+        with self._parts.catalog.write_txn():
+            self._require_committed("tag")
+            self._parts.catalog.add_tags(self.id, tags)
         return self.refresh()
 
-    def remove_tags(self, tags: Iterable[str]) -> ArtifactVersion:
+    def remove_tags(self, tags: Iterable[str] | None) -> ArtifactVersion:
         """Remove tags (absent ones are ignored)."""
-        tags = tag_list(tags)
-        self._parts.catalog.remove_tags(self.id, tags)
+        tags = tag_list(tags or ())
+        with self._parts.catalog.write_txn():
+            self._require_committed("untag")
+            self._parts.catalog.remove_tags(self.id, tags)
         return self.refresh()
 
     def update(
-        self, *, description: str | None = UNSET, metadata: dict[str, Any] = UNSET
+        self,
+        *,
+        description: str | None = UNSET,
+        metadata: dict[str, Any] = UNSET,
+        tags: Iterable[str] = UNSET,
     ) -> ArtifactVersion:
-        """Change the description and/or replace the metadata; only given fields change."""
+        """Change the given fields; only given fields change (None leaves one as it is).
+
+        Args:
+            description: the new description.
+            metadata: replaces the whole metadata.
+            tags: replaces the whole tag set.
+
+        Raises:
+            NotFoundError: the version is deleted.
+        """
         fields: dict[str, Any] = {}
         if description is not UNSET:
             fields["description"] = description
-        if metadata is not UNSET:
+        if metadata is not UNSET and metadata is not None:
             if not isinstance(metadata, dict):
                 raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
             fields["metadata"] = check_metadata(metadata)
-        if fields:
-            self._parts.catalog.update_version(self.id, **fields)
+        new_tags = None if tags is UNSET or tags is None else tag_list(tags)
+        catalog = self._parts.catalog
+        with catalog.write_txn():
+            self._require_committed("update")
+            if fields:
+                catalog.update_version(self.id, **fields)
+            if new_tags is not None:
+                catalog.remove_tags(self.id, [t for t in self.tags if t not in new_tags])
+                catalog.add_tags(self.id, new_tags)
         return self.refresh()
 
     def set_ttl(self, ttl: timedelta | None) -> ArtifactVersion:
         """Expire ``ttl`` after creation (None: never). A version with a user alias never
         expires; an expired one disappears from queries at once and gc deletes it."""
         ttl_seconds = seconds(ttl)
-        self._parts.catalog.set_ttl(self.id, ttl_seconds)
+        with self._parts.catalog.write_txn():
+            self._require_committed("set the TTL of")
+            self._parts.catalog.set_ttl(self.id, ttl_seconds)
         return self.refresh()
 
-    def delete(self, *, delete_aliases: bool = False) -> None:
+    def delete(self, *, delete_aliases: bool = False, delete_links: bool = False) -> None:
         """Delete the version; ``latest`` moves to the previous one. Blobs stay until gc.
+
+        Args:
+            delete_aliases: also drop its user aliases (else they block the deletion).
+            delete_links: also delete the versions that link to it (else they block it).
 
         Raises:
             AliasConflictError: it holds aliases other than ``latest`` and not
-                ``delete_aliases``.
+                ``delete_aliases``, or versions link to it and not ``delete_links`` (the
+                message names them).
         """
         self._parts.require_writable("delete a version")
         self._parts.freeing_space(
-            lambda: self._parts.catalog.delete_version(self.id, delete_aliases=delete_aliases)
+            lambda: self._parts.catalog.delete_version(
+                self.id, delete_aliases=delete_aliases, delete_links=delete_links
+            )
         )
         self.refresh()
+
+    # -- links (API.md "Linking versions into other collections") ---------------------------
+
+    def link(self, collection: str, *, aliases: Iterable[str] | None = None) -> ArtifactVersion:
+        """Link this version into another collection (a registry); no bytes are copied.
+
+        Returns:
+            The link: a version of ``collection`` with its own number, aliases and tags.
+
+        Example:
+            >>> v = store.get("mnist:v3")  # doctest: +SKIP
+            >>> reg = v.link("mnist-registry", aliases=["staging"])  # doctest: +SKIP
+            >>> reg.is_link, reg.source.ref  # doctest: +SKIP
+            (True, 'mnist:v3')
+        """
+        return ArtifactVersion(
+            self._parts, link_version(self._parts, self.id, collection, aliases=aliases or ())
+        )
+
+    @property
+    def is_link(self) -> bool:
+        """Whether this version is a link to a version of another collection."""
+        return bool(self._row.get("link_source"))
+
+    @property
+    def source(self) -> ArtifactVersion | None:
+        """The version this link points at (None when not a link, or the source is gone)."""
+        source_id = self._row.get("link_source")
+        row = None if not source_id else self._parts.catalog.get_version(source_id)
+        return None if row is None or row["state"] != "COMMITTED" else (
+            ArtifactVersion(self._parts, row)
+        )
+
+    def linked_versions(self) -> list[ArtifactVersion]:
+        """The versions that link to this one, by collection and number."""
+        return [ArtifactVersion(self._parts, r) for r in self._parts.catalog.links_to(self.id)]
+
+    def unlink(self) -> None:
+        """Remove this link (with its aliases); the source is never touched.
+
+        Raises:
+            ValueError: this version is not a link.
+        """
+        if not self.is_link:
+            raise ValueError(f"{self.ref} is not a link; use delete() to delete a version")
+        self.delete(delete_aliases=True)
 
     def logged_by(self) -> Run | None:
         """The run that produced this version, or None."""
@@ -552,12 +463,13 @@ class Draft(DraftWriter):
         self.version: ArtifactVersion | None = None  # set by finalize()
 
     def finalize(
-        self, *, aliases: Iterable[str] = (), tags: Iterable[str] = ()
+        self, *, aliases: Iterable[str] | None = (), tags: Iterable[str] | None = ()
     ) -> ArtifactVersion:
         """Commit the draft as the next version of its collection; move ``latest``.
 
         If the content equals the current latest version's, no version is made: that one is
-        returned, with ``aliases`` and ``tags`` applied to it.
+        returned, with ``aliases`` and ``tags`` applied to it, and so are the draft's
+        description (when it has one) and metadata (when not empty), as ``update()`` would.
 
         Returns:
             The :class:`~castore.ArtifactVersion`.
@@ -566,7 +478,7 @@ class Draft(DraftWriter):
             ArtifactFinalizedError: the draft was already finalized or discarded.
             InvalidReferenceError: an alias or tag is malformed, or ``"latest"``.
         """
-        self.version = ArtifactVersion(self._parts, self._commit(aliases, tags))
+        self.version = ArtifactVersion(self._parts, self._commit(aliases or (), tags or ()))
         return self.version
 
     def __enter__(self) -> Draft:

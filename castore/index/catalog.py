@@ -83,6 +83,7 @@ class Catalog(Database):
     get_collection_by_id = _collection.get_collection_by_id
     ensure_collection = _collection.ensure_collection
     list_collections = _collection.list_collections
+    list_collections_page = _collection.list_collections_page
     update_collection = _collection.update_collection
     delete_collection = _collection.delete_collection
 
@@ -107,6 +108,7 @@ class Catalog(Database):
     set_ttl = _versions.set_ttl
     commit_version = _versions.commit_version
     delete_version = _versions.delete_version
+    links_to = _versions.links_to
     discard_draft = _versions.discard_draft
     tags_of = _versions.tags_of
     add_tags = _versions.add_tags

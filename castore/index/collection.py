@@ -17,6 +17,7 @@ __all__ = [
     "get_collection",
     "get_collection_by_id",
     "list_collections",
+    "list_collections_page",
     "update_collection",
 ]
 
@@ -65,6 +66,19 @@ def list_collections(db: Database, type: str | None = None) -> list[dict[str, An
     if type is None:
         return db.all_rows("SELECT * FROM collections ORDER BY name")
     return db.all_rows("SELECT * FROM collections WHERE type = ? ORDER BY name", (type,))
+
+
+def list_collections_page(
+    db: Database, type: str | None = None, *, limit: int | None = None, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the collections (of ``type``) by name, and how many there are."""
+    where, params = ("WHERE type = ?", [type]) if type is not None else ("", [])
+    sql = f"SELECT * FROM collections {where} ORDER BY name LIMIT ? OFFSET ?"
+    rows = db.all_rows(sql, [*params, -1 if limit is None else limit, offset])
+    if offset == 0 and (limit is None or len(rows) < limit):
+        return rows, len(rows)
+    total = db.execute(f"SELECT COUNT(*) FROM collections {where}", params).fetchone()[0]
+    return rows, int(total)
 
 
 def update_collection(db: Database, collection_id: int, **fields: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from castore.index.database import Database
-from castore.index.queries import LIVE, VERSION_SELECT
+from castore.index.queries import LINKED, LIVE, VERSION_SELECT
 
 __all__ = [
     "bad_aliases",
@@ -163,6 +163,7 @@ def prune_candidates(
         "v.state = 'COMMITTED'",
         LIVE,
         "NOT EXISTS (SELECT 1 FROM aliases a WHERE a.version_id = v.id)",
+        f"NOT EXISTS ({LINKED})",
     ]
     if collection is not None:
         where.append("c.name = :coll")

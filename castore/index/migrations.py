@@ -305,10 +305,12 @@ def _v6(db: Database) -> None:
     )
 
 
-def _reserved(db: Database) -> None:
-    # Step 7 belongs to work merged separately (queries); until it lands,
-    # its number is held by this no-op so step 8 keeps its number.
-    del db
+def _v7(db: Database) -> None:
+    # Links (API.md "Linking versions into other collections"): a version of another
+    # collection whose entries are the source's. ``link_source`` names the source version;
+    # the index serves "which versions link to v" (delete rules, linked_versions()).
+    db.table("versions").add_column("link_source", str)
+    db.table("versions").create_index(["link_source"], index_name="idx_versions_link_source")
 
 
 def _v8(db: Database) -> None:
@@ -320,7 +322,7 @@ def _v8(db: Database) -> None:
 
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
 MIGRATIONS: list[Callable[[Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _reserved, _v8
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

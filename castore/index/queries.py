@@ -9,13 +9,14 @@ only pass through as text anyway.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from castore.index.database import Database
+from castore.index.metaquery import meta_filter, meta_sort_key, split_operators
 from castore.refs import LATEST
 
 __all__ = [
+    "LINKED",
     "LIVE",
     "SORT_KEYS",
     "VERSION_SELECT",
@@ -29,6 +30,7 @@ __all__ = [
     "live_version",
     "newest_live",
     "order_by",
+    "parse_sort",
     "query_versions",
     "types",
     "version_by_alias",
@@ -39,6 +41,8 @@ __all__ = [
 #: Versions hidden because they expired: ``hide_at`` is ``expires_at`` unless a user alias pins
 #: the version (see ``_migrations._v3``); kept up to date by every write that changes either.
 LIVE = "(v.hide_at IS NULL OR v.hide_at > :now)"
+#: A committed version links to ``v``: gc and prune keep a linked source (delete rules).
+LINKED = "SELECT 1 FROM versions l WHERE l.link_source = v.id AND l.state = 'COMMITTED'"
 #: A version row with its collection's ``name`` (as ``collection``) and ``type``.
 VERSION_SELECT = (
     "SELECT v.*, c.name AS collection, c.type AS type FROM versions v "
@@ -65,6 +69,8 @@ def build_where(
     created_before: int | None,
     match: str,
     now: int,
+    updated_after: int | None = None,
+    updated_before: int | None = None,
     produced_by: str | None = None,
     used_by: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
@@ -113,7 +119,15 @@ def build_where(
             filters.append(
                 f"v.id IN (SELECT version_id FROM version_tags WHERE tag IN ({tag_keys}))"
             )
-    if alias is not None:
+    if alias == LATEST:
+        # latest as readers find it (the newest live version of each collection), not the
+        # stored row, which can still point at a version that has just expired.
+        filters.append(
+            "v.id IN (SELECT (SELECT v2.id FROM versions v2 WHERE v2.collection_id = c2.id "
+            f"AND v2.state = 'COMMITTED' AND {LIVE.replace('v.', 'v2.')} "
+            "ORDER BY v2.number DESC LIMIT 1) FROM collections c2)"
+        )
+    elif alias is not None:
         if collection is not None:
             filters.append(
                 "EXISTS (SELECT 1 FROM aliases a WHERE a.version_id = v.id AND a.alias = :alias)"
@@ -122,35 +136,27 @@ def build_where(
             filters.append("v.id IN (SELECT version_id FROM aliases WHERE alias = :alias)")
         params["alias"] = alias
     others = any(f is not None for f in (collection, type, alias)) or bool(tags)
-    for i, (key, value) in enumerate((metadata or {}).items()):
-        path = '$."' + str(key).replace('"', '\\"') + '"'
-        params[f"mk{i}"] = path
-        expr = f"json_extract(v.metadata, :mk{i})"
-        if value is None:
-            filters.append(f"({expr} IS NULL)")
-        elif isinstance(value, dict | list):
-            filters.append(f"({expr} = json(:mv{i}))")
-            params[f"mv{i}"] = json.dumps(value, separators=(",", ":"))
-        elif others or match == "any":  # another filter drives: a key lookup per row
-            filters.append(
-                f"EXISTS (SELECT 1 FROM version_meta m WHERE m.version_id = v.id "
-                f"AND m.key = :mn{i} AND m.value = :mv{i})"
-            )
-            params[f"mn{i}"] = str(key)
-            params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
-        else:  # metadata alone: the (key, value) index of version_meta drives the search
-            filters.append(
-                f"v.id IN (SELECT version_id FROM version_meta WHERE key = :mn{i} "
-                f"AND value = :mv{i})"
-            )
-            params[f"mn{i}"] = str(key)
-            params[f"mv{i}"] = int(value) if isinstance(value, bool) else value
+    n = 0
+    for key, value in (metadata or {}).items():
+        ops = split_operators(str(key), value)
+        for op, operand in ops:
+            # Another filter drives the search (or OR joins them): check per row; alone, the
+            # (key, value) index of version_meta drives it.
+            per_row = others or match == "any" or n > 0
+            filters.append(meta_filter(n, str(key), op, operand, params, per_row=per_row))
+            n += 1
     if created_after is not None:
         filters.append("v.created_at >= :after")
         params["after"] = created_after
     if created_before is not None:
         filters.append("v.created_at < :before")
         params["before"] = created_before
+    if updated_after is not None:
+        filters.append("v.updated_at >= :uafter")
+        params["uafter"] = updated_after
+    if updated_before is not None:
+        filters.append("v.updated_at < :ubefore")
+        params["ubefore"] = updated_before
     # Runs (by id): the (run_id, kind, version_id) index of run_edges lists their versions.
     if produced_by is not None:
         filters.append(
@@ -170,23 +176,53 @@ def build_where(
     return where, params
 
 
-def order_by(sort: str | list[str]) -> str:
-    """The ORDER BY clause of ``sort`` (keys of :data:`SORT_KEYS`, ``-`` for descending)."""
+def parse_sort(sort: str | list[str]) -> list[tuple[str, bool]]:
+    """``[(key, descending)]`` of a sort argument (``"-created_at,name"`` or a list).
+
+    Raises:
+        ValueError: an unknown key (``metadata.KEY`` sorts by a metadata key).
+    """
     keys = sort.split(",") if isinstance(sort, str) else list(sort)
-    parts = []
+    found = []
     for key in keys:
         key = key.strip()
-        desc = key.startswith("-")
         name = key.lstrip("+-")
-        if name not in SORT_KEYS:
+        if name not in SORT_KEYS and meta_sort_key(name) is None:
             raise ValueError(
-                f"cannot sort versions by {name!r}; use one of {', '.join(SORT_KEYS)} "
-                "(prefix '-' for descending)"
+                f"cannot sort versions by {name!r}; use one of {', '.join(SORT_KEYS)} or "
+                "metadata.KEY (prefix '-' for descending)"
             )
-        parts.append(f"{SORT_KEYS[name]} {'DESC' if desc else 'ASC'}")
-    tie = "DESC" if keys and keys[0].strip().startswith("-") else "ASC"
+        found.append((name, key.startswith("-")))
+    return found
+
+
+def order_by(sort: str | list[str], params: dict[str, Any] | None = None) -> str:
+    """The ORDER BY clause of ``sort``; a ``metadata.KEY`` sorts on the join ``ms{i}``.
+
+    Versions without the key come last in both directions (``(ms.value IS NULL)`` first).
+    """
+    keys = parse_sort(sort)
+    parts = []
+    for i, (name, desc) in enumerate(keys):
+        direction = "DESC" if desc else "ASC"
+        meta = meta_sort_key(name)
+        if meta is None:
+            parts.append(f"{SORT_KEYS[name]} {direction}")
+        else:
+            if params is not None:
+                params[f"sk{i}"] = meta
+            parts.append(f"(ms{i}.value IS NULL) ASC, ms{i}.value {direction}")
+    tie = "DESC" if keys and keys[0][1] else "ASC"
     parts.append(f"v.id {tie}")
     return ", ".join(parts)
+
+
+def _meta_joins(sort: str | list[str]) -> str:
+    return "".join(
+        f" LEFT JOIN version_meta ms{i} ON ms{i}.version_id = v.id AND ms{i}.key = :sk{i}"
+        for i, (name, _) in enumerate(parse_sort(sort))
+        if meta_sort_key(name) is not None
+    )
 
 
 # -- single versions -------------------------------------------------------------------------
@@ -278,7 +314,7 @@ def expired_versions(db: Database, now: int | None = None) -> list[dict[str, Any
     """Committed versions past ``expires_at`` holding no user alias (gc deletes them)."""
     return db.all_rows(
         f"{VERSION_SELECT} WHERE v.state = 'COMMITTED' AND v.expires_at IS NOT NULL "
-        f"AND NOT {LIVE} ORDER BY v.expires_at",
+        f"AND NOT {LIVE} AND NOT EXISTS ({LINKED}) ORDER BY v.expires_at",
         {"now": now or db.now()},
     )
 
@@ -297,32 +333,13 @@ def query_versions(
 ) -> tuple[list[dict[str, Any]], int]:
     """Version rows matching the filters of ``Store.versions``, and the total count."""
     where, params = build_where(now=now or db.now(), **filters)
-    order = order_by(sort)
-    # Sort and page row ids only, then fetch the page's rows: sorting whole rows (metadata
-    # included) of every match is what makes a wide listing slow.
-    join = " JOIN collections c ON c.id = v.collection_id" if "c." in order else ""
-    sql = f"SELECT v.rowid FROM versions v{join} WHERE {where} ORDER BY {order}"
-    if limit is not None:
-        sql += " LIMIT :limit OFFSET :offset"
-        params.update(limit=limit, offset=offset)
-    elif offset:
-        sql += " LIMIT -1 OFFSET :offset"
-        params["offset"] = offset
+    keys = parse_sort(sort)
     with db.read_txn():
-        ids = [row[0] for row in db.execute(sql, params)]
-        by_id: dict[int, dict[str, Any]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            for row in db.execute(
-                f"SELECT v.rowid AS _rowid, v.*, c.name AS collection, c.type AS type "
-                f"FROM versions v JOIN collections c ON c.id = v.collection_id "
-                f"WHERE v.rowid IN ({marks})",
-                chunk,
-            ):
-                found = dict(row)
-                by_id[found.pop("_rowid")] = found
-        rows = [by_id[i] for i in ids]
+        if meta_sort_key(keys[0][0]) is not None and len(keys) == 1:
+            ids = _ids_by_meta(db, keys[0], where, params, filters, limit, offset)
+        else:
+            ids = _ids(db, sort, where, params, limit, offset)
+        rows = _rows_of(db, ids)
         if offset == 0 and (limit is None or len(rows) < limit):
             total = len(rows)  # the whole result fits in this page
         else:
@@ -330,9 +347,99 @@ def query_versions(
     return rows, total
 
 
+def _paging(sql: str, params: dict[str, Any], limit: int | None, offset: int) -> str:
+    if limit is not None:
+        params.update(limit=limit, offset=offset)
+        return sql + " LIMIT :limit OFFSET :offset"
+    if offset:
+        params["offset"] = offset
+        return sql + " LIMIT -1 OFFSET :offset"
+    return sql
+
+
+def _ids(
+    db: Database,
+    sort: str | list[str],
+    where: str,
+    params: dict[str, Any],
+    limit: int | None,
+    offset: int,
+) -> list[int]:
+    params = dict(params)
+    order = order_by(sort, params)
+    # Sort and page row ids only, then fetch the page's rows: sorting whole rows (metadata
+    # included) of every match is what makes a wide listing slow.
+    join = " JOIN collections c ON c.id = v.collection_id" if "c." in order else ""
+    sql = f"SELECT v.rowid FROM versions v{join}{_meta_joins(sort)} WHERE {where} ORDER BY {order}"
+    return [row[0] for row in db.execute(_paging(sql, params, limit, offset), params)]
+
+
+def _ids_by_meta(
+    db: Database,
+    key: tuple[str, bool],
+    where: str,
+    params: dict[str, Any],
+    filters: dict[str, Any],
+    limit: int | None,
+    offset: int,
+) -> list[int]:
+    """Ids sorted by one metadata key: the versions holding it in the order of the
+    ``(key, value)`` index, then those without it (newest id first when descending)."""
+    name, desc = key
+    direction = "DESC" if desc else "ASC"
+    params = {**params, "sk": meta_sort_key(name)}
+    # With nothing narrowing the search, walk the index in order (CROSS JOIN fixes the loop
+    # order) and stop at the page; a collection or alias narrows it better: let SQLite choose.
+    narrow = filters.get("collection") is not None or filters.get("alias") is not None
+    joiner = "JOIN" if narrow else "CROSS JOIN"
+    having = (
+        f"SELECT v.rowid FROM version_meta ms {joiner} versions v ON v.id = ms.version_id "
+        f"WHERE ms.key = :sk AND {where} "
+        f"ORDER BY ms.value {direction}, ms.version_id {direction}"
+    )
+    paged = dict(params)
+    ids = [row[0] for row in db.execute(_paging(having, paged, limit, offset), paged)]
+    if limit is not None and len(ids) >= limit:
+        return ids
+    if offset == 0 or ids:
+        held = offset + len(ids)
+    else:
+        held = int(
+            db.execute(
+                "SELECT COUNT(*) FROM version_meta ms JOIN versions v ON v.id = ms.version_id "
+                f"WHERE ms.key = :sk AND {where}",
+                params,
+            ).fetchone()[0]
+        )
+    lacking = (
+        f"SELECT v.rowid FROM versions v WHERE {where} AND NOT EXISTS (SELECT 1 FROM "
+        "version_meta x WHERE x.version_id = v.id AND x.key = :sk) "
+        f"ORDER BY v.id {direction}"
+    )
+    rest_limit = None if limit is None else limit - len(ids)
+    rest = _paging(lacking, params, rest_limit, max(0, offset - held))
+    return ids + [row[0] for row in db.execute(rest, params)]  # _paging filled params
+
+
+def _rows_of(db: Database, ids: list[int]) -> list[dict[str, Any]]:
+    by_id: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for row in db.execute(
+            f"SELECT v.rowid AS _rowid, v.*, c.name AS collection, c.type AS type "
+            f"FROM versions v JOIN collections c ON c.id = v.collection_id "
+            f"WHERE v.rowid IN ({marks})",
+            chunk,
+        ):
+            found = dict(row)
+            by_id[found.pop("_rowid")] = found
+    return [by_id[i] for i in ids]
+
+
 def count_versions_where(db: Database, where: str, params: dict[str, Any]) -> int:
     """The number of versions matching a WHERE clause built by :func:`build_where`."""
-    params = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+    params = {k: v for k, v in params.items() if k not in ("limit", "offset", "sk")}
     row = db.execute(
         f"SELECT COUNT(*) FROM versions v WHERE {where}",  # no filter needs collections
         params,

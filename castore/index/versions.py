@@ -27,6 +27,7 @@ __all__ = [
     "create_version",
     "delete_version",
     "discard_draft",
+    "links_to",
     "remove_tags",
     "set_ttl",
     "tags_of",
@@ -129,12 +130,24 @@ def commit_version(
     return number
 
 
-def delete_version(db: Database, version_id: str, *, delete_aliases: bool = False) -> None:
+def links_to(db: Database, version_id: str) -> list[dict[str, Any]]:
+    """The committed versions that link to ``version_id``, by collection and number."""
+    return db.all_rows(
+        "SELECT v.*, c.name AS collection, c.type AS type FROM versions v "
+        "JOIN collections c ON c.id = v.collection_id "
+        "WHERE v.link_source = ? AND v.state = 'COMMITTED' ORDER BY c.name, v.number",
+        (version_id,),
+    )
+
+
+def delete_version(
+    db: Database, version_id: str, *, delete_aliases: bool = False, delete_links: bool = False
+) -> None:
     """Mark a version ``DELETED``, drop its entries and aliases; repoint ``latest``.
 
     Raises:
         AliasConflictError: it holds aliases other than ``latest`` and not
-            ``delete_aliases``.
+            ``delete_aliases``, or versions link to it and not ``delete_links``.
     """
     with db.write_txn():
         row = get_version(db, version_id)
@@ -143,6 +156,17 @@ def delete_version(db: Database, version_id: str, *, delete_aliases: bool = Fals
         if row["state"] == "PENDING":
             db.execute("DELETE FROM versions WHERE id = ?", (version_id,))
             return
+        links = links_to(db, version_id)
+        if links and not delete_links:
+            named = ", ".join(f"{r['collection']}:v{r['number']}" for r in links)
+            raise AliasConflictError(
+                f"version {row['collection']}:v{row['number']} is linked from {named}; "
+                "unlink them first or pass delete_links=True",
+                alias=named,
+                ref=f"{row['collection']}:v{row['number']}",
+            )
+        for link in links:
+            delete_version(db, link["id"], delete_aliases=True)
         aliases = stored_aliases_of(db, version_id)
         user = [a for a in aliases if a != LATEST]
         if user and not delete_aliases:

@@ -103,6 +103,10 @@ def insert_version(catalog: Catalog, manifest_digest: str, doc: dict[str, Any]) 
             doc.get("materializer"),
         ),
     )
+    if doc.get("link_source"):
+        catalog.execute(
+            "UPDATE versions SET link_source = ? WHERE id = ?", (doc["link_source"], doc["id"])
+        )
     catalog.put_entries(doc["id"], doc["entries"])
     catalog.add_tags(doc["id"], doc["tags"])
     catalog.execute(

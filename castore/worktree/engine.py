@@ -28,6 +28,7 @@ from castore.errors import (
     UnsafeTargetError,
 )
 from castore.paths import validate_path
+from castore.storage.external import is_remote
 from castore.worktree import containment as _c
 from castore.worktree import linking as _l
 from castore.worktree.entries import Entry, EntryLike, iter_entries
@@ -95,6 +96,8 @@ def check_sources(blobs: BlobStore, entries: Sequence[Entry]) -> dict[str, str |
     missing: list[tuple[str, str]] = []
     for entry in entries:
         if entry.ref is not None:
+            if is_remote(entry.ref):
+                continue  # fetched and verified while staging (worktree.references checked it)
             if not _l.ref_path(entry).is_file():
                 missing.append((entry.path, entry.ref))
             continue

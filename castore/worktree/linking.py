@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, get_args
 from castore.digest import Digest
 from castore.errors import ConfigurationError, IntegrityError, NotFoundError, RemoteError
 from castore.models import LinkMode
+from castore.storage.external import is_etag, is_remote, open_remote
 from castore.storage.fsutil import translate_oserror
 
 # Every byte a checkout or download writes goes through this one name, so tests
@@ -335,6 +336,8 @@ def file_matches(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size or entry.digest is None:
             return False, None
+        if is_etag(entry.digest):
+            return False, None  # an ETag says nothing of local bytes: fetched again
         digest, size = hash_fd(fd, Digest.parse(entry.digest).algorithm)
         return digest == entry.digest and size == entry.size, st
     finally:
@@ -347,9 +350,9 @@ def ref_path(entry: Entry) -> Path:
     parsed = urllib.parse.urlparse(ref)
     if parsed.scheme != "file":
         raise RemoteError(
-            f"cannot materialize {entry.path!r}: its reference {ref!r} is not a file:// URI, "
-            "and fetching other schemes is not supported yet; copy the data locally and add it "
-            "to a version instead"
+            f"cannot materialize {entry.path!r}: its reference {ref!r} has a scheme castore "
+            "cannot fetch (file://, http(s):// and s3:// can be); copy the data locally and "
+            "add it to a version instead"
         )
     return Path(urllib.parse.unquote(parsed.path))
 
@@ -359,11 +362,18 @@ def open_source(blobs: BlobStore, entry: Entry) -> BinaryIO:
     read straight through, digest and size are checked at EOF; a read after a seek checks the
     whole content once, then every chunk it returns.
 
+    ``http(s)://`` and ``s3://`` references are fetched (:mod:`castore.storage.external`).
+
     Raises:
         NotFoundError: the blob (or referenced file) is missing.
         IntegrityError: (while reading) the content does not match.
-        RemoteError: the entry references a non-``file://`` location.
+        RemoteError: a referenced object cannot be fetched, or its scheme is unknown.
     """
+    if entry.ref is not None and is_remote(entry.ref):
+        return open_remote(
+            entry.ref, digest=entry.digest, size=entry.size,
+            what=f"{entry.ref} (referenced by {entry.path!r})",
+        )
     if entry.ref is not None:
         path = ref_path(entry)
         what = f"the file {str(path)!r} referenced by {entry.path!r}"

@@ -142,8 +142,10 @@ def test_created_range_and_sorts(populated: castore.Store) -> None:
     assert refs(s.versions(sort="-size"))[0] == "model:v0"
     assert refs(s.versions(sort="name,-number")) == ["ds-a:v1", "ds-a:v0", "ds-b:v0", "model:v0"]
     assert refs(s.versions(sort=["-name", "number"]))[0] == "model:v0"
-    naive = datetime(2024, 1, 3)  # noqa: DTZ001 - naive datetimes are read as UTC
-    assert s.count(created_after=naive) == 2
+    naive = datetime(2024, 1, 3)  # noqa: DTZ001 - naive datetimes are refused (API.md)
+    with pytest.raises(TypeError, match="naive"):
+        s.count(created_after=naive)
+    assert s.count(created_after="2024-01-03T00:00:00+00:00") == 2
     with pytest.raises(ValueError, match="sort"):
         s.versions(sort="colour")
     with pytest.raises(ValueError, match="match"):

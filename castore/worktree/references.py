@@ -1,0 +1,95 @@
+"""Choosing what a checkout or download writes: path patterns, and references reachable.
+
+``select_rows`` runs before the checkout engine plans anything (rule 1 of
+:mod:`castore.worktree.operations`): it keeps the entries the patterns allow and asks every
+``http(s)://`` and ``s3://`` reference's server for its size and ETag, so that an unreachable
+or changed object fails the whole operation before the target changes, or, with
+``allow_missing_references=True``, is left out (a missing ``file://`` reference too).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from castore.errors import IntegrityError, RemoteError
+from castore.storage.external import ETAG, etag_digest, is_etag, is_remote, stat_remote
+
+__all__ = ["Row", "select_rows"]
+
+# (path, digest, size, ref, executable), as the catalogue streams them
+Row = tuple[str, str | None, int, str | None, bool]
+
+
+def _patterns(value: str | Iterable[str] | None, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    found = list(value)
+    if not all(isinstance(p, str) for p in found):
+        raise TypeError(f"{what} must be strings (fnmatch patterns)")
+    return found
+
+
+def _reachable(row: Row) -> bool:
+    """Whether a reference can be fetched; raises if its object changed since recorded."""
+    path, digest, size, ref, _ = row
+    assert ref is not None
+    if not is_remote(ref):
+        parsed = urlparse(ref)
+        return parsed.scheme != "file" or Path(unquote(parsed.path)).is_file()
+    try:
+        found = stat_remote(ref)
+    except RemoteError:
+        return False
+    if (0 <= found.size != size) or (
+        is_etag(digest) and found.etag is not None and etag_digest(found.etag) != digest
+    ):
+        raise IntegrityError(
+            f"{ref} (referenced by {path!r}) changed since it was recorded: size "
+            f"{found.size} and {ETAG} {found.etag!r}, recorded {size}; nothing was written",
+            digest=digest,
+            paths=[path],
+        )
+    return True
+
+
+def select_rows(
+    rows: Iterable[Row],
+    *,
+    allow_patterns: str | Iterable[str] | None = None,
+    ignore_patterns: str | Iterable[str] | None = None,
+    allow_missing_references: bool = False,
+) -> Iterator[Row]:
+    """The rows to write: matching ``allow_patterns`` (any; default all), matching no
+    ``ignore_patterns``, and whose references are reachable.
+
+    Patterns are ``fnmatch`` patterns on the whole path, as huggingface_hub uses them: ``*``
+    also crosses ``/``.
+
+    Raises:
+        RemoteError: a remote reference cannot be reached (and not
+            ``allow_missing_references``).
+        IntegrityError: a remote object's size or ETag differs from the recorded one.
+    """
+    allow = _patterns(allow_patterns, "allow_patterns")
+    ignore = _patterns(ignore_patterns, "ignore_patterns") or []
+    for row in rows:
+        path = row[0]
+        if allow is not None and not any(fnmatch.fnmatchcase(path, p) for p in allow):
+            continue
+        if any(fnmatch.fnmatchcase(path, p) for p in ignore):
+            continue
+        ref = row[3]
+        checked = ref is not None and (is_remote(ref) or allow_missing_references)
+        if checked and not _reachable(row):
+            if allow_missing_references:
+                continue
+            raise RemoteError(
+                f"cannot fetch {ref} (referenced by {path!r}); nothing was written. Pass "
+                "allow_missing_references=True to skip unreachable references"
+            )
+        yield row
