@@ -21,6 +21,7 @@ class ObjectsMixin(StoreBase):
     def save(
         self,
         obj: Any,
+        /,
         name: str,
         *,
         type: str | None = None,
@@ -73,7 +74,7 @@ class ObjectsMixin(StoreBase):
             version = draft.finalize(aliases=aliases)
         return version
 
-    def load(self, ref: str | ArtifactVersion, **options: Any) -> Any:
+    def load(self, ref: str | ArtifactVersion, /, **options: Any) -> Any:
         """The object a version written by :meth:`save` holds, built by the same materializer.
 
         Loading never unpickles unless ``allow_pickle=True`` is passed here too.

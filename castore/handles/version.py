@@ -178,7 +178,7 @@ class ArtifactVersion(VersionFiles):
         """The materializer that wrote it through ``store.save()`` (None for files)."""
         return self._row.get("materializer")
 
-    def load(self, **options: Any) -> Any:
+    def load(self, /, **options: Any) -> Any:
         """The object :meth:`Store.save` wrote, built by the materializer that wrote it.
 
         Raises:

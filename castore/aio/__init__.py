@@ -3,8 +3,8 @@
 One implementation: each async method runs the sync method of the wrapped handle on the store's
 bounded thread pool (zarr's ``core/sync.py`` shape, turned around: here the core is sync). The
 wrappers are generated from the sync methods by three descriptors that keep their signatures
-for type checkers: :class:`_Call` (same result), :class:`_Wrap` (the result becomes an async
-handle) and :class:`_Chain` (methods that return their own handle, such as ``add_file``).
+for type checkers: :class:`Call` (same result), :class:`Wrap` (the result becomes an async
+handle) and :class:`Chain` (methods that return their own handle, such as ``add_file``).
 
 Cancellation: a cancelled call that has not started never runs; one already running on a thread
 runs to its end (a thread cannot be interrupted), so a cancelled ``finalize`` either committed
@@ -27,12 +27,13 @@ import asyncio
 import concurrent.futures
 import functools
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, BinaryIO
 
+from castore.aio.bridge import Attr, Call, Chain, Handle, Pool, Wrap, chain
 from castore.errors import ArtifactFinalizedError
 from castore.handles.collection import Collection
 from castore.handles.version import ArtifactVersion, Draft
@@ -53,169 +54,18 @@ __all__ = [
 #: Threads of an AsyncStore's pool unless ``open_async(workers=)`` says otherwise.
 DEFAULT_WORKERS = min(8, (os.cpu_count() or 1) + 2)
 
-P = ParamSpec("P")
-R = TypeVar("R")
-S = TypeVar("S")
-T = TypeVar("T")
-H = TypeVar("H", bound="_Handle[Any]")
-
-
-class _Pool:
-    """The bounded thread pool of one AsyncStore, shared by every handle it gives out."""
-
-    def __init__(self, workers: int) -> None:
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="castore-aio"
-        )
-
-
-class _Handle(Generic[T]):
-    """An async handle over the sync object ``sync``; calls run in order on the pool."""
-
-    def __init__(self, sync: T, pool: _Pool) -> None:
-        self._sync_obj = sync
-        self._pool = pool
-        self._last: concurrent.futures.Future[Any] | None = None
-
-    @property
-    def sync(self) -> T:
-        """The sync handle this one wraps (for calls from a thread of your own)."""
-        return self._sync_obj
-
-    async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        previous = self._last
-
-        def job() -> R:
-            # In call order: wait for the previous call on this handle, even a cancelled one
-            # that is still running on its thread. The pool's queue is FIFO, so the previous
-            # job has a thread before this one does: no deadlock.
-            if previous is not None:
-                concurrent.futures.wait([previous])
-            return fn(*args, **kwargs)
-
-        future = self._pool.executor.submit(job)
-        self._last = future
-        # Cancelling the await cancels the job if it has not started; a started job finishes.
-        return await asyncio.wrap_future(future)
-
-    async def _settle(self) -> None:
-        """Wait (through a cancellation too) until every call made on this handle has ended."""
-        last = self._last
-        if last is not None:
-            await asyncio.shield(asyncio.wrap_future(last))
-
-
-class _Call(Generic[T, P, R]):
-    """``async def name(*args) -> R`` running the sync method ``fn`` on the pool."""
-
-    def __init__(self, fn: Callable[Concatenate[T, P], R]) -> None:
-        self._fn = fn
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> _Call[T, P, R]: ...
-    @overload
-    def __get__(
-        self, obj: _Handle[T], owner: type[Any]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-    def __get__(self, obj: _Handle[T] | None, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        fn = self._fn
-        handle = obj
-
-        @functools.wraps(fn)
-        async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await handle._run(fn, handle._sync_obj, *args, **kwargs)
-
-        return call
-
-
-class _Wrap(Generic[T, P, R, S]):
-    """Like :class:`_Call`, with the result converted (a sync handle to an async one)."""
-
-    def __init__(
-        self, fn: Callable[Concatenate[T, P], R], convert: Callable[[_Pool, R], S]
-    ) -> None:
-        self._fn = fn
-        self._convert = convert
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> _Wrap[T, P, R, S]: ...
-    @overload
-    def __get__(
-        self, obj: _Handle[T], owner: type[Any]
-    ) -> Callable[P, Coroutine[Any, Any, S]]: ...
-    def __get__(self, obj: _Handle[T] | None, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        fn, convert = self._fn, self._convert
-        handle = obj
-
-        @functools.wraps(fn)
-        async def call(*args: P.args, **kwargs: P.kwargs) -> S:
-            result = await handle._run(fn, handle._sync_obj, *args, **kwargs)
-            return convert(handle._pool, result)
-
-        return call
-
-
-class _Chain(Generic[T, P]):
-    """Like :class:`_Call` for methods that return their own handle: returns the async one."""
-
-    def __init__(self, fn: Callable[Concatenate[T, P], object]) -> None:
-        self._fn = fn
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> _Chain[T, P]: ...
-    @overload
-    def __get__(self, obj: H, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, H]]: ...
-    def __get__(self, obj: Any, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        fn = self._fn
-        handle = obj
-
-        @functools.wraps(fn)
-        async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
-            await handle._run(fn, handle._sync_obj, *args, **kwargs)
-            return handle
-
-        return call
-
-
-def _chain(cls: type[T], fn: Callable[Concatenate[T, P], object]) -> _Chain[T, P]:
-    """:class:`_Chain` with the handle class given: binds methods typed ``-> Self``."""
-    return _Chain(fn)
-
-
-class _Attr(Generic[T, R]):
-    """A snapshot attribute of the sync handle, read without I/O (so not awaited)."""
-
-    def __init__(self, getter: Callable[[T], R]) -> None:
-        self._get = getter.fget if isinstance(getter, property) else getter
-
-    @overload
-    def __get__(self, obj: None, owner: type[Any]) -> _Attr[T, R]: ...
-    @overload
-    def __get__(self, obj: _Handle[T], owner: type[Any]) -> R: ...
-    def __get__(self, obj: _Handle[T] | None, owner: type[Any]) -> Any:
-        if obj is None:
-            return self
-        return self._get(obj._sync_obj)
-
-
 # -- conversions ---------------------------------------------------------------------------
 
 
-def _version(pool: _Pool, v: ArtifactVersion) -> AsyncArtifactVersion:
+def _version(pool: Pool, v: ArtifactVersion) -> AsyncArtifactVersion:
     return AsyncArtifactVersion(v, pool)
 
 
-def _versions(pool: _Pool, vs: list[ArtifactVersion]) -> list[AsyncArtifactVersion]:
+def _versions(pool: Pool, vs: list[ArtifactVersion]) -> list[AsyncArtifactVersion]:
     return [AsyncArtifactVersion(v, pool) for v in vs]
 
 
-def _page(pool: _Pool, page: Page[ArtifactVersion]) -> Page[AsyncArtifactVersion]:
+def _page(pool: Pool, page: Page[ArtifactVersion]) -> Page[AsyncArtifactVersion]:
     return Page[AsyncArtifactVersion](
         items=_versions(pool, page.items),
         total=page.total,
@@ -225,30 +75,30 @@ def _page(pool: _Pool, page: Page[ArtifactVersion]) -> Page[AsyncArtifactVersion
     )
 
 
-def _collection(pool: _Pool, c: Collection) -> AsyncCollection:
+def _collection(pool: Pool, c: Collection) -> AsyncCollection:
     return AsyncCollection(c, pool)
 
 
-def _collections(pool: _Pool, cs: list[Collection]) -> list[AsyncCollection]:
+def _collections(pool: Pool, cs: list[Collection]) -> list[AsyncCollection]:
     return [AsyncCollection(c, pool) for c in cs]
 
 
-def _draft(pool: _Pool, d: Draft) -> AsyncDraft:
+def _draft(pool: Pool, d: Draft) -> AsyncDraft:
     return AsyncDraft.of(d, pool)
 
 
-def _drafts(pool: _Pool, ds: list[Draft]) -> list[AsyncDraft]:
+def _drafts(pool: Pool, ds: list[Draft]) -> list[AsyncDraft]:
     return [AsyncDraft.of(d, pool) for d in ds]
 
 
-def _reader(pool: _Pool, f: BinaryIO) -> AsyncReader:
+def _reader(pool: Pool, f: BinaryIO) -> AsyncReader:
     return AsyncReader(f, pool)
 
 
 # -- handles -------------------------------------------------------------------------------
 
 
-class AsyncReader(_Handle[BinaryIO]):
+class AsyncReader(Handle[BinaryIO]):
     """``await v.open(path)``: a seekable reader whose reads run on the pool."""
 
     async def read(self, n: int = -1) -> bytes:
@@ -275,51 +125,62 @@ class AsyncReader(_Handle[BinaryIO]):
         await self.close()
 
 
-class AsyncArtifactVersion(_Handle[ArtifactVersion]):
+class AsyncArtifactVersion(Handle[ArtifactVersion]):
     """An :class:`~castore.ArtifactVersion` whose methods are awaitable; its snapshot
     attributes (``id``, ``ref``, ``digest``, ``aliases``, ...) are read without awaiting."""
 
-    id = _Attr(ArtifactVersion.id)
-    collection = _Attr(ArtifactVersion.collection)
-    type = _Attr(ArtifactVersion.type)
-    number = _Attr(ArtifactVersion.number)
-    version = _Attr(ArtifactVersion.version)
-    ref = _Attr(ArtifactVersion.ref)
-    digest = _Attr(ArtifactVersion.digest)
-    size = _Attr(ArtifactVersion.size)
-    file_count = _Attr(ArtifactVersion.file_count)
-    state = _Attr(ArtifactVersion.state)
-    aliases = _Attr(ArtifactVersion.aliases)
-    tags = _Attr(ArtifactVersion.tags)
-    metadata = _Attr(ArtifactVersion.metadata)
-    description = _Attr(ArtifactVersion.description)
-    created_at: _Attr[ArtifactVersion, datetime] = _Attr(ArtifactVersion.created_at)
-    updated_at: _Attr[ArtifactVersion, datetime] = _Attr(ArtifactVersion.updated_at)
-    ttl: _Attr[ArtifactVersion, timedelta | None] = _Attr(ArtifactVersion.ttl)
-    expires_at: _Attr[ArtifactVersion, datetime | None] = _Attr(ArtifactVersion.expires_at)
-    producer = _Attr(ArtifactVersion.producer)
-    manifest_blob = _Attr(ArtifactVersion.manifest_blob)
+    id = Attr(ArtifactVersion.id)
+    collection = Attr(ArtifactVersion.collection)
+    type = Attr(ArtifactVersion.type)
+    number = Attr(ArtifactVersion.number)
+    version = Attr(ArtifactVersion.version)
+    ref = Attr(ArtifactVersion.ref)
+    digest = Attr(ArtifactVersion.digest)
+    size = Attr(ArtifactVersion.size)
+    file_count = Attr(ArtifactVersion.file_count)
+    state = Attr(ArtifactVersion.state)
+    aliases = Attr(ArtifactVersion.aliases)
+    tags = Attr(ArtifactVersion.tags)
+    metadata = Attr(ArtifactVersion.metadata)
+    description = Attr(ArtifactVersion.description)
+    created_at: Attr[ArtifactVersion, datetime] = Attr(ArtifactVersion.created_at)
+    updated_at: Attr[ArtifactVersion, datetime] = Attr(ArtifactVersion.updated_at)
+    ttl: Attr[ArtifactVersion, timedelta | None] = Attr(ArtifactVersion.ttl)
+    expires_at: Attr[ArtifactVersion, datetime | None] = Attr(ArtifactVersion.expires_at)
+    producer = Attr(ArtifactVersion.producer)
+    manifest_blob = Attr(ArtifactVersion.manifest_blob)
+    materializer = Attr(ArtifactVersion.materializer)
+    is_link = Attr(ArtifactVersion.is_link)
 
-    refresh = _Chain(ArtifactVersion.refresh)
-    get_entry = _Call(ArtifactVersion.get_entry)
-    checkout = _Call(ArtifactVersion.checkout)
-    download = _Call(ArtifactVersion.download)
-    file = _Call(ArtifactVersion.file)
-    verify = _Call(ArtifactVersion.verify)
-    open = _Wrap(ArtifactVersion.open, _reader)
-    copy_to = _Call(ArtifactVersion.copy_to)
-    read_bytes = _Call(ArtifactVersion.read_bytes)
-    read_text = _Call(ArtifactVersion.read_text)
-    new_draft = _Wrap(ArtifactVersion.new_draft, _draft)
-    add_alias = _Chain(ArtifactVersion.add_alias)
-    remove_alias = _Chain(ArtifactVersion.remove_alias)
-    add_tags = _Chain(ArtifactVersion.add_tags)
-    remove_tags = _Chain(ArtifactVersion.remove_tags)
-    update = _Chain(ArtifactVersion.update)
-    set_ttl = _Chain(ArtifactVersion.set_ttl)
-    delete = _Call(ArtifactVersion.delete)
-    logged_by = _Call(ArtifactVersion.logged_by)
-    used_by = _Call(ArtifactVersion.used_by)
+    refresh = Chain(ArtifactVersion.refresh)
+    get_entry = Call(ArtifactVersion.get_entry)
+    checkout = Call(ArtifactVersion.checkout)
+    download = Call(ArtifactVersion.download)
+    file = Call(ArtifactVersion.file)
+    verify = Call(ArtifactVersion.verify)
+    open = Wrap(ArtifactVersion.open, _reader)
+    copy_to = Call(ArtifactVersion.copy_to)
+    read_bytes = Call(ArtifactVersion.read_bytes)
+    read_text = Call(ArtifactVersion.read_text)
+    new_draft = Wrap(ArtifactVersion.new_draft, _draft)
+    add_alias = Chain(ArtifactVersion.add_alias)
+    remove_alias = Chain(ArtifactVersion.remove_alias)
+    add_tags = Chain(ArtifactVersion.add_tags)
+    remove_tags = Chain(ArtifactVersion.remove_tags)
+    update = Chain(ArtifactVersion.update)
+    set_ttl = Chain(ArtifactVersion.set_ttl)
+    delete = Call(ArtifactVersion.delete)
+    logged_by = Call(ArtifactVersion.logged_by)
+    used_by = Call(ArtifactVersion.used_by)
+    load = Call(ArtifactVersion.load)
+    link = Wrap(ArtifactVersion.link, _version)
+    linked_versions = Wrap(ArtifactVersion.linked_versions, _versions)
+    unlink = Call(ArtifactVersion.unlink)
+
+    async def source(self) -> AsyncArtifactVersion | None:
+        """The version this link points at (a property of the sync handle; read on the pool)."""
+        found = await self._run(lambda v: v.source, self._sync_obj)
+        return None if found is None else AsyncArtifactVersion(found, self._pool)
 
     async def manifest(self) -> Any:
         """The :class:`~castore.Manifest` (a property of the sync handle; read on the pool)."""
@@ -339,22 +200,23 @@ class AsyncArtifactVersion(_Handle[ArtifactVersion]):
         return f"<Async{self._sync_obj!r}"[:-1] + ">"
 
 
-class AsyncCollection(_Handle[Collection]):
+class AsyncCollection(Handle[Collection]):
     """A :class:`~castore.Collection` whose methods are awaitable."""
 
-    name = _Attr(Collection.name)
-    type = _Attr(Collection.type)
-    description = _Attr(Collection.description)
-    tags = _Attr(Collection.tags)
-    metadata = _Attr(Collection.metadata)
-    default_ttl: _Attr[Collection, timedelta | None] = _Attr(Collection.default_ttl)
-    created_at: _Attr[Collection, datetime] = _Attr(Collection.created_at)
+    name = Attr(Collection.name)
+    type = Attr(Collection.type)
+    description = Attr(Collection.description)
+    tags = Attr(Collection.tags)
+    metadata = Attr(Collection.metadata)
+    default_ttl: Attr[Collection, timedelta | None] = Attr(Collection.default_ttl)
+    created_at: Attr[Collection, datetime] = Attr(Collection.created_at)
 
-    refresh = _Chain(Collection.refresh)
-    alias_history = _Call(Collection.alias_history)
-    versions = _Wrap(Collection.versions, _versions)
-    update = _Chain(Collection.update)
-    delete = _Call(Collection.delete)
+    refresh = Chain(Collection.refresh)
+    alias_history = Call(Collection.alias_history)
+    rollback = Wrap(Collection.rollback, _version)
+    versions = Wrap(Collection.versions, _versions)
+    update = Chain(Collection.update)
+    delete = Call(Collection.delete)
 
     async def aliases(self) -> dict[str, str]:
         """``{alias: "vN"}`` (read from the catalogue, so awaited)."""
@@ -364,7 +226,7 @@ class AsyncCollection(_Handle[Collection]):
         return f"<Async{self._sync_obj!r}"[:-1] + ">"
 
 
-class AsyncDraft(_Handle[Draft]):
+class AsyncDraft(Handle[Draft]):
     """A :class:`~castore.Draft` whose methods are awaitable.
 
     ``astore.draft(...)`` is not awaited: the draft is started on ``async with`` (or by
@@ -372,13 +234,13 @@ class AsyncDraft(_Handle[Draft]):
     exception (a cancellation too) it is discarded, after any call still running on it.
     """
 
-    def __init__(self, start: Callable[[], Draft], pool: _Pool) -> None:
+    def __init__(self, start: Callable[[], Draft], pool: Pool) -> None:
         self._start: Callable[[], Draft] | None = start
         super().__init__(None, pool)  # type: ignore[arg-type]  # set by _ensure()
         self.version: AsyncArtifactVersion | None = None
 
     @classmethod
-    def of(cls, draft: Draft, pool: _Pool) -> AsyncDraft:
+    def of(cls, draft: Draft, pool: Pool) -> AsyncDraft:
         """An AsyncDraft of an already started draft."""
         handle = cls(lambda: draft, pool)
         handle._sync_obj = draft
@@ -410,12 +272,12 @@ class AsyncDraft(_Handle[Draft]):
         """The collection the draft belongs to."""
         return self._sync_obj.collection
 
-    add_file = _chain(Draft, Draft.add_file)
-    add_bytes = _chain(Draft, Draft.add_bytes)
-    add_dir = _chain(Draft, Draft.add_dir)
-    add_reference = _chain(Draft, Draft.add_reference)
-    remove = _chain(Draft, Draft.remove)
-    discard = _Call(Draft.discard)
+    add_file = chain(Draft, Draft.add_file)
+    add_bytes = chain(Draft, Draft.add_bytes)
+    add_dir = chain(Draft, Draft.add_dir)
+    add_reference = chain(Draft, Draft.add_reference)
+    remove = chain(Draft, Draft.remove)
+    discard = Call(Draft.discard)
 
     async def finalize(
         self, *, aliases: list[str] | tuple[str, ...] = (), tags: list[str] | tuple[str, ...] = ()
@@ -467,12 +329,12 @@ def _discard_started(started: concurrent.futures.Future[Any] | None) -> None:
             pass
 
 
-class AsyncStore(_Handle[Store]):
+class AsyncStore(Handle[Store]):
     """A :class:`~castore.Store` whose every method is awaitable; get one from
     :func:`open_async`. Handles it returns are async too (:class:`AsyncArtifactVersion`,
     :class:`AsyncCollection`, :class:`AsyncDraft`)."""
 
-    def __init__(self, store: Store, pool: _Pool) -> None:
+    def __init__(self, store: Store, pool: Pool) -> None:
         super().__init__(store, pool)
 
     @property
@@ -503,18 +365,32 @@ class AsyncStore(_Handle[Store]):
             self._pool,
         )
 
-    drafts = _Wrap(Store.drafts, _drafts)
-    get = _Wrap(Store.get, _version)
-    collection = _Wrap(Store.collection, _collection)
-    collections = _Wrap(Store.collections, _collections)
-    versions = _Wrap(Store.versions, _page)
-    count = _Call(Store.count)
-    latest = _Wrap(Store.latest, _versions)
-    types = _Call(Store.types)
-    gc = _Call(Store.gc)
-    prune = _Call(Store.prune)
-    fsck = _Call(Store.fsck)
-    stats = _Call(Store.stats)
+    drafts = Wrap(Store.drafts, _drafts)
+    get = Wrap(Store.get, _version)
+    collection = Wrap(Store.collection, _collection)
+    collections = Wrap(Store.collections, _collections)
+    versions = Wrap(Store.versions, _page)
+    count = Call(Store.count)
+    latest = Wrap(Store.latest, _versions)
+    types = Call(Store.types)
+    gc = Call(Store.gc)
+    prune = Call(Store.prune)
+    fsck = Call(Store.fsck)
+    stats = Call(Store.stats)
+    save = Wrap(Store.save, _version)
+    load = Call(Store.load)
+    # Runs and lineage: the Run and Lineage handles they return are the sync ones (their
+    # calls are single short catalogue transactions).
+    run = Call(Store.run)
+    get_run = Call(Store.get_run)
+    runs = Call(Store.runs)
+    lineage = Call(Store.lineage)
+    export = Call(Store.export)
+    import_bundle = Call(Store.import_bundle)
+    push = Call(Store.push)
+    pull = Call(Store.pull)
+    remote_versions = Call(Store.remote_versions)
+    remotes = Attr(Store.remotes)
 
     async def diff(
         self,
@@ -566,7 +442,7 @@ async def open_async(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
-    pool = _Pool(workers)
+    pool = Pool(workers)
     try:
         store = await asyncio.wrap_future(
             pool.executor.submit(
