@@ -32,6 +32,7 @@ LABELS = (
     "checkout.extra_removed",
     "import.staged",
     "import.published",
+    "import.reserved",
     "import.markers_written",
     "push.blob_sent",
     "push.manifests_sent",

@@ -2,10 +2,20 @@
 
 Every layer is staged into the store's ``tmp/`` (re-hashed with the store's algorithm while
 its sha256 is checked), every version document is decoded with ``castore.manifest`` and every
-file matched against it before anything is published. Then the blobs are published, and one
-catalogue transaction writes each version's document and marker and inserts it with its id
-and number (``maintenance.rebuild.insert_version``'s rules). A crash or a full disk before
-the COMMIT leaves the store's versions as they were (orphan blobs at worst, which gc removes).
+file matched against it, and the run records of each config validated (``oci.RunRecords``),
+before anything is published. Then the blobs are published and the versions land in two
+transactions, the way finalize commits a draft:
+
+1. each new version is inserted ``PENDING`` with its entries and tags and a ``drafts`` record
+   naming this process (host and pid, which gc's stale-draft rule reads);
+2. one transaction writes each version's document and marker, makes it ``COMMITTED`` with its
+   id and number, sets its aliases, keeps a link a link when its source lands too or is here
+   (otherwise it lands as the plain version its complete entries make it), and records the
+   runs and edges its config carries (``index.runs.import_run_records``).
+
+A crash or a full disk before the second COMMIT leaves the store's committed versions as they
+were: at worst stale drafts (fsck warns; gc discards them with their markers) and orphan
+blobs (which gc removes), never a marker of a version the catalogue does not know.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from castore import _faults
+from pydantic import ValidationError
+
+from castore import _faults, _process
 from castore._parts import Parts
 from castore._progress import Progress
 from castore.digest import ALGORITHMS
@@ -41,6 +53,7 @@ from castore.transfer.oci import (
     MAX_JSON,
     Descriptor,
     ImageManifest,
+    RunRecords,
     parse_json,
     split_ref_name,
 )
@@ -68,6 +81,8 @@ class Incoming:
     rows: list[ManifestRow] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
     present: bool = False  # already in this store
+    #: the runs and edges its config carries (``index.runs.import_run_records``'s input)
+    runs: dict[str, Any] | None = None
 
 
 @dataclass
@@ -79,6 +94,25 @@ class Result:
     bytes_sent: int = 0
     blobs_skipped: int = 0
     bytes_skipped: int = 0
+
+
+def _runs(config: dict[str, Any], version_id: str, what: str) -> dict[str, Any] | None:
+    """The run records a config carries, checked (hostile input), or None."""
+    unknown = config.keys() - {"castore_version", "runs", "run_edges"}
+    if unknown:
+        raise BundleError(f"{what} has unknown keys {sorted(unknown)[:5]}")
+    if "runs" not in config and "run_edges" not in config:
+        return None
+    try:
+        records = RunRecords.model_validate(
+            {"runs": config.get("runs", []), "edges": config.get("run_edges", [])})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise BundleError(f"{what} carries invalid run records: {where}: "
+                          f"{first['msg']}") from None
+    records.check(version_id, what)
+    return records.as_records()
 
 
 def _version(source: Source, desc: Descriptor, algorithm: str) -> tuple[dict[str, Any],
@@ -107,6 +141,7 @@ def _version(source: Source, desc: Descriptor, algorithm: str) -> tuple[dict[str
     except (CastoreError, ValueError) as exc:
         raise BundleError(f"config {manifest.config.digest} of {source.what}: {exc}") from None
     doc["algorithm"] = algo
+    doc["_runs"] = _runs(config, doc["id"], f"config {manifest.config.digest} of {source.what}")
     return doc, manifest
 
 
@@ -165,7 +200,7 @@ def land(
         item = incoming.get(desc.digest)
         if item is None:
             doc, manifest = _version(source, desc, parts.algorithm)
-            item = incoming[desc.digest] = Incoming(doc, desc)
+            item = incoming[desc.digest] = Incoming(doc, desc, runs=doc.pop("_runs"))
             item.rows = doc["entries"]
             item.doc["_manifest"] = manifest
         parsed = split_ref_name(_canonical(name, item.doc["collection"]))
@@ -211,7 +246,8 @@ def _stage_version(parts: Parts, source: Source, item: Incoming, result: Result,
     if existing is not None and existing["state"] == "COMMITTED":
         item.present = True
         return
-    if existing is not None:
+    if existing is not None and not (existing["state"] == "PENDING"
+                                     and _stale_draft(parts.catalog, doc["id"])):
         raise VersionConflictError(
             f"version {doc['id']} ({ref}) is {existing['state'].lower()} in this store; it "
             "cannot come back under the same id", ref=ref)
@@ -274,83 +310,177 @@ def _stage_version(parts: Parts, source: Source, item: Incoming, result: Result,
     item.rows = rows
 
 
-def _insert(catalog: Any, coll: dict[str, Any], manifest_digest: str, row: dict[str, Any],
-            rows: list[ManifestRow]) -> None:
-    """Insert a committed version with its id and number (as a catalogue rebuild does)."""
-    created, ttl = row["created_at"], row["ttl"]
-    catalog.execute(
-        "INSERT INTO versions (id, collection_id, number, state, digest, size, file_count, "
-        "description, metadata, created_at, updated_at, ttl, expires_at, manifest_blob, "
-        "producer) VALUES (?, ?, ?, 'COMMITTED', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            row["id"], coll["id"], row["number"], row["digest"], row["size"],
-            row["file_count"], row["description"], row["metadata"], created, created, ttl,
-            None if ttl is None else created + int(ttl * 1_000_000), manifest_digest,
-            row["producer"],
-        ),
-    )
-    catalog.put_entries(row["id"], rows)
-    catalog.add_tags(row["id"], row["tags"])
-    catalog.execute(
-        "UPDATE collections SET next_number = MAX(next_number, ?) WHERE id = ?",
-        (row["number"] + 1, coll["id"]),
-    )
+def _check(catalog: Any, items: list[Incoming], *, renumber: bool, force: bool) -> None:
+    """Raise the conflicts of type, number and alias the incoming versions meet here."""
+    for item in items:
+        doc = item.doc
+        coll = catalog.get_collection(doc["collection"])
+        if coll is not None and coll["type"] != doc["type"]:
+            raise VersionConflictError(
+                f"collection {doc['collection']!r} here has type {coll['type']!r}, the "
+                f"incoming one {doc['type']!r}", ref=doc["collection"])
+        if not item.present and coll is not None:
+            holder = catalog.execute(
+                "SELECT id FROM versions WHERE collection_id = ? AND number = ?",
+                (coll["id"], doc["number"])).fetchone()
+            if holder is not None and holder[0] != doc["id"] and not renumber:
+                raise VersionConflictError(
+                    f"{doc['collection']}:v{doc['number']} is already a different version "
+                    f"here ({holder[0]}); pass renumber=True to import it as the next "
+                    "number", ref=f"{doc['collection']}:v{doc['number']}")
+        for alias in item.aliases:
+            if coll is None:
+                continue
+            now = catalog.version_by_alias(coll["id"], alias)
+            if now is not None and now["id"] != doc["id"] and not force:
+                raise AliasConflictError(
+                    f"alias {doc['collection']}:{alias} here points at "
+                    f"v{now['number']}; pass force=True to move it",
+                    alias=alias, ref=f"{doc['collection']}:{alias}")
+
+
+def _stale_draft(catalog: Any, version_id: str) -> bool:
+    """True when ``version_id`` is pending here under a process that is gone (an import
+    killed between its two transactions: gc would discard it)."""
+    draft = catalog.one("SELECT pid, host FROM drafts WHERE version_id = ?", (version_id,))
+    return draft is not None and _process.is_gone(draft["host"], draft["pid"], None)
+
+
+def _reserve(parts: Parts, items: list[Incoming], *, renumber: bool, force: bool) -> list[str]:
+    """Insert the new versions as ``PENDING`` drafts of this process (one transaction).
+
+    They exist before any marker names them, so a crash before the final COMMIT leaves stale
+    drafts (gc discards them with their markers), never versions the catalogue does not know.
+
+    Returns:
+        The ids of the drafts inserted.
+    """
+    catalog = parts.catalog
+    host, pid, _ = _process.current()
+    reserved: list[str] = []
+    with catalog.write_txn():
+        _check(catalog, items, renumber=renumber, force=force)
+        now = catalog.now()
+        for item in items:
+            doc = item.doc
+            existing = catalog.get_version(doc["id"])
+            if existing is not None and existing["state"] == "COMMITTED":
+                item.present = True  # another import landed it meanwhile
+                continue
+            if existing is not None:
+                if existing["state"] != "PENDING" or not _stale_draft(catalog, doc["id"]):
+                    ref = f"{doc['collection']}:v{doc['number']}"
+                    raise VersionConflictError(
+                        f"version {doc['id']} ({ref}) is {existing['state'].lower()} in this "
+                        "store (an import in progress, or deleted); it cannot come back "
+                        "under the same id", ref=ref)
+                parts.markers.remove(doc["id"])  # left by a killed import, like gc does
+                catalog.discard_draft(doc["id"])
+            coll = catalog.ensure_collection(doc["collection"], doc["type"])
+            created, ttl = doc["created_at"], doc["ttl"]
+            catalog.execute(
+                "INSERT INTO versions (id, collection_id, number, state, digest, size, "
+                "file_count, description, metadata, created_at, updated_at, ttl, expires_at, "
+                "producer, materializer) VALUES (?, ?, NULL, 'PENDING', ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?, ?)",
+                (
+                    doc["id"], coll["id"], doc["digest"], doc["size"], doc["file_count"],
+                    doc["description"], json.dumps(doc["metadata"], sort_keys=True), created,
+                    created, ttl, None if ttl is None else created + int(ttl * 1_000_000),
+                    doc["producer"], doc.get("materializer"),
+                ),
+            )
+            catalog.put_entries(doc["id"], item.rows)
+            catalog.add_tags(doc["id"], doc["tags"])
+            catalog.execute(
+                "INSERT INTO drafts (version_id, base_version, pid, host, created_at) "
+                "VALUES (?, NULL, ?, ?, ?)", (doc["id"], pid, host, now))
+            reserved.append(doc["id"])
+    return reserved
+
+
+def _link_source(catalog: Any, doc: dict[str, Any], incoming: dict[str, Incoming]) -> str | None:
+    """The source to keep a link to: one that lands here too or is here, with its content.
+
+    A link whose source is neither stays what its entries make it: a plain version.
+    """
+    source_id = doc.get("link_source")
+    if not source_id or source_id == doc["id"]:
+        return None
+    item = incoming.get(source_id)
+    if item is not None:
+        if item.doc.get("link_source") or item.doc["digest"] != doc["digest"]:
+            return None
+        return str(source_id)
+    row = catalog.live_version(source_id)
+    if row is None or row["link_source"] or row["digest"] != doc["digest"]:
+        return None
+    return str(source_id)
 
 
 def _commit(parts: Parts, items: list[Incoming], *, renumber: bool, force: bool,
             result: Result) -> None:
+    """Reserve the versions as drafts, then commit them, their documents, markers, aliases
+    and runs in one transaction; on an error, the drafts and markers go again."""
+    catalog = parts.catalog
+    reserved = _reserve(parts, items, renumber=renumber, force=force)
+    try:
+        _faults.point("import.reserved")
+        _finish(parts, items, renumber=renumber, force=force, result=result)
+    except BaseException:
+        with catalog.write_txn():
+            for version_id in reserved:
+                parts.markers.remove(version_id)
+                catalog.discard_draft(version_id)
+        raise
+
+
+def _finish(parts: Parts, items: list[Incoming], *, renumber: bool, force: bool,
+            result: Result) -> None:
     catalog, blobs = parts.catalog, parts.blobs
+    by_id = {item.doc["id"]: item for item in items}
     with catalog.write_txn():
+        _check(catalog, items, renumber=renumber, force=force)  # things may have moved since
         for item in items:
             doc = item.doc
             coll = catalog.get_collection(doc["collection"])
-            if coll is not None and coll["type"] != doc["type"]:
-                raise VersionConflictError(
-                    f"collection {doc['collection']!r} here has type {coll['type']!r}, the "
-                    f"incoming one {doc['type']!r}", ref=doc["collection"])
-            if not item.present and coll is not None:
-                holder = catalog.execute(
-                    "SELECT id FROM versions WHERE collection_id = ? AND number = ?",
-                    (coll["id"], doc["number"])).fetchone()
-                if holder is not None and not renumber:
-                    raise VersionConflictError(
-                        f"{doc['collection']}:v{doc['number']} is already a different version "
-                        f"here ({holder[0]}); pass renumber=True to import it as the next "
-                        "number", ref=f"{doc['collection']}:v{doc['number']}")
-            for alias in item.aliases:
-                if coll is None:
-                    continue
-                now = catalog.version_by_alias(coll["id"], alias)
-                if now is not None and now["id"] != doc["id"] and not force:
-                    raise AliasConflictError(
-                        f"alias {doc['collection']}:{alias} here points at "
-                        f"v{now['number']}; pass force=True to move it",
-                        alias=alias, ref=f"{doc['collection']}:{alias}")
-        for item in items:
-            doc = item.doc
+            assert coll is not None
             if not item.present:
-                row = {**doc, "metadata": json.dumps(doc["metadata"], sort_keys=True)}
-                coll = catalog.ensure_collection(doc["collection"], doc["type"])
-                taken = catalog.execute(
-                    "SELECT 1 FROM versions WHERE collection_id = ? AND number = ?",
-                    (coll["id"], doc["number"])).fetchone()
-                if taken:
-                    row["number"] = max(
+                pending = catalog.get_version(doc["id"])
+                if pending is None or pending["state"] != "PENDING":
+                    raise VersionConflictError(
+                        f"the incoming draft {doc['id']} of {doc['collection']!r} was "
+                        "discarded meanwhile (by gc?); import again",
+                        ref=f"{doc['collection']}:v{doc['number']}")
+                number = doc["number"]
+                if catalog.execute("SELECT 1 FROM versions WHERE collection_id = ? AND "
+                                   "number = ?", (coll["id"], number)).fetchone():
+                    number = max(
                         int(catalog.execute(
                             "SELECT COALESCE(MAX(number), -1) + 1 FROM versions "
                             "WHERE collection_id = ?", (coll["id"],)).fetchone()[0]),
                         int(coll["next_number"]))
+                link = _link_source(catalog, doc, by_id)
+                row = {**doc, "number": number, "link_source": link,
+                       "metadata": json.dumps(doc["metadata"], sort_keys=True)}
                 document = encode_manifest(row, doc["tags"], item.rows)
                 staged = blobs.stage_bytes(document, sync=blobs.durable)
                 blobs.publish(staged)
                 parts.markers.write(doc["id"], str(staged.digest))
                 _faults.point("import.markers_written")
-                _insert(catalog, coll, str(staged.digest), {**row, "tags": doc["tags"]},
-                        item.rows)
-                doc["number"] = row["number"]
-            coll = catalog.get_collection(doc["collection"])
-            assert coll is not None
+                catalog.execute(
+                    "UPDATE versions SET state = 'COMMITTED', number = ?, link_source = ?, "
+                    "manifest_blob = ? WHERE id = ?",
+                    (number, link, str(staged.digest), doc["id"]))
+                catalog.execute("DELETE FROM drafts WHERE version_id = ?", (doc["id"],))
+                catalog.execute(
+                    "UPDATE collections SET next_number = MAX(next_number, ?) WHERE id = ?",
+                    (number + 1, coll["id"]))
+                doc["number"] = number
             for alias in item.aliases:
                 catalog.set_alias(coll["id"], alias, doc["id"])
             catalog.repoint_latest(coll["id"])
             result.versions.append(f"{doc['collection']}:v{doc['number']}")
+        for item in items:  # every version is in: edges between them can land
+            if item.runs is not None:
+                catalog.import_run_records(item.runs)

@@ -1,9 +1,11 @@
 """The OCI image-layout vocabulary castore writes and reads, and the checks of what it reads.
 
 A version is one OCI image manifest (``artifactType`` :data:`ARTIFACT_TYPE`) whose config is
-``{"castore_version": <the version document of castore.manifest>, "runs": [...]}`` and whose
-layers are the version's files (one file per layer, titled by its path with
-``org.opencontainers.image.title``) or tar layers grouping small files. ``index.json`` names
+``{"castore_version": <the version document of castore.manifest>}``, plus ``"runs"`` (run
+records) and ``"run_edges"`` (their edges to this version) when runs produced or used it
+(:class:`RunRecords`, from ``index.runs.export_run_records``), and whose layers are the
+version's files (one file per layer, titled by its path with ``org.opencontainers.image.title``)
+or tar layers grouping small files. ``index.json`` names
 each manifest with ``org.opencontainers.image.ref.name`` ``collection:vN`` or
 ``collection:alias``. Every JSON document read from outside is size-capped and validated here.
 """
@@ -15,7 +17,7 @@ import json
 import re
 from typing import Any, BinaryIO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from castore.errors import BundleError, InvalidReferenceError
 from castore.refs import validate_alias, validate_name
@@ -39,10 +41,14 @@ __all__ = [
     "LAYOUT_DOC",
     "MANIFEST_TYPE",
     "MAX_JSON",
+    "MAX_RUN_RECORDS",
     "Descriptor",
+    "EdgeRecord",
     "ImageIndex",
     "ImageManifest",
     "LayoutFile",
+    "RunRecord",
+    "RunRecords",
     "Sha256Reader",
     "dumps",
     "is_sha256",
@@ -75,6 +81,11 @@ LAYOUT_DOC = b'{"imageLayoutVersion":"1.0.0"}'
 MAX_JSON = 4 * 1024 * 1024
 #: Largest config (the version document lists every file: 20,000 files fit many times over).
 MAX_CONFIG = 256 * 1024 * 1024
+
+#: Most runs (and most edges) one version's config may carry.
+MAX_RUN_RECORDS = 10_000
+#: Largest metadata or summary of one carried run, as JSON.
+MAX_RUN_JSON = 1024 * 1024
 
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -131,6 +142,85 @@ class LayoutFile(_Doc):
     """The ``oci-layout`` file."""
 
     imageLayoutVersion: Literal["1.0.0"]
+
+
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class _Strict(BaseModel):
+    # castore's own records: every field known, every type exact (no coercion).
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class RunRecord(_Strict):
+    """One run a bundle carries (a row of ``runs``; states as stored at export)."""
+
+    id: str = Field(pattern=_UUID)
+    name: str = Field(min_length=1, max_length=255)
+    state: Literal["RUNNING", "FINISHED", "FAILED", "CRASHED"]
+    metadata: dict[str, Any]
+    summary: dict[str, Any]
+    host: str | None = Field(default=None, max_length=255)
+    pid: int | None = Field(default=None, ge=0, le=2**31)
+    process_start: str | None = Field(default=None, max_length=255)
+    started_at: int = Field(ge=0, le=2**62)
+    ended_at: int | None = Field(default=None, ge=0, le=2**62)
+    error: str | None = Field(default=None, max_length=64 * 1024)
+
+    @field_validator("metadata", "summary")
+    @classmethod
+    def _capped(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, allow_nan=False))
+        except (TypeError, ValueError):
+            raise ValueError("is not plain JSON") from None
+        if size > MAX_RUN_JSON:
+            raise ValueError(f"is {size} bytes of JSON, over the {MAX_RUN_JSON} byte limit")
+        return value
+
+
+class EdgeRecord(_Strict):
+    """One lineage edge a bundle carries: ``used`` (version -> run) or ``produced``."""
+
+    run_id: str = Field(pattern=_UUID)
+    version_id: str = Field(pattern=_UUID)
+    kind: Literal["used", "produced"]
+    at: int = Field(ge=0, le=2**62)
+    collection: str | None = Field(default=None, max_length=255)
+    number: int | None = Field(default=None, ge=0, le=2**62)
+
+
+class RunRecords(_Strict):
+    """The runs and edges in a version's config; :meth:`check` ties them to the version."""
+
+    runs: list[RunRecord] = Field(default_factory=list, max_length=MAX_RUN_RECORDS)
+    edges: list[EdgeRecord] = Field(default_factory=list, max_length=MAX_RUN_RECORDS)
+
+    def check(self, version_id: str, what: str) -> None:
+        """Raise :class:`BundleError` unless every edge touches ``version_id``, names a run
+        carried here, and no run both used and produced the version."""
+        runs = {r.id for r in self.runs}
+        if len(runs) != len(self.runs):
+            raise BundleError(f"{what} lists a run twice")
+        kinds: dict[str, set[str]] = {}
+        for edge in self.edges:
+            if edge.version_id != version_id:
+                raise BundleError(f"{what} has an edge to version {edge.version_id}, not to "
+                                  f"its own version {version_id}")
+            if edge.run_id not in runs:
+                raise BundleError(f"{what} has an edge from run {edge.run_id}, which it does "
+                                  "not carry")
+            kinds.setdefault(edge.run_id, set()).add(edge.kind)
+        if any(len(k) > 1 for k in kinds.values()):
+            raise BundleError(f"{what} says a run both used and produced its version (a "
+                              "cycle)")
+        if sum(e.kind == "produced" for e in self.edges) > 1:
+            raise BundleError(f"{what} gives its version two producers")
+
+    def as_records(self) -> dict[str, Any]:
+        """The form ``index.runs.import_run_records`` takes."""
+        return {"runs": [r.model_dump() for r in self.runs],
+                "edges": [e.model_dump() for e in self.edges]}
 
 
 def parse_json(data: bytes, model: type[Any], what: str, *, cap: int = MAX_JSON) -> Any:

@@ -1,7 +1,9 @@
 """Versions to OCI manifests and blobs, and sending them to a sink (export and push).
 
 :func:`plan` turns committed versions into image manifests: the config is the version
-document (``castore.manifest.encode_manifest``, with the current tags), the layers the files.
+document (``castore.manifest.encode_manifest``, with the current tags, ``link_source`` and
+``materializer``) with the runs that produced or used the version (``runs``, ``run_edges``), the
+layers the files.
 sha256 digests come from the catalogue's ``blob_sha256`` table; a blob missing there is read
 once, hashed, and remembered. A version of more than :data:`MAX_FILE_LAYERS` files groups its
 files under :data:`SMALL` bytes into tar layers (built in a temp file, hashed as written), so a
@@ -164,6 +166,19 @@ def _layer_desc(media: str, sha: str, size: int, notes: dict[str, str]) -> Descr
     return Descriptor(mediaType=media, digest="sha256:" + sha, size=size, annotations=notes)
 
 
+def _config(document: bytes, records: dict[str, Any]) -> bytes:
+    """The config of a version: its document, and the runs that produced or used it.
+
+    A version no run touched gets ``{"castore_version": ...}`` alone (the bytes castore wrote
+    before runs travelled, so its manifest digest is unchanged and a push of it resends
+    nothing).
+    """
+    if not records["edges"]:
+        return b'{"castore_version":' + document + b"}"
+    return (b'{"castore_version":' + document + b',"run_edges":' + dumps(records["edges"])
+            + b',"runs":' + dumps(records["runs"]) + b"}")
+
+
 def plan(parts: Parts, rows: list[dict[str, Any]]) -> list[Planned]:
     """The manifests of the committed versions ``rows`` (catalogue rows)."""
     catalog = parts.catalog
@@ -173,7 +188,7 @@ def plan(parts: Parts, rows: list[dict[str, Any]]) -> list[Planned]:
             (p, d, s, r, bool(x)) for p, d, s, r, x in catalog.iter_entries(row["id"])
         ]
         document = encode_manifest(row, catalog.tags_of(row["id"]), entries)
-        config_bytes = b'{"castore_version":' + document + b"}"
+        config_bytes = _config(document, catalog.export_run_records([row["id"]]))
         config = Layer(
             Descriptor(
                 mediaType=CONFIG_TYPE,
