@@ -97,10 +97,10 @@ class Result:
 
 
 def _runs(config: dict[str, Any], version_id: str, what: str) -> dict[str, Any] | None:
-    """The run records a config carries, checked (hostile input), or None."""
-    unknown = config.keys() - {"castore_version", "runs", "run_edges"}
-    if unknown:
-        raise BundleError(f"{what} has unknown keys {sorted(unknown)[:5]}")
+    """The run records a config carries, checked (hostile input), or None.
+
+    Other top-level keys are ignored (docs/format.md: a later format may add some).
+    """
     if "runs" not in config and "run_edges" not in config:
         return None
     try:
@@ -248,9 +248,7 @@ def _stage_version(parts: Parts, source: Source, item: Incoming, result: Result,
         return
     if existing is not None and not (existing["state"] == "PENDING"
                                      and _stale_draft(parts.catalog, doc["id"])):
-        raise VersionConflictError(
-            f"version {doc['id']} ({ref}) is {existing['state'].lower()} in this store; it "
-            "cannot come back under the same id", ref=ref)
+        raise _held(doc, existing["state"])
     arrived: dict[str, StagedBlob] = {}
     for layer in manifest.layers:
         what = f"layer {layer.digest} of {ref} in {source.what}"
@@ -346,6 +344,14 @@ def _stale_draft(catalog: Any, version_id: str) -> bool:
     return draft is not None and _process.is_gone(draft["host"], draft["pid"], None)
 
 
+def _held(doc: dict[str, Any], state: str) -> VersionConflictError:
+    ref = f"{doc['collection']}:v{doc['number']}"
+    why = ("pending here: an import in progress in a running process" if state == "PENDING"
+           else f"{state.lower()} in this store")
+    return VersionConflictError(
+        f"version {doc['id']} ({ref}) is {why}; it cannot come back under the same id", ref=ref)
+
+
 def _reserve(parts: Parts, items: list[Incoming], *, renumber: bool, force: bool) -> list[str]:
     """Insert the new versions as ``PENDING`` drafts of this process (one transaction).
 
@@ -369,11 +375,7 @@ def _reserve(parts: Parts, items: list[Incoming], *, renumber: bool, force: bool
                 continue
             if existing is not None:
                 if existing["state"] != "PENDING" or not _stale_draft(catalog, doc["id"]):
-                    ref = f"{doc['collection']}:v{doc['number']}"
-                    raise VersionConflictError(
-                        f"version {doc['id']} ({ref}) is {existing['state'].lower()} in this "
-                        "store (an import in progress, or deleted); it cannot come back "
-                        "under the same id", ref=ref)
+                    raise _held(doc, existing["state"])
                 parts.markers.remove(doc["id"])  # left by a killed import, like gc does
                 catalog.discard_draft(doc["id"])
             coll = catalog.ensure_collection(doc["collection"], doc["type"])

@@ -143,12 +143,20 @@ def _rewrite(src: Path, dst: Path, change: Callable[[dict[str, Any]], None]) -> 
             tar.addfile(info, io.BytesIO(data))
 
 
+def test_unknown_config_keys_are_ignored(tmp_path: Path) -> None:
+    a = _with_runs(tmp_path / "a")
+    a.export(tmp_path / "x.tar", refs=["model:v0"])
+    _rewrite(tmp_path / "x.tar", tmp_path / "later.tar", lambda c: c.update(future=[1]))
+    b = castore.init(tmp_path / "b", durable=False)
+    b.import_bundle(tmp_path / "later.tar")
+    assert b.get("model:v0").logged_by().name == "train"  # type: ignore[union-attr]
+
+
 def _first_run(config: dict[str, Any]) -> dict[str, Any]:
     return config["runs"][0] if config.get("runs") else {}
 
 
 HOSTILE: dict[str, Callable[[dict[str, Any]], None]] = {
-    "unknown config key": lambda c: c.update(extra=1),
     "unknown run field": lambda c: _first_run(c).update(evil=True),
     "pid as text": lambda c: _first_run(c).update(pid="12"),
     "bad state": lambda c: _first_run(c).update(state="DONE"),
@@ -275,4 +283,43 @@ def test_materializers_survive_transfer(tmp_path: Path, how: str) -> None:
     got = b.load("weights:v0")
     assert got.dtype == array.dtype and (got == array).all()
     assert b.get("weights:v0").load().shape == (3, 4)
+    assert b.fsck().ok
+
+
+# -- the two transactions of an import -------------------------------------------------------
+
+
+def test_a_failed_import_drops_its_drafts_and_a_live_one_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from castore.transfer import landing
+
+    a = _with_runs(tmp_path / "a")
+    a.export(tmp_path / "x.tar")
+    b = castore.init(tmp_path / "b", durable=False)
+    harness.finalize(b, "other", {"x": b"x"})
+    before = harness.snapshot(b)
+    markers = sorted(b.parts.markers)
+    finish = landing._finish
+    seen: list[str] = []
+
+    def failing(*args: Any, **kwargs: Any) -> None:
+        pending = b.catalog.all_rows("SELECT version_id, pid FROM drafts")
+        assert len(pending) == 2 and {r["pid"] for r in pending} == {__import__("os").getpid()}
+        # this process is alive: its drafts are an import in progress, not leftovers
+        with pytest.raises(castore.VersionConflictError) as info:
+            b.import_bundle(tmp_path / "x.tar")
+        seen.append(str(info.value))
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(landing, "_finish", failing)
+    with pytest.raises(RuntimeError):
+        b.import_bundle(tmp_path / "x.tar")
+    assert "import in progress" in seen[0]
+    assert b.catalog.all_rows("SELECT * FROM drafts") == []
+    assert sorted(b.parts.markers) == markers
+    assert harness.snapshot(b) == before
+    monkeypatch.setattr(landing, "_finish", finish)
+    b.import_bundle(tmp_path / "x.tar")
+    assert _lineage(b, "model:v0") == _lineage(a, "model:v0")
     assert b.fsck().ok
