@@ -72,7 +72,7 @@ def test_page_code_runs_as_written(page: str, tmp_path: Path) -> None:
     work.mkdir()
     proc = subprocess.run(
         [sys.executable, str(script)], cwd=work, env=_env(tmp_path), capture_output=True,
-        text=True, timeout=300,
+        text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     if page not in RUNNABLE_SH:
