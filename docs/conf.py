@@ -38,7 +38,7 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "gen_api.py"]
+exclude_patterns = ["_build", "_inventories", "Thumbs.db", ".DS_Store"]
 
 # -- MyST: the existing Markdown pages -------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "deflist"]
