@@ -36,11 +36,11 @@ def open_remote(url: str, options: dict[str, Any] | None = None) -> Remote:
     if url.startswith("s3://"):
         from castore.transfer.s3 import S3Remote
 
-        return S3Remote(url, **_pick(options, url, ("endpoint", "region", "retries")))
+        return S3Remote(url, **_pick(options, url, ("endpoint", "region", "retries", "parallel")))
     if url.startswith(("oci://", "oci+http://")):
         from castore.transfer.registry import RegistryRemote
 
-        return RegistryRemote(url, **_pick(options, url, ("username", "password", "retries")))
+        return RegistryRemote(url, **_pick(options, url, ("username", "password", "retries", "parallel")))
     if url.startswith("file://"):
         return DirectoryRemote(Path(url.removeprefix("file://")))
     scheme, sep, _ = url.partition("://")

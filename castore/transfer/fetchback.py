@@ -103,8 +103,8 @@ def _fetch_one(parts: Parts, remote: Remote, key: str, digest: str, sha: str, si
             except BaseException:
                 parts.blobs.discard(staged)
                 raise
-    except RemoteError:
-        raise
+    except RemoteError as exc:
+        raise RemoteError(f"cannot fetch {what}: {exc}", remote=key) from exc
     except BundleError as exc:
         raise RemoteError(f"{what} was not the expected content: {exc}", remote=key) from exc
     except OSError as exc:
