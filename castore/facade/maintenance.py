@@ -50,7 +50,10 @@ class MaintenanceMixin(StoreBase):
             0
         """
         if dry_run:
-            return gc_ops.gc(self.parts, dry_run=True, grace=grace, discard_unknown=discard_unknown)
+            plan = gc_ops.gc(self.parts, dry_run=True, grace=grace,
+                             discard_unknown=discard_unknown)
+            evicted, freed = budget.plan_evict(self.parts)
+            return plan.model_copy(update={"blobs_evicted": evicted, "bytes_evicted": freed})
         self.parts.require_writable("run gc")
         report = self.parts.freeing_space(
             lambda: gc_ops.gc(

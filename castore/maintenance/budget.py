@@ -19,7 +19,7 @@ from castore.errors import CastoreError
 from castore.index import maintenance as _catalog_maint
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
-__all__ = ["BUDGET_KEY", "evict", "get_budget", "remote_only", "set_budget"]
+__all__ = ["BUDGET_KEY", "evict", "get_budget", "plan_evict", "remote_only", "set_budget"]
 
 BUDGET_KEY = "budget"
 
@@ -54,6 +54,31 @@ def _stored(parts: Parts) -> dict[str, tuple[int, float]]:
     return found
 
 
+def _picks(parts: Parts, budget: int) -> list[tuple[str, int]]:
+    """The remote-held blobs to evict, least recently used first, to get under ``budget``."""
+    stored = _stored(parts)
+    over = sum(size for size, _ in stored.values()) - budget
+    if over <= 0:
+        return []
+    held = parts.catalog.remote_held_digests() & stored.keys()
+    picked: list[tuple[str, int]] = []
+    for digest in sorted(held, key=lambda d: (stored[d][1], d)):
+        if over <= 0:
+            break
+        picked.append((digest, stored[digest][0]))
+        over -= stored[digest][0]
+    return picked
+
+
+def plan_evict(parts: Parts) -> tuple[int, int]:
+    """``(blobs, bytes)`` :func:`evict` would evict now (without asking the remotes)."""
+    budget = get_budget(parts)
+    if budget is None or parts.fetcher is None:
+        return 0, 0
+    picked = _picks(parts, budget)
+    return len(picked), sum(size for _, size in picked)
+
+
 def evict(parts: Parts, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) -> tuple[int, int]:
     """Evict remote-held blobs, least recently used first, until under the budget.
 
@@ -64,22 +89,12 @@ def evict(parts: Parts, *, lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT) ->
     if budget is None or parts.fetcher is None:
         return 0, 0
     with maintenance_lock(parts.layout.locks, timeout=lock_timeout):
-        stored = _stored(parts)
-        total = sum(size for size, _ in stored.values())
-        if total <= budget:
+        picked = _picks(parts, budget)
+        if not picked:
             return 0, 0
-        held = parts.catalog.remote_held_digests() & stored.keys()
-        order = sorted(held, key=lambda d: (stored[d][1], d))
-        picked: list[str] = []
-        over = total - budget
-        for digest in order:
-            if over <= 0:
-                break
-            picked.append(digest)
-            over -= stored[digest][0]
-        confirmed = parts.fetcher.held(parts, picked)
+        confirmed = parts.fetcher.held(parts, [d for d, _ in picked])
         count = freed = 0
-        for digest in picked:
+        for digest, _ in picked:
             if digest in confirmed:
                 gone = parts.blobs.delete(digest)
                 if gone:

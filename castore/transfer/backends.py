@@ -40,7 +40,8 @@ def open_remote(url: str, options: dict[str, Any] | None = None) -> Remote:
     if url.startswith(("oci://", "oci+http://")):
         from castore.transfer.registry import RegistryRemote
 
-        return RegistryRemote(url, **_pick(options, url, ("username", "password", "retries", "parallel")))
+        known = ("username", "password", "retries", "parallel")
+        return RegistryRemote(url, **_pick(options, url, known))
     if url.startswith("file://"):
         return DirectoryRemote(Path(url.removeprefix("file://")))
     scheme, sep, _ = url.partition("://")

@@ -293,7 +293,7 @@ class RegistryRemote:
         return length is None or int(length) == size
 
     def _location(self, response: Any, what: str) -> str:
-        location = response.headers.get("location")
+        location = str(response.headers.get("location") or "")
         if not location:
             raise RemoteError(f"remote {self.url}: {what}: the registry gave no upload location",
                               remote=self.url)

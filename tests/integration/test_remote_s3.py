@@ -115,7 +115,7 @@ def test_two_stores_moving_the_same_alias_one_wins(tmp_path: Path, moto: servers
         try:
             store.push("team", refs=["ds:best"])
             outcomes[name] = None
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as exc:  # recorded for the assertion
             outcomes[name] = exc
 
     threads = [threading.Thread(target=push, args=(n, s)) for n, s in (("a", a), ("b", b))]
