@@ -226,7 +226,8 @@ class VersionFiles:
             IntegrityError: (while reading) the stored content is damaged.
         """
         entry = self.get_entry(path)
-        self._parts.ensure_local([(entry.digest, entry.size)])
+        if entry.ref is None:
+            self._parts.ensure_local([(entry.digest, entry.size)])
         return operations.open_entry(self._parts.blobs, entry)
 
     def copy_to(self, path: str, out: BinaryIO) -> int:
@@ -247,7 +248,8 @@ class VersionFiles:
             >>> store.get("mnist:prod").copy_to("train.csv", sys.stdout.buffer)  # doctest: +SKIP
         """
         entry = self.get_entry(path)
-        self._parts.ensure_local([(entry.digest, entry.size)])
+        if entry.ref is None:
+            self._parts.ensure_local([(entry.digest, entry.size)])
         return operations.copy_verified(
             self._parts.blobs, entry, out, spool_dir=self._spool_dir()
         )
