@@ -7,9 +7,9 @@ Handles and operations depend on this small bundle declared below them (restic's
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from castore.errors import CatalogCorruptError, OutOfSpaceError, ReadOnlyStoreError
 from castore.index.catalog import Catalog
@@ -19,7 +19,7 @@ from castore.storage.layout import Layout
 from castore.storage.markers import ManifestMarkers
 from castore.storage.reserve import release_reserve
 
-__all__ = ["Parts", "blob_store", "freeing_space"]
+__all__ = ["BlobFetcher", "Parts", "blob_store", "freeing_space"]
 
 T = TypeVar("T")
 
@@ -52,6 +52,26 @@ def blob_store(layout: Layout, config: StoreConfig, *, read_only: bool, durable:
     )
 
 
+class BlobFetcher(Protocol):
+    """Brings back blobs evicted under a budget (``set_budget``) from the remotes holding them.
+
+    Declared here, provided by the store (``castore.transfer.fetchback``): handles and
+    operations ask it through :meth:`Parts.ensure_local` and never import ``transfer``.
+    """
+
+    def fetch(self, parts: Parts, wanted: Mapping[str, int]) -> None:
+        """Store the blobs ``{digest: size}`` again, each verified; skip those no remote holds.
+
+        Raises:
+            RemoteError: a remote holding one of them cannot be reached (naming it).
+        """
+        ...
+
+    def held(self, parts: Parts, digests: Iterable[str]) -> set[str]:
+        """Of ``digests``, those a remote is known to hold and still holds (asked now)."""
+        ...
+
+
 class Parts:
     """Layout, settings, blob store and catalogue of one open store, with its flags.
 
@@ -60,7 +80,8 @@ class Parts:
     """
 
     __slots__ = (
-        "blobs", "catalog", "config", "durable", "layout", "lock", "markers", "path", "read_only"
+        "blobs", "catalog", "config", "durable", "fetcher", "layout", "lock", "markers", "path",
+        "read_only",
     )
 
     def __init__(
@@ -82,6 +103,8 @@ class Parts:
         self.durable = durable
         self.markers = ManifestMarkers(layout.manifests, durable=durable)
         self.lock = threading.RLock()
+        #: brings back evicted blobs (set by the store; None: nothing is ever fetched)
+        self.fetcher: BlobFetcher | None = None
 
     @classmethod
     def open(cls, layout: Layout, config: StoreConfig, *, read_only: bool, durable: bool) -> Parts:
@@ -107,6 +130,19 @@ class Parts:
     def algorithm(self) -> str:
         """The store's hash algorithm."""
         return self.config.hash
+
+    def ensure_local(self, blobs: Iterable[tuple[str | None, int]]) -> None:
+        """Fetch back the blobs ``(digest, size)`` that are not stored here (evicted under a
+        budget) from a remote known to hold them; a no-op when all are here.
+
+        Raises:
+            RemoteError: the remote holding an evicted blob cannot be reached (naming it).
+        """
+        if self.fetcher is None:
+            return
+        wanted = {d: s for d, s in blobs if d is not None and not self.blobs.exists(d)}
+        if wanted:
+            self.fetcher.fetch(self, wanted)
 
     def require_writable(self, operation: str) -> None:
         """Raise :class:`ReadOnlyStoreError` naming ``operation`` on a read-only store."""

@@ -170,6 +170,9 @@ class GCReport(_Record):
     leftovers_removed: list[Leftover] = []
     leftovers_kept: list[Leftover] = []
     dry_run: bool = False
+    #: blobs evicted under the budget (``set_budget``): a remote holds them, reads fetch them
+    blobs_evicted: int = 0
+    bytes_evicted: int = 0
 
 
 class PruneReport(_Record):
@@ -194,6 +197,7 @@ FindingKind = Literal[
     "missing_marker",
     "config_missing",
     "crashed_run",
+    "evicted_blob",
 ]
 
 
@@ -213,7 +217,7 @@ class Finding(_Record):
     """One problem found by ``fsck``."""
 
     kind: FindingKind
-    severity: Literal["error", "warning"]
+    severity: Literal["error", "warning", "info"]
     digest: str | None = None
     path: str | None = None
     ref: str | None = None
@@ -240,6 +244,11 @@ class StoreStats(_Record):
     logical_bytes: int
     stored_bytes: int
     dedup_ratio: float
+    #: blobs the versions need that are stored only on a remote (evicted under the budget)
+    remote_only_blobs: int = 0
+    remote_only_bytes: int = 0
+    #: the budget on ``stored_bytes`` (``set_budget``), or None
+    budget: int | None = None
 
 
 class TypeInfo(_Record):

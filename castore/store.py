@@ -13,6 +13,7 @@ from castore.errors import (
     StoreDamagedError,
     StoreNotFoundError,
 )
+from castore.facade.budget import BudgetMixin
 from castore.facade.maintenance import MaintenanceMixin
 from castore.facade.objects import ObjectsMixin
 from castore.facade.queries import QueriesMixin
@@ -28,6 +29,7 @@ from castore.storage.hashing import DEFAULT_ALGORITHM, check_algorithm
 from castore.storage.layout import Layout
 from castore.storage.locking import maintenance_lock
 from castore.storage.reserve import ensure_reserve
+from castore.transfer.fetchback import RemoteFetcher
 
 __all__ = ["DEFAULT_HOME", "Store", "default_path", "init", "open", "repair"]
 
@@ -40,7 +42,9 @@ def default_path() -> Path:
     return Path(os.environ.get("CASTORE_HOME") or DEFAULT_HOME).expanduser()
 
 
-class Store(QueriesMixin, RunsMixin, MaintenanceMixin, ObjectsMixin, TransferMixin):
+class Store(
+    QueriesMixin, RunsMixin, MaintenanceMixin, BudgetMixin, ObjectsMixin, TransferMixin
+):
     """An open castore store: a directory of blobs and a SQLite catalogue.
 
     Use :func:`castore.open` or :func:`castore.init` to get one. A ``Store`` is safe to share
@@ -70,6 +74,7 @@ class Store(QueriesMixin, RunsMixin, MaintenanceMixin, ObjectsMixin, TransferMix
                 layout, lambda: Parts.open(layout, config, read_only=False, durable=durable)
             )
             ensure_reserve(layout.root)  # only while space is plentiful
+        self.parts.fetcher = RemoteFetcher()  # reads of blobs evicted under a budget
         self._closed = False
         if not read_only and not layout.manifests.is_dir():
             rebuild.backfill_markers(self.parts)  # a store made before markers existed

@@ -377,6 +377,7 @@ class AsyncStore(Handle[Store]):
     prune = Call(Store.prune)
     fsck = Call(Store.fsck)
     stats = Call(Store.stats)
+    set_budget = Call(Store.set_budget)
     save = Wrap(Store.save, _version)
     load = Call(Store.load)
     # Runs and lineage: the Run and Lineage handles they return are the sync ones (their

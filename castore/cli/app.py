@@ -149,6 +149,7 @@ VERBS: tuple[click.Command, ...] = (
     verbs_transfer.push,
     verbs_transfer.pull,
     verbs_transfer.remote,
+    verbs_transfer.budget,
 )
 
 for _verb in VERBS:

@@ -334,10 +334,14 @@ def gc(state: State, grace: Any, yes: bool, dry_run: bool) -> None:
         f"{_plural(plan.blobs_deleted, 'blob')} ({fmt.human_size(plan.bytes_freed)})"
         + (f" and {_plural(drafts, 'stale draft')}" if drafts else "")
         + (f" and {_plural(tmp_files, 'stale temp file')}" if tmp_files else "")
+        + (f", and evict {_plural(plan.blobs_evicted, 'blob')} "
+           f"({fmt.human_size(plan.bytes_evicted)}) a remote holds (budget)"
+           if plan.blobs_evicted else "")
     )
     if dry_run:
         report = plan
-    elif not (plan.versions_deleted or plan.blobs_deleted or tmp_files or drafts):
+    elif not (plan.versions_deleted or plan.blobs_deleted or tmp_files or drafts
+              or plan.blobs_evicted):
         report = plan.model_copy(update={"dry_run": False})  # nothing to do, nothing asked
     else:
         confirm(f"delete {what}?", yes=yes)
@@ -522,7 +526,10 @@ def _fsck_status(report: Any) -> str:
     """
     errors = [f for f in report.findings if f.severity == "error"]
     fixed = sum(1 for f in errors if f.repaired)
-    warnings = _plural(len(report.findings) - len(errors), "warning")
+    infos = sum(1 for f in report.findings if f.severity == "info")
+    warnings = _plural(len(report.findings) - len(errors) - infos, "warning")
+    if infos:
+        warnings += f", {infos} note{'s' if infos != 1 else ''}"
     if not report.ok:
         note = f" ({fixed} repaired)" if fixed else ""
         return f"damaged: {_plural(len(errors), 'error')}{note}, {warnings}"
@@ -539,7 +546,8 @@ def _fsck_status(report: Any) -> str:
 @output_options
 @pass_state
 def du(state: State, collection: str | None) -> None:
-    """Show sizes: per collection (logical bytes of live versions) and for the whole store.
+    """Show sizes: per collection (logical bytes of live versions) and for the whole store,
+    with the bytes stored here and those only a remote holds (evicted under `castore budget`).
 
     \b
     Examples:
@@ -576,3 +584,11 @@ def du(state: State, collection: str | None) -> None:
             f"{fmt.human_size(stats.stored_bytes)} stored "
             f"(dedup ratio {stats.dedup_ratio:.2f})"
         )
+        if stats.remote_only_blobs or stats.budget is not None:
+            budget = "no budget" if stats.budget is None else \
+                f"budget {fmt.human_size(stats.budget)}"
+            click.echo(
+                f"local: {fmt.human_size(stats.stored_bytes)}; remote only: "
+                f"{fmt.human_size(stats.remote_only_bytes)} in "
+                f"{_plural(stats.remote_only_blobs, 'blob')} (fetched back on read); {budget}"
+            )

@@ -1,8 +1,9 @@
 """Verbs that move versions off and onto the machine: ``export``, ``import``, ``push``,
-``pull`` and ``remote add|ls|rm``."""
+``pull``, ``remote add|ls|rm``, and ``budget`` (remotes as the second home of blobs)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import click
 from castore.cli import formatting as fmt
 from castore.cli.common import State, output_options, pass_state
 
-__all__ = ["export", "import_", "pull", "push", "remote"]
+__all__ = ["budget", "export", "import_", "pull", "push", "remote"]
 
 
 def _print_report(state: State, verb: str, report: Any) -> None:
@@ -119,19 +120,44 @@ def remote() -> None:
 @remote.command("add", short_help="Name a remote.")
 @click.argument("name")
 @click.argument("url")
-@click.option("--endpoint", help="S3 endpoint URL.")
+@click.option("--endpoint", help="S3 endpoint URL (MinIO, Ceph, R2...).")
 @click.option("--region", help="S3 region.")
+@click.option("--username", help="Registry user name (default: ~/.docker/config.json).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the registry password (or token) from standard input.")
 @output_options
 @pass_state
 def remote_add(state: State, name: str, url: str, endpoint: str | None,
-               region: str | None) -> None:
-    """Name the remote at URL."""
-    options = {k: v for k, v in {"endpoint": endpoint, "region": region}.items() if v}
+               region: str | None, username: str | None, password_stdin: bool) -> None:
+    """Name the remote at URL: a directory, s3://bucket/prefix, oci://host[:port]/repository
+    (oci+http:// for a registry without TLS). The options are kept in the store's catalogue.
+
+    
+    Examples:
+      castore remote add team s3://ml-artifacts/team --endpoint http://127.0.0.1:9000
+      echo "$TOKEN" | castore remote add hub oci://ghcr.io/acme/artifacts \
+          --username bot --password-stdin
+    """
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.UsageError("--password-stdin read an empty password")
+    options = {k: v for k, v in {"endpoint": endpoint, "region": region, "username": username,
+                                  "password": password}.items() if v}
     info = state.open().remotes.add(name, url, **options)
     if state.json:
-        fmt.echo_json(info.model_dump(mode="json"))
+        fmt.echo_json(_masked(info.model_dump(mode="json")))
     elif not state.quiet:
         click.echo(f"remote {name} -> {url}")
+
+
+def _masked(info: dict[str, Any]) -> dict[str, Any]:
+    """A remote's record with its password hidden (it is never printed)."""
+    options = dict(info.get("options") or {})
+    if "password" in options:
+        options["password"] = "***"
+    return {**info, "options": options}
 
 
 @remote.command("ls", short_help="List the named remotes.")
@@ -141,7 +167,7 @@ def remote_ls(state: State) -> None:
     """List the named remotes."""
     infos = state.open().remotes.list()
     if state.json:
-        fmt.echo_json([i.model_dump(mode="json") for i in infos])
+        fmt.echo_json([_masked(i.model_dump(mode="json")) for i in infos])
         return
     for info in infos:
         click.echo(info.name if state.quiet else f"{info.name}\t{info.url}")
@@ -158,3 +184,36 @@ def remote_rm(state: State, name: str) -> None:
         fmt.echo_json({"removed": name})
     elif not state.quiet:
         click.echo(f"removed remote {name}")
+
+
+@click.command(short_help="Keep stored bytes under a budget (evicting what a remote holds).")
+@click.argument("size")
+@output_options
+@pass_state
+def budget(state: State, size: str) -> None:
+    """Set the disk budget to SIZE (10GB, 512MiB, 4096) or turn it off with `off`.
+
+    Each `castore gc` then evicts the least recently used blobs that a remote is known to
+    hold (push and pull record it); reading them fetches them back. The only copy of
+    anything is never evicted.
+
+    \b
+    Examples:
+      castore budget 50GB
+      castore budget off
+    """
+    from castore.cli.parsing import parse_size
+
+    if size.strip().lower() in ("off", "none"):
+        limit = None
+    else:
+        try:
+            limit = parse_size(size)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="SIZE") from None
+    state.open().set_budget(limit)
+    if state.json:
+        fmt.echo_json({"budget": limit})
+    elif not state.quiet:
+        click.echo("budget off" if limit is None else
+                   f"budget {fmt.human_size(limit)} ({limit:,} bytes); `castore gc` keeps to it")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from castore.facade.base import StoreBase
+from castore.maintenance import budget, rebuild
 from castore.maintenance import fsck as fsck_ops
 from castore.maintenance import gc as gc_ops
-from castore.maintenance import rebuild
 from castore.models import FsckReport, GCReport, PruneReport, StoreStats
 from castore.storage.reserve import ensure_reserve
 
@@ -50,13 +50,22 @@ class MaintenanceMixin(StoreBase):
             0
         """
         if dry_run:
-            return gc_ops.gc(self.parts, dry_run=True, grace=grace, discard_unknown=discard_unknown)
+            plan = gc_ops.gc(self.parts, dry_run=True, grace=grace,
+                             discard_unknown=discard_unknown)
+            evicted, freed = budget.plan_evict(self.parts)
+            return plan.model_copy(update={"blobs_evicted": evicted, "bytes_evicted": freed})
         self.parts.require_writable("run gc")
         report = self.parts.freeing_space(
             lambda: gc_ops.gc(
                 self.parts, dry_run=False, grace=grace, discard_unknown=discard_unknown
             )
         )
+        evicted, freed = budget.evict(self.parts)  # set_budget: remote-held blobs, LRU first
+        if evicted:
+            report = report.model_copy(update={
+                "blobs_evicted": evicted, "bytes_evicted": freed,
+                "bytes_freed": report.bytes_freed + freed,
+            })
         ensure_reserve(self.layout.root)  # taken again once there is room to spare
         return report
 
@@ -129,10 +138,17 @@ class MaintenanceMixin(StoreBase):
         """Counts and sizes: collections, versions, blobs, logical and stored bytes.
 
         ``dedup_ratio`` is the logical bytes of all versions over the bytes of their distinct
-        contents (1.0 without any sharing); ``stored_bytes`` is what the blob files take.
+        contents (1.0 without any sharing); ``stored_bytes`` is what the blob files take here;
+        ``remote_only_bytes`` what the versions need that only a remote holds (evicted under
+        :meth:`set_budget`, fetched back on read); ``budget`` the budget, or None.
 
         Example:
             >>> store.stats().versions  # doctest: +SKIP
             12
         """
-        return gc_ops.stats(self.parts)
+        stats = gc_ops.stats(self.parts)
+        blobs, size = budget.remote_only(self.parts)
+        return stats.model_copy(update={
+            "remote_only_blobs": blobs, "remote_only_bytes": size,
+            "budget": budget.get_budget(self.parts),
+        })

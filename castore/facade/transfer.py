@@ -16,6 +16,7 @@ from castore.refs import LATEST, parse_ref, validate_name
 from castore.transfer import outbound
 from castore.transfer.backends import open_remote
 from castore.transfer.bundle import TarSink, bundle_source, stage_bundle
+from castore.transfer.fetchback import remote_key
 from castore.transfer.inbound import remote_source
 from castore.transfer.landing import land
 from castore.transfer.oci import ANN_COLLECTION, ANN_DIGEST, ANN_ID, ANN_NUMBER, Descriptor
@@ -119,11 +120,21 @@ class TransferMixin(StoreBase):
         return Remotes(self.parts)
 
     def _remote(self, remote: str) -> Remote:
+        return self._remote_and_key(remote)[0]
+
+    def _remote_and_key(self, remote: str) -> tuple[Remote, str]:
+        """The remote, and what ``blob_remotes`` calls it (its name, else its URL)."""
         named = self.parts.catalog.get_remote(remote) if ":" not in remote and "/" not in \
             remote else None
         if named is not None:
-            return open_remote(named["url"], named["options"])
-        return open_remote(remote)
+            return open_remote(named["url"], named["options"]), remote
+        opened = open_remote(remote)
+        return opened, remote_key(None, opened.url)
+
+    def _record_held(self, key: str, digests: list[str]) -> None:
+        """Remember that remote ``key`` holds ``digests`` (set_budget evicts only those)."""
+        if digests and not self.parts.read_only:
+            self.parts.catalog.record_blob_remote(key, digests)
 
     def export(
         self, path: str | Path, refs: list[str] | None = None, progress: ProgressArg = None
@@ -207,13 +218,15 @@ class TransferMixin(StoreBase):
         started = time.monotonic()
         rows, aliases = _selection(self.parts, refs)
         planned = outbound.plan(self.parts, rows)
-        target = self._remote(remote)
+        target, key = self._remote_and_key(remote)
         try:
             counts = outbound.send(self.parts, target, planned,
                                    outbound.refs_for(planned, aliases), force=force,
                                    progress=progress)
         finally:
             target.close()
+        self._record_held(key, sorted({
+            layer.digest for p in planned for layer in p.layers if layer.digest is not None}))
         return _report([p.ref for p in planned], counts, started)
 
     def pull(
@@ -227,7 +240,7 @@ class TransferMixin(StoreBase):
         """
         self.parts.require_writable("pull")
         started = time.monotonic()
-        source = self._remote(remote)
+        source, key = self._remote_and_key(remote)
         try:
             names = _remote_names(refs, source.list_refs())
             bar = Progress(progress, 0)
@@ -236,6 +249,7 @@ class TransferMixin(StoreBase):
             bar.finish()
         finally:
             source.close()
+        self._record_held(key, result.held)
         return _report(result.versions, result, started)
 
     def remote_versions(self, remote: str, collection: str | None = None) -> list[RemoteVersion]:

@@ -17,7 +17,7 @@ from castore._progress import ProgressArg
 from castore.errors import IntegrityError, VerificationError
 from castore.models import ManifestEntry, VerifyReport
 from castore.worktree import operations
-from castore.worktree.references import select_rows
+from castore.worktree.references import Row, select_rows
 from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
 
 __all__ = ["VersionFiles"]
@@ -57,6 +57,13 @@ class VersionFiles:
 
     # -- files on disk: thin wrappers over castore.worktree --------------------------------
 
+    def _local(self, rows: Iterable[Row]) -> list[Row]:
+        """``rows`` as a list, once every blob they need is stored here (blobs evicted under a
+        budget are fetched back from a remote, verified)."""
+        rows = list(rows)
+        self._parts.ensure_local((r[1], r[2]) for r in rows if r[3] is None)
+        return rows
+
     def _stat_cache(self) -> StatCache:
         return NO_STAT_CACHE if self._parts.read_only else self._parts.catalog.stat_cache
 
@@ -91,7 +98,8 @@ class VersionFiles:
         Example:
             >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
         """
-        rows = select_rows(self._rows(), allow_missing_references=allow_missing_references)
+        rows = self._local(
+            select_rows(self._rows(), allow_missing_references=allow_missing_references))
         return operations.checkout(
             self._parts.blobs, rows, root, link=link, force=force,
             store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
@@ -142,7 +150,7 @@ class VersionFiles:
             ignore_patterns=ignore_patterns, allow_missing_references=allow_missing_references,
         )
         return operations.download(
-            self._parts.blobs, rows, root or self._default_root(),
+            self._parts.blobs, self._local(rows), root or self._default_root(),
             path_prefix=path_prefix, link=link, store_root=self._parts.path,
             stat_cache=self._stat_cache(), progress=progress,
         )
@@ -200,7 +208,7 @@ class VersionFiles:
                     damaged=damaged,
                 )
             return report
-        damaged = operations.verify_blobs(self._parts.blobs, self._rows())
+        damaged = operations.verify_blobs(self._parts.blobs, self._local(self._rows()))
         if damaged:
             shown = ", ".join(map(repr, damaged[:5])) + (" …" if len(damaged) > 5 else "")
             raise IntegrityError(
@@ -217,7 +225,10 @@ class VersionFiles:
             NotFoundError: no such file in the version.
             IntegrityError: (while reading) the stored content is damaged.
         """
-        return operations.open_entry(self._parts.blobs, self.get_entry(path))
+        entry = self.get_entry(path)
+        if entry.ref is None:
+            self._parts.ensure_local([(entry.digest, entry.size)])
+        return operations.open_entry(self._parts.blobs, entry)
 
     def copy_to(self, path: str, out: BinaryIO) -> int:
         """Write one file to the binary stream ``out``, only once all of it is verified.
@@ -236,8 +247,11 @@ class VersionFiles:
         Example:
             >>> store.get("mnist:prod").copy_to("train.csv", sys.stdout.buffer)  # doctest: +SKIP
         """
+        entry = self.get_entry(path)
+        if entry.ref is None:
+            self._parts.ensure_local([(entry.digest, entry.size)])
         return operations.copy_verified(
-            self._parts.blobs, self.get_entry(path), out, spool_dir=self._spool_dir()
+            self._parts.blobs, entry, out, spool_dir=self._spool_dir()
         )
 
     def _spool_dir(self) -> Path | None:

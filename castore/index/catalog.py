@@ -156,3 +156,9 @@ class Catalog(Database):
     get_remote = _transfer.get_remote
     list_remotes = _transfer.list_remotes
     remove_remote = _transfer.remove_remote
+    record_blob_remote = _transfer.record_blob_remote
+    forget_blob_remote = _transfer.forget_blob_remote
+    blob_homes = _transfer.blob_homes
+    remote_held_digests = _transfer.remote_held_digests
+    get_setting = _transfer.get_setting
+    set_setting = _transfer.set_setting

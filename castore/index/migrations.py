@@ -320,9 +320,22 @@ def _v8(db: Database) -> None:
     db.table("versions").add_column("materializer", str)
 
 
+def _v9(db: Database) -> None:
+    # Remotes as a second home for blobs (API.md set_budget). ``blob_remotes`` records which
+    # remote (a remote's name, or the URL it was reached by) is known to hold which blob: every
+    # push and pull writes the rows it proved; gc under a budget evicts only blobs listed here,
+    # and a read of an evicted blob fetches it back from one of them (by the sha256 kept in
+    # blob_sha256). ``settings`` keeps store-wide knobs such as the budget (key -> JSON).
+    db.execute(
+        "CREATE TABLE blob_remotes (digest TEXT NOT NULL, remote TEXT NOT NULL, "
+        "recorded_at INTEGER NOT NULL, PRIMARY KEY (digest, remote)) WITHOUT ROWID"
+    )
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 #: The steps, in order: step ``n`` brings the schema from version ``n - 1`` to ``n``.
 MIGRATIONS: list[Callable[[Database], None]] = [
-    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

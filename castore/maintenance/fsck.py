@@ -14,6 +14,7 @@ Findings use a fixed vocabulary (``models.FindingKind``); errors make ``ok`` Fal
 | ``recent_tmp`` | warning | a younger temp file: a write in flight or left by a crash |
 | ``stale_draft`` | warning | a draft gc discards: its process is gone, or it is a day old |
 | ``crashed_run`` | warning | a run still ``RUNNING`` whose process is gone (host, pid, start) |
+| ``evicted_blob`` | info | a blob evicted under the budget that a remote holds (fetched on read) |
 
 Leftovers are judged by the rule gc applies (``gc.leftovers``), and their findings carry
 ``size`` and ``age``: after 67 kills, 16 drafts and 926 temp files held space unreported.
@@ -195,6 +196,17 @@ def _catalogue_lost(store: Parts) -> bool:
     return row is None and sum(1 for _ in store.blobs.iter_digests()) > 0
 
 
+def _evicted(store: Parts, missing: list[str]) -> dict[str, str]:
+    """Of the missing blobs, those a remote is known to hold (evicted, not lost): -> remote."""
+    if not missing:
+        return {}
+    try:
+        homes = store.catalog.blob_homes(missing)
+    except CastoreError:  # a read-only catalogue from before step 9
+        return {}
+    return {d: places[0][0] for d, places in homes.items()}
+
+
 def _check(store: Parts, *, repair: bool) -> FsckReport:
     catalog, blobs, layout = store.catalog, store.blobs, store.layout
     findings = _catalogue_findings(store)
@@ -215,10 +227,12 @@ def _check(store: Parts, *, repair: bool) -> FsckReport:
         damaged_before = _catalog_maint.damaged_version_ids(catalog)
     stored = set(blobs.iter_digests())
     missing = sorted(set(sizes) - stored)
+    evicted = _evicted(store, missing)
+    missing = [d for d in missing if d not in evicted]
     # A blob missing here was deleted meanwhile (gc): only what the listing lacks is missing.
     damage = verify_many(blobs, ((d, sizes.get(d)) for d in stored), workers=VERIFY_WORKERS)
     corrupt = dict(damage.corrupt)
-    users = _catalog_maint.users_of_digests(catalog, [*missing, *corrupt])
+    users = _catalog_maint.users_of_digests(catalog, [*missing, *corrupt, *evicted])
 
     for row in dangling:
         findings.append(
@@ -263,6 +277,20 @@ def _check(store: Parts, *, repair: bool) -> FsckReport:
                 message=f"blob {digest} is missing; needed by {_names(refs) or 'a version'}"
                 + (f" ({_names(paths)})" if paths else " (its manifest)")
                 + "; restore it by importing or pulling a copy",
+            )
+        )
+    for digest in sorted(evicted):
+        refs, paths = users_of(digest)
+        findings.append(
+            Finding(
+                kind="evicted_blob",
+                severity="info",
+                digest=digest,
+                ref=refs[0] if refs else None,
+                path=paths[0] if paths else None,
+                size=sizes.get(digest),
+                message=f"blob {digest} was evicted under the budget; remote "
+                f"{evicted[digest]} holds it and a read fetches it back",
             )
         )
     quarantined: set[str] = set()

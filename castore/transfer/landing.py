@@ -94,6 +94,8 @@ class Result:
     bytes_sent: int = 0
     blobs_skipped: int = 0
     bytes_skipped: int = 0
+    #: this store's digests of the single-file layers the source holds (for ``blob_remotes``)
+    held: list[str] = field(default_factory=list)
 
 
 def _runs(config: dict[str, Any], version_id: str, what: str) -> dict[str, Any] | None:
@@ -275,6 +277,7 @@ def _stage_version(parts: Parts, source: Source, item: Incoming, result: Result,
         if same and row[1] is not None and parts.blobs.exists(row[1]):
             result.blobs_skipped += 1
             result.bytes_skipped += layer.size
+            result.held.append(row[1])
             bar.add(layer.size)
             arrived[path] = None  # type: ignore[assignment]  # already stored
             continue
@@ -282,6 +285,7 @@ def _stage_version(parts: Parts, source: Source, item: Incoming, result: Result,
         cleanup.append(staged)
         arrived[path] = staged
         published.append((str(staged.digest), layer.digest.removeprefix("sha256:"), layer.size))
+        result.held.append(str(staged.digest))
         result.blobs_sent += 1
         result.bytes_sent += layer.size
         bar.add(layer.size)

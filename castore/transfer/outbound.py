@@ -17,7 +17,9 @@ import io
 import os
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,7 +262,9 @@ def _open_layer(parts: Parts, layer: Layer, scratch: list[Path]) -> BinaryIO:
     if layer.data is not None:
         return io.BytesIO(layer.data)
     if layer.digest is not None:
+        parts.ensure_local([(layer.digest, layer.desc.size)])  # evicted under a budget
         return parts.blobs.open(layer.digest, size=layer.desc.size)
+    parts.ensure_local((r[1], r[2]) for r in layer.rows)
     fd, name = tempfile.mkstemp(prefix="castore-group-", suffix=".tar")
     scratch.append(Path(name))
     with os.fdopen(fd, "wb") as out:
@@ -270,13 +274,15 @@ def _open_layer(parts: Parts, layer: Layer, scratch: list[Path]) -> BinaryIO:
     return open(name, "rb")
 
 
-def _send_blob(parts: Parts, sink: Remote, layer: Layer, counts: Counts, bar: Progress) -> None:
+def _send_blob(parts: Parts, sink: Remote, layer: Layer, counts: Counts, bar: Progress,
+               lock: threading.Lock) -> None:
     size, content = layer.desc.size, layer.data is None
     if sink.has_blob(layer.desc.digest, size):
         if content:
-            counts.blobs_skipped += layer.files
-            counts.bytes_skipped += size
-            bar.add(size)
+            with lock:
+                counts.blobs_skipped += layer.files
+                counts.bytes_skipped += size
+                bar.add(size)
         return
     scratch: list[Path] = []
     try:
@@ -286,10 +292,32 @@ def _send_blob(parts: Parts, sink: Remote, layer: Layer, counts: Counts, bar: Pr
         for path in scratch:
             path.unlink(missing_ok=True)
     if content:
-        counts.blobs_sent += layer.files
-        counts.bytes_sent += size
-        bar.add(size)
+        with lock:
+            counts.blobs_sent += layer.files
+            counts.bytes_sent += size
+            bar.add(size)
         _faults.point("push.blob_sent")
+
+
+def _send_all(parts: Parts, sink: Remote, layers: list[Layer], counts: Counts, bar: Progress,
+              lock: threading.Lock) -> None:
+    """Send ``layers`` the sink lacks: in order, or on a bounded pool when the sink says it
+    takes ``parallel`` uploads at once (object stores and registries; never a tar)."""
+    workers = max(1, int(getattr(sink, "parallel", 1)))
+    if workers == 1 or len(layers) < 2:
+        for layer in layers:
+            _send_blob(parts, sink, layer, counts, bar, lock)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="castore-push") as pool:
+        futures = [pool.submit(_send_blob, parts, sink, layer, counts, bar, lock)
+                   for layer in layers]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def refs_for(planned: list[Planned], aliases: dict[str, list[str]]) -> dict[str, Planned]:
@@ -346,6 +374,9 @@ def send(
     total = sum(layer.desc.size for p in planned for layer in p.layers if layer.data is None)
     bar = Progress(progress, total)
     sent: set[str] = set()
+    lock = threading.Lock()
+    pending: list[Planned] = []
+    todo: list[Layer] = []
     for p in planned:
         if sink.has_blob(p.desc.digest, p.desc.size):  # unchanged version: skip every layer
             for layer in p.layers:
@@ -358,8 +389,11 @@ def send(
         for layer in [*p.layers, p.config]:
             if layer.desc.digest in sent:
                 continue
-            _send_blob(parts, sink, layer, counts, bar)
+            todo.append(layer)
             sent.add(layer.desc.digest)
+        pending.append(p)
+    _send_all(parts, sink, todo, counts, bar, lock)
+    for p in pending:  # a manifest only once all its layers are there
         sink.put_manifest(p.manifest)
     _faults.point("push.manifests_sent")
     for name, p in sorted(refs.items()):
