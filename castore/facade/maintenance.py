@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from castore.facade.base import StoreBase
-from castore.maintenance import fsck as fsck_ops
-from castore.maintenance import gc as gc_ops
-from castore.maintenance import rebuild
-from castore.models import FsckReport, GCReport, PruneReport, StoreStats
 from castore.storage.reserve import ensure_reserve
+
+if TYPE_CHECKING:
+    from castore.models import FsckReport, GCReport, PruneReport, StoreStats
+
+# The maintenance operations are imported inside the methods: a command that only reads (`castore
+# ls`, `show`, `cat`) should not pay for importing gc, fsck and rebuild (issue 15).
 
 __all__ = ["MaintenanceMixin"]
 
@@ -49,6 +52,8 @@ class MaintenanceMixin(StoreBase):
             >>> store.gc(dry_run=True).blobs_deleted  # doctest: +SKIP
             0
         """
+        from castore.maintenance import gc as gc_ops
+
         if dry_run:
             return gc_ops.gc(self.parts, dry_run=True, grace=grace, discard_unknown=discard_unknown)
         self.parts.require_writable("run gc")
@@ -88,6 +93,8 @@ class MaintenanceMixin(StoreBase):
             >>> store.prune("mnist", keep_last=3).versions_deleted  # doctest: +SKIP
             ['mnist:v0', 'mnist:v1']
         """
+        from castore.maintenance import gc as gc_ops
+
         if not dry_run:
             self.parts.require_writable("prune versions")
         return self.parts.freeing_space(
@@ -119,6 +126,9 @@ class MaintenanceMixin(StoreBase):
             >>> store.fsck().ok  # doctest: +SKIP
             True
         """
+        from castore.maintenance import fsck as fsck_ops
+        from castore.maintenance import rebuild
+
         if repair:
             self.parts.require_writable("repair the store")
         return fsck_ops.fsck(
@@ -135,4 +145,6 @@ class MaintenanceMixin(StoreBase):
             >>> store.stats().versions  # doctest: +SKIP
             12
         """
+        from castore.maintenance import gc as gc_ops
+
         return gc_ops.stats(self.parts)

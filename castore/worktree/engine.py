@@ -13,7 +13,6 @@ import secrets
 import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -35,6 +34,8 @@ from castore.worktree.entries import Entry, EntryLike, iter_entries
 from castore.worktree.stat_cache import CachedDigests, StatCache, StatRow, slim_stat
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from castore.storage.blobs import BlobStore
 
 __all__ = [
@@ -137,6 +138,9 @@ def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -
 
     def run_batch(batch: Sequence[_T]) -> list[_R]:
         return [fn(item) for item in batch]
+
+    # Imported here: concurrent.futures imports logging, which read-only commands never need.
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="castore-io") as pool:
         futures: list[Future[list[_R]]] = [pool.submit(run_batch, b) for b in batches]
