@@ -340,12 +340,12 @@ class DraftWriter:
         store_root = self._parts.path
         check_source(root, store_root)
         rules = IgnoreRules.from_dir(root, ignore)
-        files = list(
-            walk_tree(root, rules, follow_symlinks=follow_symlinks, exclude=[store_root])
-        )
         pending = _Pending()
         items = []
-        for rel, abspath, st in files:
+        # One list, filled as the walk goes (not the walk's list, then this one).
+        for rel, abspath, st in walk_tree(
+            root, rules, follow_symlinks=follow_symlinks, exclude=[store_root]
+        ):
             target = prefix + rel
             self._check_name(target, overwrite=True, pending=pending)
             items.append((target, abspath, st))
