@@ -11,10 +11,9 @@ not available the token is None and only the pid is checked.
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
-__all__ = ["Identity", "current", "is_gone", "start_token"]
+__all__ = ["Identity", "current", "hostname", "is_gone", "start_token"]
 
 _PROC = Path("/proc")
 
@@ -39,6 +38,15 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rfind(")") + 2 :].split()
 
 
+def hostname() -> str:
+    """This machine's host name (as the runs and drafts tables record it)."""
+    # socket is imported here: it costs every command ~8 ms at import, and only runs and
+    # drafts ask for the host.
+    import socket
+
+    return socket.gethostname()
+
+
 def start_token(pid: int) -> str | None:
     """``"<boot id>:<start ticks>"`` of process ``pid``, or None where it cannot be read."""
     fields = _stat_fields(pid)
@@ -50,7 +58,7 @@ def start_token(pid: int) -> str | None:
 def current() -> Identity:
     """The identity of this process."""
     pid = os.getpid()
-    return socket.gethostname(), pid, start_token(pid)
+    return hostname(), pid, start_token(pid)
 
 
 def is_gone(host: str | None, pid: int | None, token: str | None) -> bool:
@@ -60,7 +68,7 @@ def is_gone(host: str | None, pid: int | None, token: str | None) -> bool:
     A zombie (ended, not yet reaped) counts as gone; so does a live process whose start
     token differs from ``token`` (the pid was reused).
     """
-    if pid is None or host != socket.gethostname():
+    if pid is None or host != hostname():
         return False
     try:
         os.kill(pid, 0)

@@ -42,7 +42,7 @@ LinkMode = Literal["auto", "copy", "hardlink", "symlink", "reflink"]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class AliasEvent(_Record):
@@ -206,7 +206,9 @@ class Edge(BaseModel):
     (version -> run). ``source`` and ``target`` are the node handles (``Run`` or
     ``ArtifactVersion``) of the same :class:`~castore.Lineage`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", arbitrary_types_allowed=True, defer_build=True
+    )
 
     source: Any
     target: Any
@@ -295,7 +297,7 @@ class RemoteInfo(_Record):
 class Page(BaseModel, Generic[T]):
     """One page of a listing: ``items`` and where they sit in the ``total``."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, defer_build=True)
 
     items: list[T]
     total: int

@@ -19,7 +19,6 @@ from castore.facade.objects import ObjectsMixin
 from castore.facade.queries import QueriesMixin
 from castore.facade.runs import RunsMixin
 from castore.facade.transfer import TransferMixin
-from castore.maintenance import rebuild
 from castore.models import (
     Finding,
     FsckReport,
@@ -77,6 +76,8 @@ class Store(
         self.parts.fetcher = RemoteFetcher()  # reads of blobs evicted under a budget
         self._closed = False
         if not read_only and not layout.manifests.is_dir():
+            from castore.maintenance import rebuild  # not on every open: issue 15
+
             rebuild.backfill_markers(self.parts)  # a store made before markers existed
 
     @property
@@ -232,6 +233,8 @@ def repair(path: str | Path | None = None, *, durable: bool = True) -> FsckRepor
     """
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
+    from castore.maintenance import rebuild
+
     config, notes = rebuild.recover_config(layout, durable=durable)
     try:
         store = Store(root, config=config, durable=durable)

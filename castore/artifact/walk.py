@@ -130,7 +130,19 @@ def walk_tree(
                     f"cannot add {entry.path!r}: it is {_kind(mode)}; remove it or add it to "
                     "ignore="
                 )
-            yield rel, entry.path, st
+            yield rel, entry.path, slim_stat(st)
+
+
+def slim_stat(st: os.stat_result) -> os.stat_result:
+    """``st`` keeping only what adding a file reads: mode, device, inode, size, mtime, ctime.
+
+    add_dir holds one stat per file from the walk until its batch is recorded; a full
+    ``stat_result`` holds ~14 number objects (~580 bytes, 58 MiB at 100,000 files).
+    """
+    return os.stat_result(
+        (st.st_mode, st.st_ino, st.st_dev, 0, 0, 0, st.st_size, 0, 0, 0),
+        {"st_mtime_ns": st.st_mtime_ns, "st_ctime_ns": st.st_ctime_ns},
+    )
 
 
 def _stat_target(path: str) -> os.stat_result | int:

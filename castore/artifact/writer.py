@@ -15,7 +15,6 @@ import os
 import stat as stat_mod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
@@ -24,19 +23,19 @@ from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
 from castore.artifact.commit import commit_draft
 from castore.artifact.references import MAX_OBJECTS, reference_rows
-from castore.artifact.walk import check_source, walk_tree
 from castore.errors import (
     ArtifactFinalizedError,
     InvalidPathError,
     NotFoundError,
 )
-from castore.ignore import IgnoreRules
 from castore.manifest import ManifestRow as Row
 from castore.models import ManifestEntry
 from castore.paths import collision_key, validate_path
 from castore.storage.fsutil import unique_tmp
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from castore.storage.blobs import StagedBlob
 
 __all__ = ["BATCH_SIZE", "MAX_OBJECTS", "WORKERS", "DraftWriter", "Row"]
@@ -328,6 +327,11 @@ class DraftWriter:
             ValueError: a special file (FIFO, socket, device) is in the tree.
             FileChangedError: a file changed while it was read; nothing was stored for it.
         """
+        # Imported here: the walk and its gitignore rules (pathspec) are needed only to add a
+        # directory, and importing them costs every read-only command (issue 15).
+        from castore.artifact.walk import check_source, walk_tree
+        from castore.ignore import IgnoreRules
+
         self._check_open()
         root = Path(path)
         if not root.is_dir():
@@ -336,12 +340,12 @@ class DraftWriter:
         store_root = self._parts.path
         check_source(root, store_root)
         rules = IgnoreRules.from_dir(root, ignore)
-        files = list(
-            walk_tree(root, rules, follow_symlinks=follow_symlinks, exclude=[store_root])
-        )
         pending = _Pending()
         items = []
-        for rel, abspath, st in files:
+        # One list, filled as the walk goes (not the walk's list, then this one).
+        for rel, abspath, st in walk_tree(
+            root, rules, follow_symlinks=follow_symlinks, exclude=[store_root]
+        ):
             target = prefix + rel
             self._check_name(target, overwrite=True, pending=pending)
             items.append((target, abspath, st))
@@ -367,6 +371,9 @@ class DraftWriter:
         """
         blobs = self._parts.blobs
         window: deque[_Batch] = deque()
+        # Imported here: concurrent.futures imports logging, which read-only commands never need.
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             try:
                 for start in range(0, len(items), BATCH_SIZE):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from castore.facade.base import StoreBase
-from castore.maintenance import budget, rebuild
-from castore.maintenance import fsck as fsck_ops
-from castore.maintenance import gc as gc_ops
-from castore.models import FsckReport, GCReport, PruneReport, StoreStats
 from castore.storage.reserve import ensure_reserve
+
+if TYPE_CHECKING:
+    from castore.models import FsckReport, GCReport, PruneReport, StoreStats
+
+# The maintenance operations are imported inside the methods: a command that only reads (`castore
+# ls`, `show`, `cat`) should not pay for importing gc, fsck and rebuild (issue 15).
 
 __all__ = ["MaintenanceMixin"]
 
@@ -49,6 +52,9 @@ class MaintenanceMixin(StoreBase):
             >>> store.gc(dry_run=True).blobs_deleted  # doctest: +SKIP
             0
         """
+        from castore.maintenance import budget
+        from castore.maintenance import gc as gc_ops
+
         if dry_run:
             plan = gc_ops.gc(self.parts, dry_run=True, grace=grace,
                              discard_unknown=discard_unknown)
@@ -97,6 +103,8 @@ class MaintenanceMixin(StoreBase):
             >>> store.prune("mnist", keep_last=3).versions_deleted  # doctest: +SKIP
             ['mnist:v0', 'mnist:v1']
         """
+        from castore.maintenance import gc as gc_ops
+
         if not dry_run:
             self.parts.require_writable("prune versions")
         return self.parts.freeing_space(
@@ -128,6 +136,9 @@ class MaintenanceMixin(StoreBase):
             >>> store.fsck().ok  # doctest: +SKIP
             True
         """
+        from castore.maintenance import fsck as fsck_ops
+        from castore.maintenance import rebuild
+
         if repair:
             self.parts.require_writable("repair the store")
         return fsck_ops.fsck(
@@ -146,6 +157,9 @@ class MaintenanceMixin(StoreBase):
             >>> store.stats().versions  # doctest: +SKIP
             12
         """
+        from castore.maintenance import budget
+        from castore.maintenance import gc as gc_ops
+
         stats = gc_ops.stats(self.parts)
         blobs, size = budget.remote_only(self.parts)
         return stats.model_copy(update={

@@ -9,7 +9,6 @@ from castore.artifact.commit import start_draft
 from castore.facade.base import StoreBase
 from castore.handles.query import resolve_ref
 from castore.handles.version import ArtifactVersion, Draft
-from castore.objects import load_version, materializer_for
 from castore.refs import check_user_alias
 
 __all__ = ["ObjectsMixin"]
@@ -61,6 +60,8 @@ class ObjectsMixin(StoreBase):
             >>> store.load("config:prod")  # doctest: +SKIP
             {'lr': 0.1}
         """
+        from castore.objects import materializer_for  # the registry: only for save and load
+
         materializer = materializer_for(obj, format)
         aliases = [check_user_alias(a) for a in aliases]
         draft_id, coll_type = start_draft(
@@ -93,6 +94,8 @@ class ObjectsMixin(StoreBase):
         Example:
             >>> weights = store.load("weights:prod")  # doctest: +SKIP
         """
+        from castore.objects import load_version
+
         version = (
             ref if isinstance(ref, ArtifactVersion)
             else ArtifactVersion(self.parts, resolve_ref(self.parts.catalog, ref))

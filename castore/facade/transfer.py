@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
@@ -13,14 +13,13 @@ from castore.facade.base import StoreBase
 from castore.handles.query import resolve_ref
 from castore.models import RemoteInfo, RemoteVersion, TransferReport
 from castore.refs import LATEST, parse_ref, validate_name
-from castore.transfer import outbound
-from castore.transfer.backends import open_remote
-from castore.transfer.bundle import TarSink, bundle_source, stage_bundle
-from castore.transfer.fetchback import remote_key
-from castore.transfer.inbound import remote_source
-from castore.transfer.landing import land
-from castore.transfer.oci import ANN_COLLECTION, ANN_DIGEST, ANN_ID, ANN_NUMBER, Descriptor
-from castore.transfer.remote import Remote
+
+if TYPE_CHECKING:
+    from castore.transfer.oci import Descriptor
+    from castore.transfer.remote import Remote
+
+# castore.transfer is imported inside the methods: bundles, OCI and remote backends (tarfile,
+# http) would cost every command that only reads (`castore ls`, `show`, `cat`) ~15 ms.
 
 __all__ = ["Remotes", "TransferMixin"]
 
@@ -124,6 +123,9 @@ class TransferMixin(StoreBase):
 
     def _remote_and_key(self, remote: str) -> tuple[Remote, str]:
         """The remote, and what ``blob_remotes`` calls it (its name, else its URL)."""
+        from castore.transfer.backends import open_remote
+        from castore.transfer.fetchback import remote_key
+
         named = self.parts.catalog.get_remote(remote) if ":" not in remote and "/" not in \
             remote else None
         if named is not None:
@@ -153,6 +155,9 @@ class TransferMixin(StoreBase):
         Example:
             >>> store.export("bundle.tar", refs=["mnist:prod"])  # doctest: +SKIP
         """
+        from castore.transfer import outbound
+        from castore.transfer.bundle import TarSink
+
         started = time.monotonic()
         rows, aliases = _selection(self.parts, refs)
         planned = outbound.plan(self.parts, rows)
@@ -185,6 +190,9 @@ class TransferMixin(StoreBase):
             VersionConflictError: a number is held here by a different version.
             AliasConflictError: an alias would move.
         """
+        from castore.transfer.bundle import bundle_source, stage_bundle
+        from castore.transfer.landing import land
+
         self.parts.require_writable("import a bundle")
         started = time.monotonic()
         path = Path(path)
@@ -215,6 +223,8 @@ class TransferMixin(StoreBase):
             VersionConflictError: the remote holds another version under a number.
             RemoteError: the remote cannot be reached.
         """
+        from castore.transfer import outbound
+
         started = time.monotonic()
         rows, aliases = _selection(self.parts, refs)
         planned = outbound.plan(self.parts, rows)
@@ -238,6 +248,9 @@ class TransferMixin(StoreBase):
         ``refs`` are names on the remote (``"mnist:prod"``, ``"mnist:v3"``, ``"mnist"`` for its
         latest); None pulls everything it holds.
         """
+        from castore.transfer.inbound import remote_source
+        from castore.transfer.landing import land
+
         self.parts.require_writable("pull")
         started = time.monotonic()
         source, key = self._remote_and_key(remote)
@@ -254,6 +267,8 @@ class TransferMixin(StoreBase):
 
     def remote_versions(self, remote: str, collection: str | None = None) -> list[RemoteVersion]:
         """The versions a remote holds, with their aliases (from its refs only)."""
+        from castore.transfer.oci import ANN_COLLECTION, ANN_DIGEST, ANN_ID, ANN_NUMBER
+
         source = self._remote(remote)
         try:
             refs = source.list_refs()

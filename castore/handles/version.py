@@ -21,7 +21,6 @@ from castore.handles.run import Run, VersionHandles
 from castore.handles.times import seconds, to_datetime
 from castore.handles.version_files import VersionFiles
 from castore.models import Manifest, ManifestEntry
-from castore.objects import load_version
 from castore.refs import check_user_alias, tag_list
 
 __all__ = ["HANDLES", "UNSET", "ArtifactVersion", "Draft"]
@@ -184,6 +183,8 @@ class ArtifactVersion(VersionFiles):
         Raises:
             MaterializerError: not written by ``save``, or ``allow_pickle=True`` is needed.
         """
+        from castore.objects import load_version  # the registry reads entry points: only here
+
         return load_version(self, **options)
 
     # -- files -----------------------------------------------------------------------------

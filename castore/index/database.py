@@ -22,11 +22,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from sqlite_utils import Database as _UtilsDatabase
-from sqlite_utils.db import Table
 
 from castore import _faults
 from castore.errors import (
@@ -37,6 +34,10 @@ from castore.errors import (
     ReadOnlyStoreError,
 )
 from castore.index.ids import now_us
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database as _UtilsDatabase
+    from sqlite_utils.db import Table
 
 __all__ = ["DEFAULT_TIMEOUT", "Database"]
 
@@ -200,6 +201,7 @@ class Database:
                 raise CastoreError(f"the catalogue {str(self.path)!r} is closed")
             conn = self._connect()
             local.conn, local.pid, local.depth, local.utils = conn, os.getpid(), 0, None
+            local.wrote = False
             with self._all_lock:
                 self._all.append(conn)
         return conn
@@ -213,6 +215,10 @@ class Database:
         conn = self.conn
         utils: _UtilsDatabase | None = self._local.utils
         if utils is None:
+            # Imported here, not at the top: sqlite-utils imports numpy and pandas when they are
+            # installed (~0.5 s), and the read path (ls, show, cat) never needs it.
+            from sqlite_utils import Database as _UtilsDatabase
+
             utils = self._local.utils = _UtilsDatabase(
                 conn, execute_plugins=False, recursive_triggers=False
             )
@@ -364,6 +370,7 @@ class Database:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._translate(exc) from exc
+        local.wrote = True
         _faults.point("cat.committed")
 
     @contextmanager
@@ -389,8 +396,10 @@ class Database:
 
     def close(self) -> None:
         """Close every connection this catalogue opened (in any thread)."""
-        if not self._closed and not self.read_only:
-            # SQLite's advice: let the planner gather statistics before closing.
+        if not self._closed and not self.read_only and getattr(self._local, "wrote", False):
+            # SQLite's advice: let the planner gather statistics before closing. Only after this
+            # connection wrote: on a small catalogue the optimize re-ran ANALYZE, a durable
+            # write (an fsync) that cost `castore ls` ~10 ms on every run (issue 15).
             conn = getattr(self._local, "conn", None)
             if conn is not None and self._local.pid == os.getpid() and not conn.in_transaction:
                 with suppress(sqlite3.Error):

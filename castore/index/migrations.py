@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from castore.errors import UnsupportedFormatError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
@@ -359,6 +361,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     """
     if current_version(conn) == SCHEMA_VERSION:
         return 0
+    # Imported only when a step runs: sqlite-utils pulls in numpy and pandas when installed.
+    from sqlite_utils import Database
+
     db = Database(conn, execute_plugins=False, recursive_triggers=False)
     # Off outside the transaction (the pragma is a no-op inside one): a step that rebuilds a
     # referenced table must not fire ON DELETE CASCADE when the old copy is dropped.

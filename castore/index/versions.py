@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterable
 from typing import Any
 
+from castore._process import hostname
 from castore.errors import AliasConflictError
 from castore.index.aliases import PIN, remove_alias, repoint_latest, set_alias, stored_aliases_of
 from castore.index.database import Database
@@ -66,7 +66,7 @@ def create_version(
                 "version_id": version_id,
                 "base_version": base_version,
                 "pid": os.getpid(),
-                "host": socket.gethostname(),
+                "host": hostname(),
                 "created_at": now,
             }
         )

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import io
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -110,6 +108,11 @@ def _s3_error(uri: str, exc: Exception) -> RemoteError:
 
 
 def _http(uri: str, method: str, headers: dict[str, str] | None = None) -> Any:
+    # Imported here: urllib.request (http.client, ssl, email) costs every command ~15 ms, and
+    # only references to http(s) URLs need it.
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(uri, method=method, headers=headers or {})
     try:
         return urllib.request.urlopen(request, timeout=TIMEOUT)

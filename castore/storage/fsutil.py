@@ -5,16 +5,18 @@ Every file castore publishes goes through here, so faults can be injected in one
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from castore.errors import OutOfSpaceError
+
+if TYPE_CHECKING:
+    import ctypes
 
 __all__ = [
     "create_readonly",
@@ -53,6 +55,11 @@ def syncfs(path: str | Path) -> None:
 
     Falls back to ``os.sync()`` where ``syncfs(2)`` is unavailable.
     """
+    # ctypes is imported here, not at the top: with ctypes.util (shutil, subprocess) it costs
+    # every command ~8 ms, and only a batched sync needs it.
+    import ctypes
+    import ctypes.util
+
     global _libc
     if _libc is None:
         name = ctypes.util.find_library("c")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -87,6 +86,9 @@ def verify_many(
     missing: set[str] = set()
     corrupt: dict[str, str] = {}
     n = max(1, min(workers or DEFAULT_VERIFY_WORKERS, len(batches)))
+    # Imported here: concurrent.futures imports logging, which read-only commands never need.
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="castore-verify") as pool:
         for found in pool.map(check, batches):
             for digest, problem in found:

@@ -12,26 +12,32 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
     CastoreError,
-    ConfigurationError,
     IntegrityError,
     InvalidPathError,
-    NotFoundError,
     UnsafeTargetError,
 )
 from castore.paths import validate_path
 from castore.storage.external import is_remote
 from castore.worktree import containment as _c
+from castore.worktree import fresh as _f
 from castore.worktree import linking as _l
 from castore.worktree.entries import Entry, EntryLike, iter_entries
+from castore.worktree.staging import (
+    COPIES,
+    Job,
+    has_marker,
+    plan_jobs,
+    run_pool,
+    stage,
+    write_marker,
+)
 from castore.worktree.stat_cache import CachedDigests, StatCache, StatRow, slim_stat
 
 if TYPE_CHECKING:
@@ -47,12 +53,6 @@ __all__ = [
     "validate_entries",
 ]
 
-_T = TypeVar("_T")
-_R = TypeVar("_R")
-#: Contents up to this size are decoded in one verified read (bounded memory per thread).
-_SMALL = 1024 * 1024
-#: Below this many files the work runs in the calling thread.
-_POOL_MIN = 16
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -122,30 +122,6 @@ def check_sources(blobs: BlobStore, entries: Sequence[Entry]) -> dict[str, str |
         )
     return raws
 
-
-def run_pool(fn: Callable[[_T], _R], items: Sequence[_T], workers: int | None) -> list[_R]:
-    """Apply ``fn`` to each item, in a thread pool when there are many; first error wins.
-
-    Items go to the pool in batches, so that thread hand-offs do not cost more than small
-    files do.
-    """
-    if len(items) < _POOL_MIN or workers == 1:
-        return [fn(item) for item in items]
-    n = workers or min(32, 8 * (os.cpu_count() or 1))
-    size = max(1, min(64, len(items) // (n * 4)))
-    batches = [items[i : i + size] for i in range(0, len(items), size)]
-
-    def run_batch(batch: Sequence[_T]) -> list[_R]:
-        return [fn(item) for item in batch]
-
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="castore-io") as pool:
-        futures: list[Future[list[_R]]] = [pool.submit(run_batch, b) for b in batches]
-        try:
-            return [r for f in futures for r in f.result()]
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
 
 
 def check_existing(
@@ -264,148 +240,6 @@ def _top_level(paths: set[str]) -> list[str]:
     return sorted(p for p in paths if not any(q in paths for q in _c.iter_parents(p)))
 
 
-def _has_marker(root_fd: int) -> bool:
-    try:
-        os.getxattr(root_fd, _c.MARKER_XATTR)
-        return True
-    except OSError:  # no such attribute, or no xattrs here: look for the marker file
-        pass
-    try:
-        st = os.stat(_c.MARKER_NAME, dir_fd=root_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return stat.S_ISREG(st.st_mode)
-
-
-def _write_marker(root_fd: int) -> None:
-    """Mark the root as managed: an xattr where the filesystem has them, else a file."""
-    try:
-        os.setxattr(root_fd, _c.MARKER_XATTR, b"1")
-    except OSError:
-        pass
-    else:
-        with suppress(FileNotFoundError):  # a marker file left by a filesystem copy
-            os.unlink(_c.MARKER_NAME, dir_fd=root_fd)
-        return
-    for _ in range(3):
-        try:
-            fd = os.open(
-                _c.MARKER_NAME,
-                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
-                0o666,
-                dir_fd=root_fd,
-            )
-        except OSError:
-            _c.remove_entry(root_fd, _c.MARKER_NAME, is_dir=True)
-            continue
-        try:
-            os.write(fd, b"managed by castore checkout: extra files here are removed\n")
-        finally:
-            os.close(fd)
-        return
-
-
-class _Job:
-    """One file to stage: where it comes from and how it is placed."""
-
-    __slots__ = ("entry", "how", "name", "raw")
-
-    def __init__(self, entry: Entry, how: str, raw: str | None, name: str) -> None:
-        self.entry, self.how, self.raw, self.name = entry, how, raw, name
-
-
-def _plan_jobs(
-    blobs: BlobStore,
-    todo: Sequence[Entry],
-    mode: str,
-    target: Path,
-    root_fd: int,
-    staging_fd: int,
-    raws: dict[str, str | None],
-) -> list[_Job]:
-    jobs: list[_Job] = []
-    reflink_ok: bool | None = None
-    same_dev: bool | None = None
-    for i, entry in enumerate(todo):
-        raw = raws.get(entry.digest) if entry.ref is None and entry.digest else None
-        if entry.ref is not None or raw is None or mode == "copy":
-            how = "stream" if raw is None else "copy_raw"
-        elif entry.executable and mode in ("hardlink", "symlink"):
-            how = "copy_raw"  # a link would share the blob's mode, which is never changed
-        elif mode in ("auto", "reflink"):
-            if reflink_ok is None:
-                reflink_ok = _l.reflink_supported(raw, staging_fd, probe_name=".probe")
-                if not reflink_ok and mode == "reflink":
-                    raise _l.reflink_error(raw, target)
-            how = "reflink" if reflink_ok else "copy_raw"
-        else:
-            if same_dev is None:
-                same_dev = os.stat(raw).st_dev == os.fstat(root_fd).st_dev
-                if not same_dev and mode == "hardlink":
-                    raise ConfigurationError(
-                        f"link='hardlink' needs the target {str(target)!r} on the same "
-                        "filesystem as the store; use link='copy' or link='symlink'"
-                    )
-            how = mode
-        jobs.append(_Job(entry, how, raw, str(i)))
-    return jobs
-
-
-def _stage(
-    blobs: BlobStore, job: _Job, staging_fd: int, tracker: Progress, target: Path
-) -> None:
-    entry = job.entry
-    try:
-        if job.how == "copy_raw":
-            assert job.raw is not None
-            _l.copy_raw(job.raw, entry, staging_fd, job.name)
-        elif job.how == "stream" and entry.ref is None and entry.size <= _SMALL:
-            # small compressed blobs: one verified read, one write (measured 1.5x faster
-            # than chunked streaming with many threads)
-            assert entry.digest is not None
-            data = blobs.read_bytes(entry.digest, size=entry.size)
-            _l.place_bytes(data, staging_fd, job.name, mode=_l.file_mode(entry))
-        elif job.how == "stream":
-            with _l.open_source(blobs, entry) as src:
-                _l.place_stream(src, staging_fd, job.name, mode=_l.file_mode(entry))
-        elif job.how == "reflink":
-            assert job.raw is not None
-            _l.place_reflink(job.raw, staging_fd, job.name, mode=_l.file_mode(entry))
-            ok, _ = _l.file_matches(staging_fd, job.name, entry)
-            if not ok:
-                raise IntegrityError(f"blob {entry.digest} is damaged", digest=entry.digest)
-        else:
-            assert job.raw is not None
-            if _l.make_readonly(job.raw).st_size != entry.size:
-                raise IntegrityError(f"blob {entry.digest} has the wrong size", digest=entry.digest)
-            if job.how == "hardlink":
-                if not _l.place_hardlink(job.raw, staging_fd, job.name):
-                    # the blob's link count is at the filesystem's limit: copy this one
-                    _l.copy_raw(job.raw, entry, staging_fd, job.name)
-                    job.how = "copy_raw"  # a copy: the stat cache learns it at commit
-            else:
-                _l.place_symlink(job.raw, staging_fd, job.name)
-    except IntegrityError as exc:
-        if getattr(exc, "paths", None):
-            raise
-        raise IntegrityError(
-            f"cannot materialize {entry.path!r}: {exc.message}; the target was left unchanged",
-            digest=entry.digest,
-            paths=[entry.path],
-        ) from exc
-    except (NotFoundError, FileNotFoundError) as exc:
-        raise IntegrityError(
-            f"cannot materialize {entry.path!r}: its content {entry.digest} vanished from the "
-            "store while reading; the target was left unchanged (run castore fsck)",
-            digest=entry.digest,
-            paths=[entry.path],
-        ) from exc
-    except OSError as exc:
-        out = _l.out_of_space(exc, target / entry.path, unchanged=True)
-        if out is exc:
-            raise
-        raise out from exc
-    tracker.add(entry.size)
 
 
 def materialize(
@@ -449,6 +283,17 @@ def materialize(
         todo = [e for e, good in zip(wanted_list, ok, strict=True) if not good]
         # only the content still to write must be at hand (an already-right file needs no blob)
         raws = check_sources(blobs, todo)
+        if todo and (root_fd < 0 or not (scan.files or scan.dirs or stale)):
+            # A new or empty root: build the tree in one staging directory and rename it into
+            # place, instead of a rename and a stat per file (the fresh path, issue 15).
+            learned += _f.build(
+                blobs, todo, raws, target, root_fd,
+                mode=mode, exact=exact, tracker=tracker, workers=workers,
+            )
+            if learned:
+                stat_cache.record_many(learned)
+            tracker.finish()
+            return target
         if root_fd < 0:
             root_fd, created = _c.open_root(target, create=True)
         needed = {p for e in wanted_list for p in _c.iter_parents(e.path)}
@@ -461,7 +306,7 @@ def materialize(
                 for p in scan.files
                 if p not in wanted and not any(q in under for q in _c.iter_parents(p))
             ]
-            if not force and not _has_marker(root_fd):
+            if not force and not has_marker(root_fd):
                 # empty directories are no loss; files (and links) are
                 holding = {p for f in scan.files for p in _c.iter_parents(f)}
                 doomed = sorted(
@@ -491,21 +336,21 @@ def materialize(
             staging = _c.STAGING_PREFIX + secrets.token_hex(6)
             os.mkdir(staging, 0o700, dir_fd=root_fd)
             staging_fd = _c.open_subdir(root_fd, staging, create=False)
-            jobs = _plan_jobs(blobs, todo, mode, target, root_fd, staging_fd, raws)
+            jobs = plan_jobs(blobs, todo, mode, target, root_fd, staging_fd, raws)
             # links are one syscall each: a pool would cost more than it saves (split first:
             # a hardlink at the link limit turns into a copy as it is staged)
             data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
             for job in jobs:
                 if job.how in ("hardlink", "symlink"):
-                    _stage(blobs, job, staging_fd, tracker, target)
+                    stage(blobs, job, staging_fd, tracker, target)
             run_pool(
-                lambda job: _stage(blobs, job, staging_fd, tracker, target), data_jobs, workers
+                lambda job: stage(blobs, job, staging_fd, tracker, target), data_jobs, workers
             )
         else:
             jobs = []
         committing = True
         if exact:
-            _write_marker(root_fd)
+            write_marker(root_fd)
         with _c.DirCursor(root_fd, create=False) as cursor:
             for path, is_dir in sorted(removals, key=lambda r: _c.sort_key(r[0])):
                 fd = cursor.dir_of(path)
@@ -541,7 +386,7 @@ def materialize(
     return target
 
 
-def _commit(jobs: Sequence[_Job], target: Path, root_fd: int, staging_fd: int) -> list[StatRow]:
+def _commit(jobs: Sequence[Job], target: Path, root_fd: int, staging_fd: int) -> list[StatRow]:
     """Rename every staged file into place, making directories (never following links).
 
     Returns the stat-cache rows of the files written as copies (links share the blob's inode).
@@ -564,7 +409,7 @@ def _commit(jobs: Sequence[_Job], target: Path, root_fd: int, staging_fd: int) -
                         path=target / job.entry.path,
                     ) from exc
                 raise
-            if job.how in ("copy_raw", "stream", "reflink"):
+            if job.how in COPIES:
                 st = slim_stat(os.stat(name, dir_fd=fd, follow_symlinks=False))
                 learned.append((f"{target}/{job.entry.path}", st, job.entry.digest or ""))
     return learned

@@ -204,16 +204,17 @@ def _source(root: Path, count: int = 6) -> Path:
 
 def _after_walk(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
     """Run ``change()`` between add_dir's walk and the reading of the files."""
-    import castore.artifact.writer as writer_mod
+    # add_dir imports the walk when it runs (keeping it off the read-only commands' imports)
+    import castore.artifact.walk as walk_mod
 
-    real = writer_mod.walk_tree
+    real = walk_mod.walk_tree
 
     def walk_then_change(*args: Any, **kwargs: Any) -> Any:
         files = list(real(*args, **kwargs))
         change()
         return iter(files)
 
-    monkeypatch.setattr(writer_mod, "walk_tree", walk_then_change)
+    monkeypatch.setattr(walk_mod, "walk_tree", walk_then_change)
 
 
 def _replace_with_fifo(path: Path) -> None:

@@ -205,3 +205,19 @@ def test_walk_skips_excluded_directory_by_inode(tmp_path: Path) -> None:
     found = [rel for rel, _, _ in walk_tree(root, IgnoreRules(), exclude=[root / "skip"])]
     assert found == ["a", "keep/c"]
     assert os.path.isdir(root / "skip")
+
+
+def test_walk_keeps_only_the_stat_fields_adding_reads(tmp_path: Path) -> None:
+    """The walk's stats are slim (held per file until recorded) but keep what add_dir reads."""
+    from castore.artifact.walk import walk_tree
+    from castore.ignore import IgnoreRules
+
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "run.sh").chmod(0o755)
+    [(rel, abspath, st)] = list(walk_tree(tmp_path, IgnoreRules.from_dir(tmp_path, ())))
+    full = os.stat(abspath)
+    assert rel == "run.sh"
+    assert (st.st_mode, st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (
+        full.st_mode, full.st_ino, full.st_dev, full.st_size, full.st_mtime_ns, full.st_ctime_ns
+    )
+    assert st.st_nlink == 0 and st.st_uid == 0  # dropped

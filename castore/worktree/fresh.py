@@ -1,0 +1,204 @@
+"""A fresh checkout: the whole tree built in one staging directory, then put in place at once.
+
+The careful path of :mod:`castore.worktree.engine` stages every file under a number in a flat
+directory inside the root and renames each into place, then stats it for the stat cache: per
+file, one more directory entry, one rename and one stat, all in one directory while staging.
+A root that does not exist yet (or exists and is empty) has nothing to be careful about, so
+here every file is written at its final relative path inside a staging directory, and:
+
+- a root that does not exist: the staging directory is made *beside* it (same parent, so the
+  same filesystem) and renamed to the root's name once, after the marker is written into it.
+  A kill at any moment leaves the root absent or complete; the staging directory it leaves is
+  named after the process (``.castore-staging-<pid>-<random>-<root name>``), and the next fresh
+  checkout of that root removes it once that process is gone.
+- an existing empty root: the staging directory is made inside it (as on the careful path, whose
+  stale-staging sweep also covers it); the marker is written on the root, then each top-level
+  entry is renamed into the root (one rename per top-level name, not per file).
+
+The containment rules are the careful path's (:mod:`castore.worktree.containment`): every
+directory is made and opened through :class:`~castore.worktree.containment.DirCursor`
+(``O_NOFOLLOW | O_DIRECTORY``), every file is created ``O_EXCL | O_NOFOLLOW`` relative to its
+directory's descriptor, and the final rename never follows a link (a link or a non-empty
+directory that appeared at the root's name makes it fail: :class:`UnsafeTargetError`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from castore import _faults
+from castore._process import hostname, is_gone
+from castore._progress import Progress
+from castore.errors import UnsafeTargetError
+from castore.worktree import containment as _c
+from castore.worktree.entries import Entry
+from castore.worktree.staging import COPIES, Job, plan_jobs, run_pool, stage, write_marker
+from castore.worktree.stat_cache import StatRow, slim_stat
+
+if TYPE_CHECKING:
+    from castore.storage.blobs import BlobStore
+
+__all__ = ["build"]
+
+#: The part of the root's name kept in a staging directory's name (names stop at 255 bytes).
+_NAME_KEPT = 180
+
+
+def _staging_name(target: Path) -> str:
+    return f"{_c.STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{target.name[:_NAME_KEPT]}"
+
+
+def _sweep(parent_fd: int, target: Path) -> None:
+    """Remove the staging directories killed fresh checkouts of ``target`` left beside it."""
+    suffix = "-" + target.name[:_NAME_KEPT]
+    host = hostname()
+    for name in os.listdir(parent_fd):
+        if not (name.startswith(_c.STAGING_PREFIX) and name.endswith(suffix)):
+            continue
+        pid = name[len(_c.STAGING_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and is_gone(host, int(pid), None):
+            with suppress(OSError):  # another checkout swept it first
+                _c.remove_entry(parent_fd, name, is_dir=True)
+
+
+def build(
+    blobs: BlobStore,
+    todo: Sequence[Entry],
+    raws: dict[str, str | None],
+    target: Path,
+    root_fd: int,
+    *,
+    mode: str,
+    exact: bool,
+    tracker: Progress,
+    workers: int | None,
+) -> list[StatRow]:
+    """Write ``todo`` into the new (``root_fd < 0``) or empty root ``target``.
+
+    Returns:
+        The stat-cache rows of the files written as copies (links share the blob's inode).
+
+    Raises:
+        UnsafeTargetError: something appeared at the root's name while the tree was built.
+        IntegrityError: a content is damaged or missing (the root is left as it was).
+    """
+    beside = root_fd < 0
+    if beside:
+        os.makedirs(target.parent, exist_ok=True)  # as the careful path's open_root does
+        home_fd, _ = _c.open_root(target.parent, create=False)
+        staging = _staging_name(target)
+    else:
+        home_fd, staging = root_fd, _c.STAGING_PREFIX + secrets.token_hex(6)
+    staging_fd = -1
+    placed = False
+    try:
+        if beside:
+            _sweep(home_fd, target)
+        os.mkdir(staging, 0o777 if beside else 0o700, dir_fd=home_fd)
+        staging_fd = _c.open_subdir(home_fd, staging, create=False)
+        rows = _fill(blobs, todo, raws, target, home_fd, staging_fd, mode, tracker, workers)
+        _faults.point("checkout.tmp_written")
+        if beside:
+            if exact:
+                write_marker(staging_fd)
+            _rename_root(home_fd, staging, target)
+        else:
+            if exact:
+                write_marker(root_fd)
+            rows = _move_top(rows, target, root_fd, staging_fd)
+            os.rmdir(staging, dir_fd=home_fd)
+        placed = True
+        _faults.point("checkout.renamed")
+        return rows
+    finally:
+        if staging_fd >= 0:
+            os.close(staging_fd)
+        if not placed:
+            with suppress(OSError):
+                _c.remove_entry(home_fd, staging, is_dir=True)
+        if beside:
+            os.close(home_fd)
+
+
+def _fill(
+    blobs: BlobStore,
+    todo: Sequence[Entry],
+    raws: dict[str, str | None],
+    target: Path,
+    home_fd: int,
+    staging_fd: int,
+    mode: str,
+    tracker: Progress,
+    workers: int | None,
+) -> list[StatRow]:
+    """Make the directories, then place every file at its path inside the staging directory."""
+    with _c.DirCursor(staging_fd, create=True) as cursor:
+        for directory in sorted(
+            {p for e in todo for p in _c.iter_parents(e.path)}, key=_c.sort_key
+        ):
+            cursor.dir_of(directory + "/")  # makes and opens every component, never a link
+    jobs = plan_jobs(blobs, todo, mode, target, home_fd, staging_fd, raws)
+    for job in jobs:
+        job.name = job.entry.path.rsplit("/", 1)[-1]
+    # Contiguous paths go to one worker batch, so each thread's cursor opens a directory once.
+    jobs.sort(key=lambda j: _c.sort_key(j.entry.path))
+    cursors = _c.ThreadCursors(staging_fd)
+
+    def place(job: Job) -> StatRow | None:
+        fd = cursors.get().dir_of(job.entry.path)
+        stage(blobs, job, fd, tracker, target)
+        if job.how not in COPIES:
+            return None
+        # Stat here, in the pool: renaming the root keeps every inode, mtime and ctime below it.
+        st = slim_stat(os.stat(job.name, dir_fd=fd, follow_symlinks=False))
+        return (f"{target}/{job.entry.path}", st, job.entry.digest or "")
+
+    try:
+        return [row for row in run_pool(place, jobs, workers) if row is not None]
+    finally:
+        cursors.close()
+
+
+def _rename_root(parent_fd: int, staging: str, target: Path) -> None:
+    """Rename the staging directory to the root's name; never over a link or a non-empty dir."""
+    try:
+        os.rename(staging, target.name, src_dir_fd=parent_fd, dst_dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise UnsafeTargetError(
+                f"{str(target)!r} appeared while the checkout ran (a link, a file or a "
+                "non-empty directory); nothing was written into it",
+                path=target,
+            ) from exc
+        raise
+
+
+def _move_top(rows: list[StatRow], target: Path, root_fd: int, staging_fd: int) -> list[StatRow]:
+    """Rename each top-level entry of the staging directory into the (empty) root.
+
+    A renamed file's ctime changes, so the stat-cache rows of top-level files are taken again.
+    """
+    for name in sorted(os.listdir(staging_fd)):
+        try:
+            os.rename(name, name, src_dir_fd=staging_fd, dst_dir_fd=root_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise UnsafeTargetError(
+                    f"{name!r} appeared in {str(target)!r} while the checkout ran; nothing was "
+                    "written through it",
+                    path=target / name,
+                ) from exc
+            raise
+    prefix = f"{target}/"
+    return [
+        (path, slim_stat(os.stat(path[len(prefix) :], dir_fd=root_fd, follow_symlinks=False)),
+         digest)
+        if "/" not in path[len(prefix) :] else (path, st, digest)
+        for path, st, digest in rows
+    ]
