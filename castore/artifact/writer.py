@@ -328,7 +328,7 @@ class DraftWriter:
             FileChangedError: a file changed while it was read; nothing was stored for it.
         """
         # Imported here: the walk and its gitignore rules (pathspec) are needed only to add a
-        # directory, and importing them costs every read-only command (issue 15).
+        # directory, and importing them costs every read-only command.
         from castore.artifact.walk import check_source, walk_tree
         from castore.ignore import IgnoreRules
 

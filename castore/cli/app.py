@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the ``castore`` command (the console script and ``python -m castore``)."""
     # pydantic looks for its plugins the first time a model is built, by reading the entry
     # points of every installed distribution: 40-60 ms of a 0.3 s `castore ls` in a venv with
-    # numpy and pandas (issue 15). The command builds only castore's own records and needs no
+    # numpy and pandas. The command builds only castore's own records and needs no
     # validation plugin; a PYDANTIC_DISABLE_PLUGINS set by the user is left as it is.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     cli.main(args=argv, prog_name="castore")

@@ -14,7 +14,7 @@ __all__ = ["cli_wording"]
 
 # (library wording, CLI wording); the first match of each pattern is replaced, in order. Plain
 # strings, compiled (and cached by ``re``) only when an error is printed: compiling them at
-# import cost every command a few milliseconds (issue 15).
+# import cost every command a few milliseconds.
 _REWRITES: tuple[tuple[str, str], ...] = (
     (r"\s*\(castore\.repair\(path\) in Python\)", ""),
     (r"list them with store\.collections\(\)", "list them with `castore ls`"),

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from castore.models import FsckReport, GCReport, PruneReport, StoreStats
 
 # The maintenance operations are imported inside the methods: a command that only reads (`castore
-# ls`, `show`, `cat`) should not pay for importing gc, fsck and rebuild (issue 15).
+# ls`, `show`, `cat`) should not pay for importing gc, fsck and rebuild.
 
 __all__ = ["MaintenanceMixin"]
 

@@ -399,7 +399,7 @@ class Database:
         if not self._closed and not self.read_only and getattr(self._local, "wrote", False):
             # SQLite's advice: let the planner gather statistics before closing. Only after this
             # connection wrote: on a small catalogue the optimize re-ran ANALYZE, a durable
-            # write (an fsync) that cost `castore ls` ~10 ms on every run (issue 15).
+            # write (an fsync) that cost `castore ls` ~10 ms on every run.
             conn = getattr(self._local, "conn", None)
             if conn is not None and self._local.pid == os.getpid() and not conn.in_transaction:
                 with suppress(sqlite3.Error):

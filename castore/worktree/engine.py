@@ -285,7 +285,7 @@ def materialize(
         raws = check_sources(blobs, todo)
         if todo and (root_fd < 0 or not (scan.files or scan.dirs or stale)):
             # A new or empty root: build the tree in one staging directory and rename it into
-            # place, instead of a rename and a stat per file (the fresh path, issue 15).
+            # place, instead of a rename and a stat per file (the fresh path).
             learned += _f.build(
                 blobs, todo, raws, target, root_fd,
                 mode=mode, exact=exact, tracker=tracker, workers=workers,
