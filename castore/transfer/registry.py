@@ -35,12 +35,12 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin
 
 from castore.errors import BundleError, ConfigurationError, RemoteError
+from castore.transfer.chunks import ChunkReader
 from castore.transfer.oci import (
     ANN_COLLECTION,
     ANN_DIGEST,
@@ -131,39 +131,6 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
     return scheme.lower(), params
-
-
-class _Body(io.RawIOBase):
-    """A file-like reader over a streamed response (closing it closes the response)."""
-
-    def __init__(self, response: Any, chunks: Iterator[bytes], what: str, url: str) -> None:
-        self._response = response
-        self._chunks = chunks
-        self._buffer = memoryview(b"")
-        self._what = what
-        self._url = url
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._buffer:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                return 0
-            except Exception as exc:  # httpx errors, raised mid-stream
-                raise RemoteError(f"remote {self._url}: reading {self._what} failed: {exc}",
-                                  remote=self._url) from exc
-            self._buffer = memoryview(chunk)
-        n = min(len(buffer), len(self._buffer))
-        buffer[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-    def close(self) -> None:
-        self._response.close()
-        super().close()
 
 
 class RegistryRemote:
@@ -345,7 +312,7 @@ class RegistryRemote:
         if offset and response.status_code == 200:  # no range support: skip
             chunks = response.iter_bytes(1 << 20)
             skip = offset
-            body = _Body(response, chunks, f"blob {digest}", self.url)
+            body = ChunkReader(chunks, f"blob {digest}", self.url, on_close=response.close)
             while skip:
                 got = body.read(min(skip, 1 << 20))
                 if not got:
@@ -353,7 +320,10 @@ class RegistryRemote:
                 skip -= len(got)
             return io.BufferedReader(body, buffer_size=1 << 20)
         return io.BufferedReader(
-            _Body(response, response.iter_bytes(1 << 20), f"blob {digest}", self.url),
+            ChunkReader(
+                response.iter_bytes(1 << 20), f"blob {digest}", self.url,
+                on_close=response.close,
+            ),
             buffer_size=1 << 20)
 
     # -- manifests -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any, BinaryIO, cast
 
 from castore.errors import BundleError, ConfigurationError, RemoteError
+from castore.transfer.chunks import ChunkReader
 from castore.transfer.oci import (
     ANN_REF_NAME,
     LAYOUT_DOC,
@@ -70,34 +71,6 @@ def _obstore() -> Any:
             "s3:// remotes need obstore: pip install 'castore[s3]'"
         ) from None
     return obstore
-
-
-class _Stream(io.RawIOBase):
-    """A file-like reader over obstore's chunk stream."""
-
-    def __init__(self, chunks: Any, what: str, remote: str) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = memoryview(b"")
-        self._what = what
-        self._remote = remote
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._buffer:
-            try:
-                chunk = next(self._chunks)
-            except StopIteration:
-                return 0
-            except Exception as exc:  # obstore's errors, raised mid-stream
-                raise RemoteError(f"remote {self._remote}: reading {self._what} failed: {exc}",
-                                  remote=self._remote) from exc
-            self._buffer = memoryview(bytes(chunk))
-        n = min(len(buffer), len(self._buffer))
-        buffer[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
 
 
 class S3Remote:
@@ -241,7 +214,7 @@ class S3Remote:
             raise RemoteError(f"remote {self.url} lacks blob {digest}", remote=self.url) from None
         except self._errors.BaseError as exc:
             raise self._fail(f"reading blob {digest}", exc) from exc
-        raw = _Stream(result.stream(min_chunk_size=1 << 20), f"blob {digest}", self.url)
+        raw = ChunkReader(result.stream(min_chunk_size=1 << 20), f"blob {digest}", self.url)
         return io.BufferedReader(raw, buffer_size=1 << 20)
 
     # -- manifests -----------------------------------------------------------------------
