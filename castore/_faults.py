@@ -21,6 +21,8 @@ LABELS = (
     "blob.fsynced",
     "blob.renamed",
     "blob.dir_fsynced",
+    "pack.written",
+    "pack.published",
     "cat.begin",
     "cat.rows_inserted",
     "cat.committed",

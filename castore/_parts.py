@@ -49,6 +49,7 @@ def blob_store(layout: Layout, config: StoreConfig, *, read_only: bool, durable:
         level=config.compression.level,
         durable=durable,
         read_only=read_only,
+        packs=config.format >= 2,
     )
 
 

@@ -129,11 +129,17 @@ def enospc_after(nbytes: int, *, at: str = "staging") -> Iterator[None]:
         written[0] += size
         return real(fd, data)
 
+    import castore.storage.packs as packs_mod
+
+    real_pack = packs_mod.write_all
     mod._write_all = write_all
+    if at == "staging":  # small blobs are written into packs
+        packs_mod.write_all = write_all  # type: ignore[assignment]
     try:
         yield
     finally:
         mod._write_all = real
+        packs_mod.write_all = real_pack  # type: ignore[assignment]
 
 
 @contextmanager
@@ -191,23 +197,44 @@ def failing_fsync(err: int = errno.EIO) -> Iterator[list[int]]:
         blobs_mod.syncfs = real_blob_syncfs
 
 
+def damage_blob(store: castore.Store, digest: str) -> None:
+    """Change the last stored byte of one blob, loose or packed (its pack stays readable)."""
+    entry = store.blobs.packed(digest)
+    path = Path(store.blobs.path_of(digest))
+    path.chmod(0o644)
+    end = entry.offset + entry.length if entry else path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(end - 1)
+        last = fh.read(1)
+        fh.seek(end - 1)
+        fh.write(bytes([last[0] ^ 0xFF]) if last else b"x")
+
+
 @contextmanager
 def eio_on_read(store: castore.Store, digest: str) -> Iterator[None]:
     """Reading the blob ``digest`` fails with EIO; other blobs read normally."""
-    blobs = store.blobs
-    real = blobs._decoded
-    target = Path(blobs.path_of(digest))
+    import castore.storage.blobs as blobs_mod
+
+    real, real_stored = blobs_mod.decoded, blobs_mod.read_stored
+    target = Path(store.blobs.path_of(digest))
+    entry = store.blobs.packed(digest)
 
     def decoded(path: Path, codec: Any, cap: Any) -> Any:
         if Path(path) == target:
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
         return real(path, codec, cap)
 
-    blobs._decoded = decoded  # type: ignore[method-assign]
+    def read_stored(directory: Path, where: Any) -> bytes:
+        if where == entry:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
+        return real_stored(directory, where)
+
+    blobs_mod.decoded = decoded  # type: ignore[assignment]
+    blobs_mod.read_stored = read_stored  # type: ignore[assignment]
     try:
         yield
     finally:
-        del blobs._decoded
+        blobs_mod.decoded, blobs_mod.read_stored = real, real_stored  # type: ignore[assignment]
 
 
 # -- subprocess workers --------------------------------------------------------------------

@@ -174,8 +174,7 @@ class DraftWriter:
                 if gone:
                     raise _BlobsGone(gone)
                 catalog.put_entries(self.id, rows)
-                for blob in staged:
-                    blobs.publish(blob, sync=False)
+                blobs.publish_many(staged, sync=False)
                 if stamps:  # the stat cache, in the same commit
                     catalog.stat_cache.record_many(stamps)
         except _BlobsGone:
@@ -213,7 +212,7 @@ class DraftWriter:
         """Add ``data`` as the file ``name``."""
         self._check_open()
         self._check_name(name, overwrite=overwrite)
-        staged = self._parts.blobs.stage_bytes(bytes(data), sync=False)
+        staged = self._parts.blobs.stage_bytes(bytes(data), sync=False, packable=True)
         self._record([(name, staged.digest, staged.size, None, False)], [staged])
         return self
 
@@ -238,7 +237,7 @@ class DraftWriter:
                 handle = open(tmp, "wb")  # noqa: SIM115
             with handle:
                 yield handle
-            staged = self._parts.blobs.stage_file(tmp, sync=False)
+            staged = self._parts.blobs.stage_file(tmp, sync=False, packable=True)
             self._record([(name, staged.digest, staged.size, None, False)], [staged])
         finally:
             tmp.unlink(missing_ok=True)
@@ -407,7 +406,7 @@ class DraftWriter:
                 if tracker is not None:
                     tracker.add(st.st_size)
             else:
-                future = pool.submit(blobs.stage_file, abspath, sync=False)
+                future = pool.submit(blobs.stage_file, abspath, sync=False, packable=True)
                 if tracker is not None:
                     future.add_done_callback(_count_done(tracker, st.st_size))
                 prepared.futures.append((name, abspath, future))
@@ -462,7 +461,8 @@ class DraftWriter:
             # gc removed cached blobs between lookup and record: store them again.
             for name, abspath, _ in batch.items:
                 if batch.results[name][0] in gone.digests:
-                    staged.append((name, abspath, blobs.stage_file(abspath, sync=False)))
+                    blob = blobs.stage_file(abspath, sync=False, packable=True)
+                    staged.append((name, abspath, blob))
             self._record(
                 rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
             )

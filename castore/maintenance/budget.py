@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from castore._parts import Parts
-from castore.errors import CastoreError
+from castore.errors import CastoreError, NotFoundError
 from castore.index import maintenance as _catalog_maint
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
 
@@ -45,12 +45,13 @@ def set_budget(parts: Parts, max_bytes: int | None) -> None:
 
 def _stored(parts: Parts) -> dict[str, tuple[int, float]]:
     found: dict[str, tuple[int, float]] = {}
-    for digest in parts.blobs.iter_digests():
+    for digest in parts.blobs.iter_digests():  # a packed one: its pack's times
         try:
             st = os.stat(parts.blobs.path_of(digest))
-        except (FileNotFoundError, KeyError):
+            size = parts.blobs.stat(digest).stored_size
+        except (FileNotFoundError, KeyError, NotFoundError):
             continue
-        found[str(digest)] = (st.st_size, max(st.st_atime, st.st_mtime))
+        found[str(digest)] = (size, max(st.st_atime, st.st_mtime))
     return found
 
 
@@ -58,6 +59,12 @@ def _picks(parts: Parts, budget: int) -> list[tuple[str, int]]:
     """The remote-held blobs to evict, least recently used first, to get under ``budget``."""
     stored = _stored(parts)
     over = sum(size for size, _ in stored.values()) - budget
+    for name, digests in parts.blobs.pack_index.packs().items():  # a pack's own index
+        try:
+            over += os.stat(parts.layout.packs / name).st_size
+        except FileNotFoundError:
+            continue
+        over -= sum(stored[d][0] for d in digests if d in stored)
     if over <= 0:
         return []
     held = parts.catalog.remote_held_digests() & stored.keys()

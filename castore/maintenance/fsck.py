@@ -319,6 +319,16 @@ def _check(store: Parts, *, repair: bool) -> FsckReport:
             )
         )
         repaired = repaired or fixed
+    for pack in blobs.pack_index.damaged():
+        findings.append(
+            Finding(
+                kind="corrupt_blob",
+                severity="error",
+                path=f"packs/{pack}",
+                message=f"pack {pack} has no readable index, so its blobs cannot be found; "
+                "it is kept as it is (gc never deletes it)",
+            )
+        )
 
     # Versions that markers know and the catalogue does not: roots until restored.
     scan = scan_markers(store)

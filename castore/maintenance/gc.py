@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from castore import _faults
 from castore._parts import Parts
+from castore.errors import NotFoundError
 from castore.index import catalog as _catalog
 from castore.index import maintenance as _catalog_maint
 from castore.maintenance.roots import scan_markers, unknown_roots
@@ -216,15 +217,37 @@ def _blob_candidates(
     """Unreferenced blobs last modified before ``cutoff``, found without any lock."""
     referenced = _catalog_maint.referenced_digest_sizes(catalog)
     found: list[tuple[str, int]] = []
-    for digest in blobs.iter_digests():
+    for digest in blobs.iter_loose():
         if digest in referenced or digest in keep:
             continue
         try:
             st = os.stat(blobs.path_of(digest))
-        except (FileNotFoundError, KeyError):
+        except (FileNotFoundError, KeyError, NotFoundError):
             continue
         if st.st_mtime <= cutoff:
             found.append((digest, st.st_size))
+    return found
+
+
+def _pack_candidates(
+    catalog: Catalog, blobs: BlobStore, *, cutoff: float, keep: set[str]
+) -> list[tuple[str, list[str], int]]:
+    """Packs none of whose blobs is referenced, older than ``cutoff``: (name, digests, size).
+
+    Packs are kept whole while any of their blobs is live (no rewriting): a pack is deleted
+    once every blob in it is dead.
+    """
+    referenced = _catalog_maint.referenced_digest_sizes(catalog)
+    found = []
+    for name, digests in blobs.pack_index.packs().items():
+        if not digests or any(d in referenced or d in keep for d in digests):
+            continue  # (a pack whose index cannot be read is never deleted: fsck reports it)
+        try:
+            st = os.stat(blobs.layout.packs / name)
+        except FileNotFoundError:
+            continue
+        if st.st_mtime <= cutoff:
+            found.append((name, digests, st.st_size))
     return found
 
 
@@ -301,9 +324,10 @@ def gc(
             keep = unknown_roots(store, scan.unknown)
         # 3. Blobs: scan without a lock, then re-check and move aside under the write lock.
         candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
+        dead_packs = _pack_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
         moved = 0
         freed = 0
-        if candidates:
+        if candidates or dead_packs:
             with catalog.write_txn():
                 referenced = _catalog_maint.referenced_digest_sizes(catalog)
                 _faults.point("gc.listed")
@@ -313,6 +337,13 @@ def gc(
                     size = blobs.move_to_trash(digest)
                     if size:
                         moved += 1
+                        freed += size
+                for name, digests, _ in dead_packs:
+                    if any(d in referenced for d in digests):
+                        continue  # a writer registered one of its blobs since the scan
+                    size = blobs.move_pack_to_trash(name)
+                    if size:
+                        moved += len(digests)
                         freed += size
         # 4. After COMMIT: delete for good.
         _empty_trash(layout)
@@ -361,13 +392,14 @@ def _gc_plan(
         going = [str(row["id"]) for row in expired] + drafts
         freed_by_delete = _catalog_maint.digests_used_only_by(catalog, going)
         candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
+        dead_packs = _pack_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
     cutoff = wall_clock() - grace_s
-    count = len(candidates)
-    size = sum(s for _, s in candidates)
+    count = len(candidates) + sum(len(d) for _, d, _ in dead_packs)
+    size = sum(s for _, s in candidates) + sum(s for _, _, s in dead_packs)
     for digest in freed_by_delete - keep:
         try:
             st = os.stat(blobs.path_of(digest))
-        except (FileNotFoundError, KeyError):
+        except (FileNotFoundError, KeyError, NotFoundError):
             continue
         if st.st_mtime <= cutoff:
             count += 1
@@ -433,12 +465,19 @@ def stats(store: Parts) -> StoreStats:
     counts = _catalog_maint.store_counts(store.catalog)
     blob_count = 0
     stored = 0
-    for digest in store.blobs.iter_digests():
+    for digest in store.blobs.iter_loose():
         try:
             stored += os.stat(store.blobs.path_of(digest)).st_size
         except (FileNotFoundError, KeyError):
             continue
         blob_count += 1
+    loose = blob_count
+    blob_count += sum(1 for _ in store.blobs.iter_digests()) - loose
+    for name in store.blobs.pack_index.packs():
+        try:
+            stored += os.stat(store.layout.packs / name).st_size
+        except FileNotFoundError:
+            continue
     unique = counts["unique_bytes"]
     ratio = counts["logical_bytes"] / unique if unique else 1.0
     return StoreStats(

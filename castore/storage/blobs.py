@@ -1,11 +1,10 @@
-"""The content-addressed blob store: one file per content digest. Knows nothing of SQLite.
+"""The content-addressed blob store: loose files and packs (:mod:`.packs`). No SQLite here.
 
-Writes are two steps so that the catalogue's write lock can order them against gc (DESIGN.md
-invariant 6): :meth:`BlobStore.stage_file` (and friends) hash, compress and write a temp file in
-``tmp/`` with no lock; :meth:`BlobStore.publish` links it to its final name, where "already
-exists" is the dedup hit (git's ``finalize_object_file``): a published blob is never
-overwritten. ``put_*`` do both. Reads stream and check digest and size at the end.
-"""
+Writes are two steps so that the catalogue's write lock orders them against gc (invariant 6):
+``stage_*`` hash, compress and write a temp file in ``tmp/`` (or keep a small blob in memory);
+:meth:`BlobStore.publish` links it to its final name, "already exists" being the dedup hit, and
+:meth:`BlobStore.publish_many` writes the small ones into one new pack. Nothing published is
+ever overwritten. Reads check digest and size; callers never see loose vs. packed."""
 
 from __future__ import annotations
 
@@ -14,19 +13,12 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from castore import _faults
 from castore.digest import ALGORITHMS, Digest
-from castore.errors import (
-    FileChangedError,
-    HashCollisionError,
-    IntegrityError,
-    NotFoundError,
-    ReadOnlyStoreError,
-)
+from castore.errors import FileChangedError, HashCollisionError, NotFoundError, ReadOnlyStoreError
 from castore.models import BlobStat
 from castore.storage._blobio import (
     KERNEL_COPY,
@@ -35,7 +27,6 @@ from castore.storage._blobio import (
     chunk_buffer,
     copy_in_kernel,
     is_hex,
-    read_exact,
     read_full,
 )
 from castore.storage.codec import (
@@ -46,7 +37,6 @@ from castore.storage.codec import (
     choose_codec,
     compressor,
     content_size,
-    open_decoder,
     trailer,
 )
 from castore.storage.fsutil import (
@@ -61,43 +51,23 @@ from castore.storage.fsutil import (
 # Looked up through this module's globals at call time: the fault shims of the tests
 # (tests/harness.py enospc_after) replace ``blobs._write_all`` to fill the disk mid-blob.
 from castore.storage.fsutil import write_all as _write_all
-from castore.storage.hashing import (
-    CHUNK_SIZE,
-    CRYPTOGRAPHIC,
-    Hasher,
-    Source,
-    VerifyingReader,
-    new_hasher,
-)
+from castore.storage.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, VerifyingReader, new_hasher
 from castore.storage.layout import Layout
+from castore.storage.packs import PACK_THRESHOLD, PackEntry, PackIndex, read_stored, write_pack
 from castore.storage.seekable import SeekableReader, buffered
+from castore.storage.staged import (
+    InMemory,
+    PutResult,
+    StagedBlob,
+    decoded,
+    decoded_bytes,
+    same_content,
+    spill,
+)
 
 __all__ = ["BlobStore", "PutResult", "StagedBlob"]
 
 _ZST = ".zst"
-
-
-@dataclass(frozen=True)
-class StagedBlob:
-    """Content written to a temp file in ``tmp/``, hashed, not yet published."""
-
-    digest: Digest
-    size: int
-    codec: Codec
-    stored_size: int
-    tmp: Path
-    source_stat: os.stat_result | None = None
-
-
-@dataclass(frozen=True)
-class PutResult:
-    """A blob now in the store; ``new`` is False when it was already there (dedup)."""
-
-    digest: Digest
-    size: int
-    codec: Codec
-    stored_size: int
-    new: bool
 
 
 class BlobStore:
@@ -110,6 +80,7 @@ class BlobStore:
         level: zstd level.
         durable: fsync files and directories before they count as stored.
         read_only: refuse every write with :class:`ReadOnlyStoreError`.
+        packs: write small blobs published together into pack files (format 2).
     """
 
     def __init__(
@@ -121,6 +92,7 @@ class BlobStore:
         level: int = 3,
         durable: bool = True,
         read_only: bool = False,
+        packs: bool = False,
     ) -> None:
         self.layout = layout
         self.algorithm = algorithm
@@ -129,6 +101,8 @@ class BlobStore:
         self.durable = durable
         self.read_only = read_only
         self._blobs_dir = str(layout.blobs)
+        self.packs = packs
+        self.pack_index = PackIndex(layout.packs)
 
     # -- names ---------------------------------------------------------------------------
 
@@ -163,8 +137,10 @@ class BlobStore:
         return found
 
     def path_of(self, digest: str) -> Path:
-        """The file holding ``digest`` (raw or ``.zst``). Raises NotFoundError if absent."""
-        return self._require(digest)[0]
+        """The file holding ``digest``: its loose file (raw or ``.zst``) or its pack (shared
+        with other blobs: never link or change it). Raises NotFoundError if absent."""
+        entry = self.packed(digest)
+        return self.layout.packs / entry.pack if entry else self._require(digest)[0]
 
     def raw_path(self, digest: str) -> Path | None:
         """The blob file when it is stored raw (so it can be linked), else None."""
@@ -172,19 +148,35 @@ class BlobStore:
         return path if os.path.exists(path) else None
 
     def exists(self, digest: str) -> bool:
-        """True when the blob is stored."""
+        """True when the blob is stored (loose or in a pack)."""
         base = self._base(digest)
-        return os.path.exists(base) or os.path.exists(base + _ZST)
+        return (os.path.exists(base) or os.path.exists(base + _ZST)
+                or self.pack_index.lookup(digest) is not None)
+
+    def packed(self, digest: str) -> PackEntry | None:
+        """Where a blob is in a pack, when it is not a loose file."""
+        return None if self._find(digest) is not None else self.pack_index.lookup(digest)
 
     def stat(self, digest: str) -> BlobStat:
         """Size, stored size and codec of a blob. Raises NotFoundError if absent."""
+        entry = self.packed(digest)
+        if entry is not None:
+            return BlobStat(digest=digest, size=entry.size, stored_size=entry.length,
+                            codec=entry.codec)
         path, codec = self._require(digest)
         stored = os.stat(path).st_size
         size = stored if codec == "raw" else content_size(path)
         return BlobStat(digest=digest, size=size, stored_size=stored, codec=codec)
 
     def iter_digests(self) -> Iterator[Digest]:
-        """Every blob in the store (order unspecified)."""
+        """Every blob in the store, loose or packed, once each (order unspecified)."""
+        seen = set(self.iter_loose())
+        yield from seen
+        yield from (Digest(d) for d in self.pack_index.digests()
+                    if d not in seen and d.partition(":")[0] == self.algorithm)
+
+    def iter_loose(self) -> Iterator[Digest]:
+        """Every blob stored as its own file."""
         if not self.layout.blobs.is_dir():
             return
         with os.scandir(self.layout.blobs) as it:
@@ -209,11 +201,15 @@ class BlobStore:
         if self.read_only:
             raise ReadOnlyStoreError(self.layout.root, operation)
 
-    def stage_bytes(self, data: bytes | memoryview, *, sync: bool | None = None) -> StagedBlob:
+    def stage_bytes(
+        self, data: bytes | memoryview, *, sync: bool | None = None, packable: bool = False
+    ) -> StagedBlob:
         """Stage ``data`` (see :meth:`stage_stream`)."""
-        return self.stage_stream(io.BytesIO(data), size=len(data), sync=sync)
+        return self.stage_stream(io.BytesIO(data), size=len(data), sync=sync, packable=packable)
 
-    def stage_file(self, path: str | Path, *, sync: bool | None = None) -> StagedBlob:
+    def stage_file(
+        self, path: str | Path, *, sync: bool | None = None, packable: bool = False
+    ) -> StagedBlob:
         """Stage a file's content, refusing one that changes while it is read.
 
         Raises:
@@ -240,13 +236,15 @@ class BlobStore:
             if KERNEL_COPY and before.st_size >= KERNEL_MIN:
                 staged = self._stage_raw_in_kernel(fh.fileno(), sync)
             if staged is None:
-                staged = self.stage_stream(fh, size=before.st_size, sync=sync)
+                staged = self.stage_stream(fh, size=before.st_size, sync=sync,
+                                           packable=packable)
             after = os.fstat(fh.fileno())
         if changed(before, after) or staged.size != before.st_size:
             self.discard(staged)
             raise FileChangedError(path)
         return StagedBlob(
-            staged.digest, staged.size, staged.codec, staged.stored_size, staged.tmp, before
+            staged.digest, staged.size, staged.codec, staged.stored_size, staged.tmp, before,
+            staged.data,
         )
 
     def _stage_raw_in_kernel(self, src: int, sync: bool | None) -> StagedBlob | None:
@@ -280,7 +278,8 @@ class BlobStore:
         return StagedBlob(digest, total, "raw", total, tmp)
 
     def stage_stream(
-        self, stream: BinaryIO, *, size: int = -1, sync: bool | None = None
+        self, stream: BinaryIO, *, size: int = -1, sync: bool | None = None,
+        packable: bool = False,
     ) -> StagedBlob:
         """Hash, compress (where it pays) and write ``stream`` to a temp file, in one pass.
 
@@ -291,6 +290,8 @@ class BlobStore:
             size: the content size when known (recorded in the zstd frame).
             sync: fsync the temp file (default: the store's ``durable``); pass False when
                 many blobs are staged and :meth:`sync` is called once before the commit.
+            packable: a small blob may stay in memory (no temp file) for
+                :meth:`publish_many` to put into a pack (in a store with packs).
 
         Raises:
             OutOfSpaceError: the disk filled up; the temp file is removed.
@@ -303,6 +304,7 @@ class BlobStore:
         total = 0
         stored = 0
         codec: Codec = "raw"
+        data: bytes | None = None
         with removing_on_error(tmp):
             fd = create_readonly(tmp, os.O_WRONLY)
             try:
@@ -319,7 +321,11 @@ class BlobStore:
                         if len(frame) + TRAILER.size <= n * (1 - MIN_SAVING):
                             codec = "zstd"
                             out = frame + trailer(n)
-                    stored = _write_all(fd, out)
+                    if packable and self.packs and len(out) < PACK_THRESHOLD:
+                        data = bytes(out)
+                        stored = len(data)
+                    else:
+                        stored = _write_all(fd, out)
                 else:
                     codec = choose_codec(
                         view[:SAMPLE_SIZE], compression=self.compression, level=self.level
@@ -347,10 +353,14 @@ class BlobStore:
             finally:
                 os.close(fd)
         digest = Digest.of(self.algorithm, hasher.hexdigest())
-        return StagedBlob(digest, total, codec, stored, tmp)
+        if data is not None:
+            os.unlink(tmp)
+        return StagedBlob(digest, total, codec, stored, tmp, data=data)
 
     def discard(self, staged: StagedBlob) -> None:
         """Remove a staged temp file that will not be published."""
+        if staged.data is not None:
+            return
         try:
             os.unlink(staged.tmp)
         except FileNotFoundError:
@@ -376,11 +386,13 @@ class BlobStore:
         self._check_writable("store a blob")
         sync = self.durable if sync is None else sync
         base = self._base(staged.digest)
+        if staged.data is not None:
+            staged = spill(staged, sync)
         if check_collision and self.algorithm not in CRYPTOGRAPHIC:
             existing = self._find(staged.digest)
             if existing is not None:
                 try:
-                    same = self._same_content(staged, *existing)
+                    same = same_content(staged, *existing)
                 except BaseException:
                     self.discard(staged)
                     raise
@@ -406,6 +418,24 @@ class BlobStore:
             _faults.point("blob.dir_fsynced")
         return created
 
+    def publish_many(self, staged: list[StagedBlob], *, sync: bool | None = None) -> None:
+        """Publish blobs together: the small ones staged in memory go into one new pack.
+
+        Called inside the catalogue transaction that records them (invariant 6), like
+        :meth:`publish`. Blobs already stored are left out of the pack (dedup).
+        """
+        sync = self.durable if sync is None else sync
+        items: dict[str, tuple[str, bytes, Codec, int]] = {}
+        for blob in staged:
+            if blob.data is None:
+                self.publish(blob, sync=sync)
+            elif blob.digest not in items and not self.exists(blob.digest):
+                items[blob.digest] = (blob.digest, blob.data, blob.codec, blob.size)
+        if items:
+            self._check_writable("store a blob")
+            self.pack_index.add(write_pack(unique_tmp(self.layout.tmp_dir()),
+                                           self.layout.packs, list(items.values()), sync=sync))
+
     def sync(self) -> None:
         """Make every staged and published blob durable at once (``syncfs``)."""
         if self.durable and not self.read_only:
@@ -430,6 +460,10 @@ class BlobStore:
     def delete(self, digest: str) -> int:
         """Delete a blob; return the bytes freed (0 if it was not there)."""
         self._check_writable("delete a blob")
+        entry = self.packed(digest)
+        if entry is not None:  # its pack is rewritten without it
+            self.pack_index.drop(entry, digest, self.layout.tmp_dir(), sync=self.durable)
+            return entry.length
         freed = 0
         for codec in ("raw", "zstd"):
             path = self._name(digest, codec)
@@ -443,16 +477,22 @@ class BlobStore:
     def move_to_trash(self, digest: str) -> int:
         """Rename a blob into ``trash/`` (gc, inside its catalogue transaction); return its size."""
         self._check_writable("delete a blob")
-        moved = 0
-        for codec in ("raw", "zstd"):
-            path = self._name(digest, codec)
-            try:
-                size = os.stat(path).st_size
-                os.rename(path, unique_tmp(self.layout.trash, suffix="." + path.name))
-                moved += size
-            except FileNotFoundError:
-                pass
-        return moved
+        return sum(self._trash(self._name(digest, codec)) for codec in ("raw", "zstd"))
+
+    def _trash(self, path: Path) -> int:
+        try:
+            size = os.stat(path).st_size
+            os.rename(path, unique_tmp(self.layout.trash, suffix="." + path.name))
+        except FileNotFoundError:
+            return 0
+        return size
+
+    def move_pack_to_trash(self, name: str) -> int:
+        """Rename a whole pack into ``trash/`` (gc, inside its transaction); its size."""
+        self._check_writable("delete a blob")
+        path = self.layout.packs / name
+        self.pack_index.forget(name)
+        return self._trash(path)
 
     def empty_trash(self) -> int:
         """Delete what :meth:`move_to_trash` moved aside; return how many files."""
@@ -468,9 +508,13 @@ class BlobStore:
     def quarantine(self, digest: str) -> Path:
         """Move a (damaged) blob aside into ``quarantine/``; never delete it."""
         self._check_writable("quarantine a blob")
-        path, _ = self._require(digest)
-        self.layout.quarantine.mkdir(exist_ok=True)
-        target = self.layout.quarantine / f"{path.name}.{time.time_ns()}"
+        entry, quarantine = self.packed(digest), self.layout.quarantine
+        if entry is not None:  # its stored bytes go aside, its pack is rewritten without it
+            return self.pack_index.quarantine(entry, digest, self.layout.tmp_dir(), quarantine,
+                                              sync=self.durable)
+        path = self._require(digest)[0]
+        quarantine.mkdir(exist_ok=True)
+        target = quarantine / f"{path.name}.{time.time_ns()}"
         os.rename(path, target)
         if self.durable:
             fsync_dir(path.parent)
@@ -494,30 +538,51 @@ class BlobStore:
             NotFoundError: the blob is not stored.
             IntegrityError: (while reading) the content does not match digest or size.
         """
+        entry = self.packed(digest)
+        if entry is not None:
+            return self._open_packed(digest, entry, size)
         path, codec = self._require(digest)
         if size is None:
             size = os.stat(path).st_size if codec == "raw" else content_size(path)
         if size < 0:
             # A zstd blob without its size trailer: stream it (not seekable) as before.
             stream = VerifyingReader(
-                self._decoded(path, codec, None), digest=digest, size=-1, what=f"blob {digest}"
+                decoded(path, codec, None), digest=digest, size=-1, what=f"blob {digest}"
             )
             return io.BufferedReader(stream, CHUNK_SIZE)
         cap = size
         raw = SeekableReader(
             str(path),
             zstd=codec == "zstd",
-            open_source=lambda: self._decoded(path, codec, cap),
+            open_source=lambda: decoded(path, codec, cap),
             digest=digest,
             size=size,
             what=f"blob {digest}",
         )
         return buffered(raw)
 
+    def _open_packed(self, digest: str, entry: PackEntry, size: int | None) -> io.BufferedReader:
+        try:
+            stored = read_stored(self.layout.packs, entry)
+        except FileNotFoundError:
+            self.pack_index.forget(entry.pack)
+            return self.open(digest, size=size)
+        cap = entry.size if size is None else size
+
+        def load() -> bytes:  # at the first read: decoded and checked whole, kept in memory
+            with VerifyingReader(decoded_bytes(stored, entry.codec, cap, digest), digest=digest,
+                                 size=cap, what=f"blob {digest}") as reader:
+                return reader.readall()
+
+        return io.BufferedReader(InMemory(load, cap))
+
     def open_staged(self, staged: StagedBlob) -> io.BufferedReader:
         """A reader of a staged (not yet published) blob's content, checked like :meth:`open`."""
+        source = (decoded_bytes(staged.data, staged.codec, staged.size)
+                  if staged.data is not None else
+                  decoded(staged.tmp, staged.codec, staged.size))
         raw = VerifyingReader(
-            self._decoded(staged.tmp, staged.codec, staged.size),
+            source,
             digest=staged.digest, size=staged.size, what=f"staged blob {staged.digest}",
         )
         return io.BufferedReader(raw, max(8192, min(CHUNK_SIZE, staged.size + 1)))
@@ -532,29 +597,3 @@ class BlobStore:
         with self.open(digest, size=size) as fh:
             while fh.read1(CHUNK_SIZE):
                 pass
-
-    def _decoded(self, path: Path, codec: Codec, cap: int | None) -> Source:
-        fh = open(path, "rb")  # noqa: SIM115 - ownership passes to the decoder or caller
-        if codec == "raw":
-            return fh
-        return open_decoder(fh, cap=cap, name=path.name)
-
-    def _same_content(self, staged: StagedBlob, path: Path, codec: Codec) -> bool:
-        cap = staged.size
-        new = self._decoded(staged.tmp, staged.codec, cap)
-        old = self._decoded(path, codec, cap)
-        try:
-            while True:
-                a = read_exact(new.read, CHUNK_SIZE)
-                b = read_exact(old.read, CHUNK_SIZE)
-                if a != b:
-                    return False
-                if not a:
-                    return True
-        except IntegrityError:
-            return False
-        finally:
-            new.close()
-            old.close()
-
-

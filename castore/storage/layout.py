@@ -32,10 +32,12 @@ from castore.errors import (
 from castore.models import CompressionConfig, StoreConfig
 from castore.storage.fsutil import durable_write
 
-__all__ = ["FORMAT", "Layout"]
+__all__ = ["FORMAT", "READABLE_FORMATS", "Layout"]
 
 #: The store format this version of castore writes and reads.
-FORMAT = 1
+FORMAT = 2
+#: Formats this castore opens: 1 (loose blobs only) opens unchanged and stays format 1.
+READABLE_FORMATS = (1, 2)
 CONFIG_NAME = "castore.json"
 #: Subdirectories of tmp/ that in-flight writes are spread over.
 TMP_SPREAD = tuple(f"{i:x}" for i in range(16))
@@ -46,6 +48,7 @@ _OWN_NAMES = {
     "catalog.db-shm",
     "catalog.db-journal",
     "blobs",
+    "packs",
     "tmp",
     "trash",
     "quarantine",
@@ -55,7 +58,7 @@ _OWN_NAMES = {
 }
 _REPAIR_HINT = "`castore fsck --repair` (castore.repair() in Python) restores it"
 #: Files and directories whose presence means a store lives here, even without castore.json.
-_DATA_NAMES = ("catalog.db", "catalog.db-wal", "blobs", "manifests")
+_DATA_NAMES = ("catalog.db", "catalog.db-wal", "blobs", "packs", "manifests")
 
 
 class Layout:
@@ -66,6 +69,7 @@ class Layout:
         self.config_path = self.root / CONFIG_NAME
         self.catalog_path = self.root / "catalog.db"
         self.blobs = self.root / "blobs"
+        self.packs = self.root / "packs"
         self.tmp = self.root / "tmp"
         self.trash = self.root / "trash"
         self.quarantine = self.root / "quarantine"
@@ -105,7 +109,7 @@ class Layout:
                 f"{FORMAT} (upgrade castore to open newer stores)",
                 found=fmt,
             )
-        if fmt != FORMAT:
+        if fmt not in READABLE_FORMATS:
             raise UnsupportedFormatError(
                 f"{self.config_path} has no valid format number ({fmt!r}): the store's "
                 f"settings file is damaged; {_REPAIR_HINT}",
@@ -157,7 +161,8 @@ class Layout:
             durable_write(self.config_path, body.encode(), overwrite=False, durable=durable)
         config = self.read_config()
         for directory in (
-            self.blobs, self.tmp, self.trash, self.quarantine, self.locks, self.manifests
+            self.blobs, self.packs, self.tmp, self.trash, self.quarantine, self.locks,
+            self.manifests,
         ):
             directory.mkdir(exist_ok=True)
         for spread in TMP_SPREAD:

@@ -292,7 +292,8 @@ def test_enospc_creating_a_blob_shard(store: castore.Store) -> None:
         pytest.raises(castore.OutOfSpaceError) as info,
     ):
         for i in range(64):  # until a blob needs a shard that is not there yet
-            draft.add_bytes(f"new content {i}".encode(), f"f{i}")
+            # large enough to be a loose file (small blobs go into packs, not shards)
+            draft.add_bytes(os.urandom(70_000), f"f{i}")
     assert refused and info.value.path
     assert "blobs" in str(info.value)
     assert _final_blobs(store) >= blobs

@@ -26,8 +26,9 @@ def _version(store: castore.Store, tmp_path: Path, files: int = 40) -> castore.A
     for i in range(files):
         d = src / f"d{i % 4}" / ("deep" if i % 3 == 0 else "")
         d.mkdir(parents=True, exist_ok=True)
-        # half incompressible (raw blobs: linkable), half text (zstd blobs: streamed)
-        data = os.urandom(200 + i) if i % 2 else (b"text %d " % i) * 50
+        # half incompressible, half text (zstd blobs: streamed); small blobs are packed (never
+        # linkable) and every eighth file is large enough to be a loose raw blob (linkable)
+        data = os.urandom((70_000 if i % 8 == 1 else 200) + i) if i % 2 else (b"text %d " % i) * 50
         (d / f"f{i}.bin").write_bytes(data)
     (src / "top.txt").write_bytes(os.urandom(300))
     with store.draft("ds") as draft:

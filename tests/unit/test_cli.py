@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 import castore
 from castore.cli import cli
 from castore.cli.progress import ProgressBar, progress_enabled
+from tests import harness
 
 VERBS = [
     "init", "add", "ls", "show", "files", "cat", "checkout", "download", "verify", "diff",
@@ -216,7 +217,7 @@ def test_doctor_reports_store_space_links_and_locks(run: Cli, root: Path) -> Non
     report = run.json("doctor")
     assert report["versions"]["castore"] == castore.__version__
     assert report["store"]["exists"] is True
-    assert report["store"]["format"] == 1
+    assert report["store"]["format"] == 2
     assert report["store"]["hash"] == "xxh3-128"
     assert report["disk"]["free"] > 0
     assert report["link_modes"]["copy"] is True
@@ -472,9 +473,7 @@ def test_verify_failure_exits_3_with_report(logged: Cli, tmp_path: Path) -> None
 def _corrupt_first_blob(run: Cli, ref: str) -> str:
     with run.store() as store:
         entry = next(iter(store.get(ref).files()))
-        path = store.blobs.path_of(entry.digest)
-    path.chmod(0o644)
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00" if path.stat().st_size else b"x")
+        harness.damage_blob(store, entry.digest)  # loose or packed
     return entry.path
 
 

@@ -247,7 +247,8 @@ def test_stats_counts_and_dedup_ratio(store: castore.Store) -> None:
 
 def _damage(store: castore.Store, how: str) -> tuple[str, castore.ArtifactVersion]:
     harness.finalize(store, "ok", {"other": b"unaffected" * 50})
-    v = harness.finalize(store, "ds", {"big.bin": os.urandom(20_000), "txt": b"t" * 5000})
+    # big.bin is a loose file (small blobs are packed: tests/unit/test_packs.py damages those)
+    v = harness.finalize(store, "ds", {"big.bin": os.urandom(70_000), "txt": b"t" * 5000})
     digest = v.get_entry("big.bin").digest
     path = store.blobs.path_of(digest)
     data = bytearray(path.read_bytes())

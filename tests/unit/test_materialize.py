@@ -21,6 +21,7 @@ from castore.errors import (
 from castore.models import ManifestEntry
 from castore.worktree import linking as _linking
 from castore.worktree import operations as m
+from tests import harness
 
 RAW = os.urandom  # incompressible: stored raw, so it can be linked
 
@@ -419,9 +420,7 @@ def test_version_checkout_uses_the_catalogue_stat_cache(store, tmp_path, monkeyp
 def test_version_verify_without_root_names_damaged_paths(store, tmp_path):
     v, _ = _make(store, tmp_path)
     entry = v.get_entry("sub/b.bin")
-    blob = store.blobs.path_of(entry.digest)
-    os.chmod(blob, 0o644)
-    blob.write_bytes(b"\0" * entry.size)
+    harness.damage_blob(store, entry.digest)  # loose or packed
     with pytest.raises(IntegrityError) as info:
         v.verify()
     assert info.value.paths == ["sub/b.bin"]

@@ -15,7 +15,7 @@ def test_open_creates_with_defaults(tmp_path: Path) -> None:
     with castore.open(tmp_path / "s") as store:
         assert store.path == (tmp_path / "s").absolute()
         cfg = json.loads((tmp_path / "s" / "castore.json").read_text())
-        assert cfg["format"] == 1
+        assert cfg["format"] == 2
         assert cfg["hash"] == "xxh3-128"
         assert cfg["compression"] == {"codec": "zstd", "level": 3}
         assert len(cfg["store_id"]) == 36

@@ -1,0 +1,291 @@
+"""Pack files: many small blobs in one file, each pack with its own index (format 2).
+
+A pack is ``packs/<name>.pack``::
+
+    b"CASPACK1"                               8-byte magic
+    stored bytes of blob 1, blob 2, ...       each exactly as its loose file would hold it
+                                              (raw bytes, or a zstd frame + size trailer)
+    index                                     JSON: [[digest, offset, length, codec, size], ...]
+    footer                                    <Q index length> <Q xxh64 of index> b"CASPIDX1"
+
+A writer builds its pack in ``tmp/``, fsyncs it once and links it to its final name with no
+overwrite (the name is random), so a published pack never changes. The index is read from the
+trailer alone, so fsck and rebuild need no catalogue. Readers keep an in-memory map from digest to
+location, built lazily by reading every trailer and refreshed when ``packs/`` changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from castore import _faults
+from castore.errors import IntegrityError
+from castore.storage.codec import Codec
+from castore.storage.fsutil import (
+    create_readonly,
+    fsync_dir,
+    publish_noclobber,
+    removing_on_error,
+    unique_tmp,
+    write_all,
+)
+
+__all__ = ["MAGIC", "PACK_MAX", "PACK_THRESHOLD", "PackEntry", "PackIndex", "encode_pack"]
+
+MAGIC = b"CASPACK1"
+_FOOTER = struct.Struct("<QQ8s")
+_FOOTER_MAGIC = b"CASPIDX1"
+#: Blobs whose stored size is below this go into packs; larger ones stay loose (linkable).
+PACK_THRESHOLD = 64 * 1024
+#: A writer starts a new pack past this many stored bytes.
+PACK_MAX = 16 * 1024 * 1024
+SUFFIX = ".pack"
+
+
+@dataclass(frozen=True)
+class PackEntry:
+    """Where a packed blob's stored bytes are."""
+
+    pack: str
+    offset: int
+    length: int
+    codec: Codec
+    size: int
+
+
+def encode_pack(items: list[tuple[str, bytes, Codec, int]]) -> list[bytes]:
+    """The byte pieces of a pack holding ``(digest, stored, codec, size)`` items."""
+    pieces: list[bytes] = [MAGIC]
+    index: list[list[object]] = []
+    offset = len(MAGIC)
+    for digest, stored, codec, size in items:
+        pieces.append(stored)
+        index.append([digest, offset, len(stored), codec, size])
+        offset += len(stored)
+    body = json.dumps(index, separators=(",", ":")).encode()
+    pieces.append(body)
+    pieces.append(_FOOTER.pack(len(body), xxhash.xxh64_intdigest(body), _FOOTER_MAGIC))
+    return pieces
+
+
+def read_index(path: str | Path) -> list[tuple[str, PackEntry]]:
+    """The entries of one pack, from its trailer. Raises IntegrityError if it is damaged."""
+    name = os.path.basename(path)
+    with open(path, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end < len(MAGIC) + _FOOTER.size:
+            raise IntegrityError(f"pack {name} is truncated")
+        fh.seek(end - _FOOTER.size)
+        length, check, magic = _FOOTER.unpack(fh.read(_FOOTER.size))
+        start = end - _FOOTER.size - length
+        if magic != _FOOTER_MAGIC or start < len(MAGIC):
+            raise IntegrityError(f"pack {name} has no valid index trailer")
+        fh.seek(start)
+        body = fh.read(length)
+    if xxhash.xxh64_intdigest(body) != check:
+        raise IntegrityError(f"pack {name}: its index does not match its checksum")
+    try:
+        rows = json.loads(body)
+        out = []
+        for digest, offset, size_stored, codec, size in rows:
+            if codec not in ("raw", "zstd") or not (
+                len(MAGIC) <= offset and offset + size_stored <= start
+            ):
+                raise ValueError(f"bad entry for {digest}")
+            out.append((str(digest), PackEntry(name, int(offset), int(size_stored), codec,
+                                               int(size))))
+    except (ValueError, TypeError) as exc:
+        raise IntegrityError(f"pack {name} has a malformed index ({exc})") from exc
+    return out
+
+
+def new_name() -> str:
+    """A fresh, random pack file name."""
+    return uuid.uuid4().hex + SUFFIX
+
+
+class PackIndex:
+    """Digest → location over every pack of one store, refreshed when ``packs/`` changes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._stamp: int | None = None
+        self._packs: dict[str, list[str]] = {}
+        self._where: dict[str, PackEntry] = {}
+
+    def _dir_stamp(self) -> int | None:
+        try:
+            return os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Read the trailers of packs that appeared; forget packs that are gone."""
+        stamp = self._dir_stamp()
+        if not force and stamp == self._stamp and self._stamp is not None:
+            return
+        self._stamp = stamp
+        try:
+            names = {n for n in os.listdir(self.directory) if n.endswith(SUFFIX)}
+        except FileNotFoundError:
+            names = set()
+        for gone in set(self._packs) - names:
+            for digest in self._packs.pop(gone):
+                entry = self._where.get(digest)
+                if entry is not None and entry.pack == gone:
+                    del self._where[digest]
+        for name in sorted(names - set(self._packs)):
+            self.add(name)
+        # a digest whose pack went may still be in another one
+        if len(self._where) < sum(len(d) for d in self._packs.values()):
+            for name in sorted(self._packs):
+                for digest in self._packs[name]:
+                    if digest not in self._where:
+                        self._where[digest] = self._entry_of(name, digest)
+
+    def _entry_of(self, name: str, digest: str) -> PackEntry:
+        for d, entry in read_index(self.directory / name):
+            if d == digest:
+                return entry
+        raise KeyError(digest)
+
+    def add(self, name: str) -> None:
+        """Index one pack (a damaged one is indexed as empty: fsck reports it)."""
+        try:
+            rows = read_index(self.directory / name)
+        except (IntegrityError, OSError):
+            rows = []
+        self._packs[name] = [d for d, _ in rows]
+        for digest, entry in rows:
+            self._where.setdefault(digest, entry)
+
+    def lookup(self, digest: str) -> PackEntry | None:
+        """The location of a packed blob, or None."""
+        found = self._where.get(digest)
+        if found is not None and not os.path.exists(self.directory / found.pack):
+            self.forget(found.pack)  # gc removed it: the blob may be in another pack
+            found = None
+        if found is None:
+            self.refresh()
+            found = self._where.get(digest)
+        return found
+
+    def forget(self, name: str) -> None:
+        """Drop a pack this process removed."""
+        self._packs.pop(name, None)
+        self._where = {d: e for d, e in self._where.items() if e.pack != name}
+        self._stamp = None
+
+    def drop(self, entry: PackEntry, digest: str, tmp_dir: Path, *, sync: bool) -> None:
+        """Remove one blob: rewrite its pack without it, publish that, then unlink the old."""
+        new = rewrite_without(self.directory, unique_tmp(tmp_dir), entry.pack, {digest},
+                              sync=sync)
+        if new is not None:
+            self.add(new)
+        os.unlink(self.directory / entry.pack)
+        self.forget(entry.pack)
+
+    def quarantine(
+        self, entry: PackEntry, digest: str, tmp_dir: Path, target_dir: Path, *, sync: bool
+    ) -> Path:
+        """Copy a (damaged) packed blob's stored bytes aside, then drop it from its pack."""
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / f"{digest.partition(':')[2]}.packed.{uuid.uuid4().hex[:8]}"
+        try:
+            stored = read_stored(self.directory, entry)
+        except IntegrityError:  # the pack itself is cut short: all of it goes aside, as it is
+            target = target_dir / f"{entry.pack}.{uuid.uuid4().hex[:8]}"
+            os.rename(self.directory / entry.pack, target)
+            self.forget(entry.pack)
+            if sync:
+                fsync_dir(self.directory)
+            return target
+        tmp = unique_tmp(tmp_dir)
+        with removing_on_error(tmp):
+            fd = create_readonly(tmp, os.O_WRONLY)
+            try:
+                write_all(fd, stored)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        publish_noclobber(tmp, target)
+        if sync:
+            fsync_dir(target_dir)
+        self.drop(entry, digest, tmp_dir, sync=sync)
+        return target
+
+    def packs(self) -> dict[str, list[str]]:
+        """Pack name → its digests (current as of this call)."""
+        self.refresh(force=True)
+        return {name: list(ds) for name, ds in self._packs.items()}
+
+    def digests(self) -> Iterator[str]:
+        """Every packed digest (once)."""
+        self.refresh(force=True)
+        yield from list(self._where)
+
+    def damaged(self) -> list[str]:
+        """Packs whose trailer cannot be read."""
+        bad = []
+        for name in sorted(self.packs()):
+            try:
+                read_index(self.directory / name)
+            except (IntegrityError, OSError):
+                bad.append(name)
+        return bad
+
+
+def write_pack(
+    tmp: Path, directory: Path, items: list[tuple[str, bytes, Codec, int]], *, sync: bool
+) -> str:
+    """Write ``items`` to a new pack in ``tmp``, then publish it in ``directory``; its name."""
+    directory.mkdir(exist_ok=True)
+    name = new_name()
+    with removing_on_error(tmp):
+        fd = create_readonly(tmp, os.O_WRONLY)
+        try:
+            for piece in encode_pack(items):
+                write_all(fd, piece)
+            _faults.point("pack.written")
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    publish_noclobber(tmp, directory / name)
+    _faults.point("pack.published")
+    if sync:
+        fsync_dir(directory)
+    return name
+
+
+def read_stored(directory: Path, entry: PackEntry) -> bytes:
+    """The stored bytes of one packed blob (FileNotFoundError if its pack is gone)."""
+    with open(directory / entry.pack, "rb") as fh:
+        data = os.pread(fh.fileno(), entry.length, entry.offset)
+    if len(data) != entry.length:
+        raise IntegrityError(f"pack {entry.pack} is truncated")
+    return data
+
+
+def rewrite_without(
+    directory: Path, tmp: Path, name: str, drop: set[str], *, sync: bool
+) -> str | None:
+    """Copy a pack's blobs except ``drop`` into a new published pack (None if none is left).
+
+    The old pack is left in place: the caller removes it once the new one is published, so
+    every kept blob is always in some pack.
+    """
+    rows = read_index(directory / name)
+    keep = [(d, read_stored(directory, e), e.codec, e.size) for d, e in rows if d not in drop]
+    if not keep:
+        return None
+    return write_pack(tmp, directory, keep, sync=sync)
