@@ -306,7 +306,7 @@ class BlobStore:
         codec: Codec = "raw"
         data: bytes | None = None
         with removing_on_error(tmp):
-            fd = create_readonly(tmp, os.O_WRONLY)
+            fd = -1 if packable and self.packs else create_readonly(tmp, os.O_WRONLY)
             try:
                 n = read_full(stream, view)
                 if n < len(view):
@@ -325,8 +325,10 @@ class BlobStore:
                         data = bytes(out)
                         stored = len(data)
                     else:
+                        fd = fd if fd >= 0 else create_readonly(tmp, os.O_WRONLY)
                         stored = _write_all(fd, out)
                 else:
+                    fd = fd if fd >= 0 else create_readonly(tmp, os.O_WRONLY)
                     codec = choose_codec(
                         view[:SAMPLE_SIZE], compression=self.compression, level=self.level
                     )
@@ -339,22 +341,19 @@ class BlobStore:
                         chunk = view[:n]
                         hasher.update(chunk)
                         total += n
-                        stored += _write_all(
-                            fd, cobj.compress(chunk) if cobj else chunk
-                        )
+                        stored += _write_all(fd, cobj.compress(chunk) if cobj else chunk)
                         n = read_full(stream, view)
                     if cobj is not None:
                         stored += _write_all(fd, cobj.flush())
                         stored += _write_all(fd, trailer(total))
                 _faults.point("blob.tmp_written")
-                if sync:
+                if sync and fd >= 0:
                     os.fsync(fd)
                     _faults.point("blob.fsynced")
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
         digest = Digest.of(self.algorithm, hasher.hexdigest())
-        if data is not None:
-            os.unlink(tmp)
         return StagedBlob(digest, total, codec, stored, tmp, data=data)
 
     def discard(self, staged: StagedBlob) -> None:
