@@ -213,9 +213,10 @@ def damage_blob(store: castore.Store, digest: str) -> None:
 @contextmanager
 def eio_on_read(store: castore.Store, digest: str) -> Iterator[None]:
     """Reading the blob ``digest`` fails with EIO; other blobs read normally."""
-    import castore.storage.blobs as blobs_mod
+    import castore.storage.reading as reading_mod
+    from castore.storage.packs import PackIndex
 
-    real, real_stored = blobs_mod.decoded, blobs_mod.read_stored
+    real, real_read = reading_mod.decoded, PackIndex.read
     target = Path(store.blobs.path_of(digest))
     entry = store.blobs.packed(digest)
 
@@ -224,17 +225,18 @@ def eio_on_read(store: castore.Store, digest: str) -> Iterator[None]:
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
         return real(path, codec, cap)
 
-    def read_stored(directory: Path, where: Any) -> bytes:
+    def read(self: PackIndex, where: Any) -> bytes:
         if where == entry:
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(target))
-        return real_stored(directory, where)
+        return real_read(self, where)
 
-    blobs_mod.decoded = decoded  # type: ignore[assignment]
-    blobs_mod.read_stored = read_stored  # type: ignore[assignment]
+    reading_mod.decoded = decoded  # type: ignore[assignment]
+    PackIndex.read = read  # type: ignore[method-assign]
     try:
         yield
     finally:
-        blobs_mod.decoded, blobs_mod.read_stored = real, real_stored  # type: ignore[assignment]
+        reading_mod.decoded = real  # type: ignore[assignment]
+        PackIndex.read = real_read  # type: ignore[method-assign]
 
 
 # -- subprocess workers --------------------------------------------------------------------

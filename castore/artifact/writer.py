@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Self
 from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
 from castore.artifact.commit import commit_draft
+from castore.artifact.grouping import GROUP_BYTES, GROUP_FILES, Slot, count_done, stage_group
 from castore.artifact.references import MAX_OBJECTS, reference_rows
 from castore.errors import (
     ArtifactFinalizedError,
@@ -34,7 +35,7 @@ from castore.paths import collision_key, validate_path
 from castore.storage.fsutil import unique_tmp
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     from castore.storage.blobs import StagedBlob
 
@@ -399,17 +400,30 @@ class DraftWriter:
         blobs = self._parts.blobs
         known = self._parts.catalog.stat_cache.lookup_many(st for _, _, st in batch)
         prepared = _Batch(batch)
+        group: list[tuple[str, str, int]] = []
+        group_bytes = 0
+
+        def submit() -> None:
+            future = pool.submit(stage_group, blobs, [abspath for _, abspath, _ in group])
+            if tracker is not None:
+                future.add_done_callback(count_done(tracker, group_bytes))
+            for i, (name, abspath, _) in enumerate(group):
+                prepared.futures.append((name, abspath, Slot(future, i)))
+
         for name, abspath, st in batch:
             digest = known.get((st.st_dev, st.st_ino))
             if digest is not None:  # the blob's presence is checked inside the transaction
                 prepared.results[name] = (digest, st.st_size)
                 if tracker is not None:
                     tracker.add(st.st_size)
-            else:
-                future = pool.submit(blobs.stage_file, abspath, sync=False, packable=True)
-                if tracker is not None:
-                    future.add_done_callback(_count_done(tracker, st.st_size))
-                prepared.futures.append((name, abspath, future))
+                continue
+            group.append((name, abspath, st.st_size))
+            group_bytes += st.st_size
+            if len(group) >= GROUP_FILES or group_bytes >= GROUP_BYTES:
+                submit()
+                group, group_bytes = [], 0
+        if group:
+            submit()
         return prepared
 
     def _finish(self, batch: _Batch, *, replace_ok: bool) -> None:
@@ -532,19 +546,10 @@ class _Batch:
     def __init__(self, items: list[tuple[str, str, os.stat_result]]) -> None:
         self.items = items
         self.results: dict[str, tuple[str, int]] = {}
-        self.futures: list[tuple[str, str, Future[StagedBlob]]] = []
+        self.futures: list[tuple[str, str, Slot]] = []
 
 
 class _BlobsGone(Exception):
     def __init__(self, digests: set[str]) -> None:
         super().__init__(sorted(digests))
         self.digests = digests
-
-
-def _count_done(tracker: Progress, size: int) -> Callable[[Future[StagedBlob]], None]:
-    """A future's done-callback that counts ``size`` bytes (staged or failed, it is done)."""
-
-    def done(_: Future[StagedBlob]) -> None:
-        tracker.add(size)
-
-    return done

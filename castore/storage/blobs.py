@@ -18,7 +18,13 @@ from typing import BinaryIO
 
 from castore import _faults
 from castore.digest import ALGORITHMS, Digest
-from castore.errors import FileChangedError, HashCollisionError, NotFoundError, ReadOnlyStoreError
+from castore.errors import (
+    FileChangedError,
+    HashCollisionError,
+    IntegrityError,
+    NotFoundError,
+    ReadOnlyStoreError,
+)
 from castore.models import BlobStat
 from castore.storage._blobio import (
     KERNEL_COPY,
@@ -51,16 +57,13 @@ from castore.storage.fsutil import (
 # Looked up through this module's globals at call time: the fault shims of the tests
 # (tests/harness.py enospc_after) replace ``blobs._write_all`` to fill the disk mid-blob.
 from castore.storage.fsutil import write_all as _write_all
-from castore.storage.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, VerifyingReader, new_hasher
+from castore.storage.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, new_hasher
 from castore.storage.layout import Layout
-from castore.storage.packs import PACK_THRESHOLD, PackEntry, PackIndex, read_stored, write_pack
-from castore.storage.seekable import SeekableReader, buffered
+from castore.storage.packs import PACK_THRESHOLD, PackEntry, PackIndex, write_pack
+from castore.storage.reading import open_in_memory, open_staged, open_stored_file, read_packed
 from castore.storage.staged import (
-    InMemory,
     PutResult,
     StagedBlob,
-    decoded,
-    decoded_bytes,
     same_content,
     spill,
 )
@@ -156,6 +159,11 @@ class BlobStore:
     def packed(self, digest: str) -> PackEntry | None:
         """Where a blob is in a pack, when it is not a loose file."""
         return None if self._find(digest) is not None else self.pack_index.lookup(digest)
+
+    def in_pack(self, digest: str) -> bool:
+        """True when the pack index holds the blob (no file is looked at: a fast test for
+        planning reads, which fall back when the pack turns out to be gone)."""
+        return self.pack_index.find(digest) is not None
 
     def stat(self, digest: str) -> BlobStat:
         """Size, stored size and codec of a blob. Raises NotFoundError if absent."""
@@ -425,11 +433,16 @@ class BlobStore:
         """
         sync = self.durable if sync is None else sync
         items: dict[str, tuple[str, bytes, Codec, int]] = {}
+        packs_seen: dict[str, bool] = {}  # a pack's file is looked at once, not once per blob
         for blob in staged:
             if blob.data is None:
                 self.publish(blob, sync=sync)
-            elif blob.digest not in items and not self.exists(blob.digest):
-                items[blob.digest] = (blob.digest, blob.data, blob.codec, blob.size)
+            elif blob.digest in items or self.pack_index.holds(blob.digest, packs_seen):
+                continue
+            else:
+                base = self._base(blob.digest)
+                if not (os.path.exists(base) or os.path.exists(base + _ZST)):
+                    items[blob.digest] = (blob.digest, blob.data, blob.codec, blob.size)
         if items:
             self._check_writable("store a blob")
             self.pack_index.add(write_pack(unique_tmp(self.layout.tmp_dir()),
@@ -539,57 +552,34 @@ class BlobStore:
         """
         entry = self.packed(digest)
         if entry is not None:
-            return self._open_packed(digest, entry, size)
+            try:
+                stored = self.pack_index.read(entry)
+            except FileNotFoundError:
+                self.pack_index.forget(entry.pack)  # rewritten or removed by gc: look again
+                return self.open(digest, size=size)
+            return open_in_memory(stored, entry, digest, size)
         path, codec = self._require(digest)
-        if size is None:
-            size = os.stat(path).st_size if codec == "raw" else content_size(path)
-        if size < 0:
-            # A zstd blob without its size trailer: stream it (not seekable) as before.
-            stream = VerifyingReader(
-                decoded(path, codec, None), digest=digest, size=-1, what=f"blob {digest}"
-            )
-            return io.BufferedReader(stream, CHUNK_SIZE)
-        cap = size
-        raw = SeekableReader(
-            str(path),
-            zstd=codec == "zstd",
-            open_source=lambda: decoded(path, codec, cap),
-            digest=digest,
-            size=size,
-            what=f"blob {digest}",
-        )
-        return buffered(raw)
-
-    def _open_packed(self, digest: str, entry: PackEntry, size: int | None) -> io.BufferedReader:
-        try:
-            stored = read_stored(self.layout.packs, entry)
-        except FileNotFoundError:
-            self.pack_index.forget(entry.pack)
-            return self.open(digest, size=size)
-        cap = entry.size if size is None else size
-
-        def load() -> bytes:  # at the first read: decoded and checked whole, kept in memory
-            with VerifyingReader(decoded_bytes(stored, entry.codec, cap, digest), digest=digest,
-                                 size=cap, what=f"blob {digest}") as reader:
-                return reader.readall()
-
-        return io.BufferedReader(InMemory(load, cap))
+        return open_stored_file(path, codec, digest, size)
 
     def open_staged(self, staged: StagedBlob) -> io.BufferedReader:
         """A reader of a staged (not yet published) blob's content, checked like :meth:`open`."""
-        source = (decoded_bytes(staged.data, staged.codec, staged.size)
-                  if staged.data is not None else
-                  decoded(staged.tmp, staged.codec, staged.size))
-        raw = VerifyingReader(
-            source,
-            digest=staged.digest, size=staged.size, what=f"staged blob {staged.digest}",
-        )
-        return io.BufferedReader(raw, max(8192, min(CHUNK_SIZE, staged.size + 1)))
+        return open_staged(staged)
 
     def read_bytes(self, digest: str, *, size: int | None = None) -> bytes:
         """The whole content of a (small) blob, verified."""
+        entry = self.pack_index.find(digest)
+        if entry is not None:
+            try:
+                return read_packed(self.pack_index, entry, digest,
+                                   entry.size if size is None else size, self._hasher())
+            except FileNotFoundError:
+                self.pack_index.forget(entry.pack)  # rewritten or removed by gc: look again
+            except IntegrityError:
+                if self._find(digest) is None:
+                    raise  # else a loose copy of the blob is read below
         with self.open(digest, size=size) as fh:
             return fh.read()
+
 
     def verify(self, digest: str, *, size: int | None = None) -> None:
         """Re-hash a blob. Raises IntegrityError if it does not match, NotFoundError if absent."""

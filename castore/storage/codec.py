@@ -31,6 +31,7 @@ __all__ = [
     "choose_codec",
     "compressor",
     "content_size",
+    "decode_whole",
     "open_decoder",
     "trailer",
 ]
@@ -133,3 +134,33 @@ class _CappedDecoder:
 def open_decoder(fh: BinaryIO, *, cap: int | None, name: str) -> _CappedDecoder:
     """Wrap an open zstd blob file in a capped streaming decoder (takes ownership of ``fh``)."""
     return _CappedDecoder(fh, cap, name)
+
+
+def decode_whole(stored: bytes, *, size: int, name: str) -> bytes:
+    """The content of a small zstd blob held in memory, decoded in one call.
+
+    The frame header's content size must be ``size`` (a frame claiming more is refused before
+    anything is allocated); a frame without one is decoded with output capped at ``size + 1``.
+
+    Raises:
+        IntegrityError: not a valid frame, or it does not decode to ``size`` bytes.
+    """
+    dctx: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if dctx is None:
+        dctx = _local.decompressor = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW_SIZE)
+    try:
+        declared = zstandard.frame_content_size(stored)
+        if declared not in (-1, size):
+            raise IntegrityError(
+                f"blob {name} declares {declared} bytes of content, expected {size} "
+                "(corrupt or hostile data)",
+                digest=name,
+            )
+        data = dctx.decompress(stored, max_output_size=size + 1 if declared == -1 else 0)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"blob {name} is not a valid zstd frame: {exc}", digest=name) from exc
+    if len(data) != size:
+        raise IntegrityError(
+            f"blob {name} decodes to {len(data)} bytes, expected {size}", digest=name
+        )
+    return data

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ PACK_THRESHOLD = 64 * 1024
 #: A writer starts a new pack past this many stored bytes.
 PACK_MAX = 16 * 1024 * 1024
 SUFFIX = ".pack"
+#: Packs kept open by one store handle for reading.
+_OPEN_MAX = 64
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,21 @@ def new_name() -> str:
     return uuid.uuid4().hex + SUFFIX
 
 
+class _OpenPack:
+    """A pack opened for reading, closed when the last reference to it goes."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
 class PackIndex:
     """Digest → location over every pack of one store, refreshed when ``packs/`` changes."""
 
@@ -120,6 +138,10 @@ class PackIndex:
         self._stamp: int | None = None
         self._packs: dict[str, list[str]] = {}
         self._where: dict[str, PackEntry] = {}
+        self._lock = threading.Lock()
+        # Open packs, for ranged reads without an open() per blob. A handle is dropped from
+        # here, never closed by hand: a thread still reading through it keeps it alive.
+        self._open: dict[str, _OpenPack] = {}
 
     def _dir_stamp(self) -> int | None:
         try:
@@ -129,6 +151,10 @@ class PackIndex:
 
     def refresh(self, *, force: bool = False) -> None:
         """Read the trailers of packs that appeared; forget packs that are gone."""
+        with self._lock:
+            self._refresh(force)
+
+    def _refresh(self, force: bool) -> None:
         stamp = self._dir_stamp()
         if not force and stamp == self._stamp and self._stamp is not None:
             return
@@ -138,6 +164,7 @@ class PackIndex:
         except FileNotFoundError:
             names = set()
         for gone in set(self._packs) - names:
+            self._open.pop(gone, None)
             for digest in self._packs.pop(gone):
                 entry = self._where.get(digest)
                 if entry is not None and entry.pack == gone:
@@ -178,8 +205,47 @@ class PackIndex:
             found = self._where.get(digest)
         return found
 
+    def find(self, digest: str) -> PackEntry | None:
+        """Like :meth:`lookup` without a ``stat`` of the pack: for readers, which fall back
+        (:meth:`forget`, then look again) when :meth:`read` finds the pack gone."""
+        found = self._where.get(digest)
+        if found is None:
+            self.refresh()
+            found = self._where.get(digest)
+        return found
+
+    def holds(self, digest: str, seen: dict[str, bool]) -> bool:
+        """True when a published pack holds ``digest``; ``seen`` remembers, across calls, which
+        pack files were found, so a batch looks at each pack once instead of once per blob."""
+        entry = self.find(digest)
+        if entry is None:
+            return False
+        if entry.pack not in seen:
+            seen[entry.pack] = os.path.exists(self.directory / entry.pack)
+        return seen[entry.pack] or self.lookup(digest) is not None
+
+    def read(self, entry: PackEntry) -> bytes:
+        """The stored bytes of one packed blob: a ranged read of the pack, kept open.
+
+        Raises:
+            FileNotFoundError: the pack is gone (gc rewrote or removed it).
+            IntegrityError: the pack is cut short.
+        """
+        handle = self._open.get(entry.pack)
+        if handle is None:
+            handle = _OpenPack(self.directory / entry.pack)
+            with self._lock:
+                if len(self._open) >= _OPEN_MAX:
+                    self._open.pop(next(iter(self._open)))
+                handle = self._open.setdefault(entry.pack, handle)
+        data = os.pread(handle.fileno(), entry.length, entry.offset)
+        if len(data) != entry.length:
+            raise IntegrityError(f"pack {entry.pack} is truncated")
+        return data
+
     def forget(self, name: str) -> None:
         """Drop a pack this process removed."""
+        self._open.pop(name, None)
         self._packs.pop(name, None)
         self._where = {d: e for d, e in self._where.items() if e.pack != name}
         self._stamp = None

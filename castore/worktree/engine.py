@@ -106,6 +106,9 @@ def check_sources(blobs: BlobStore, entries: Sequence[Entry]) -> dict[str, str |
             missing.append((entry.path, "<no digest>"))
             continue
         if digest not in raws:
+            if blobs.in_pack(digest):  # packed (never linkable): no file to look at
+                raws[digest] = None
+                continue
             raw = blobs.raw_path(digest)
             if raw is None and not blobs.exists(digest):
                 missing.append((entry.path, digest))
