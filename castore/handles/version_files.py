@@ -16,7 +16,7 @@ from castore._parts import Parts
 from castore._progress import ProgressArg
 from castore.errors import IntegrityError, VerificationError
 from castore.models import ManifestEntry, VerifyReport
-from castore.worktree import operations
+from castore.worktree import reading
 from castore.worktree.references import Row, select_rows
 from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
 
@@ -100,6 +100,8 @@ class VersionFiles:
         """
         rows = self._local(
             select_rows(self._rows(), allow_missing_references=allow_missing_references))
+        from castore.worktree import operations  # checkout and verify only
+
         return operations.checkout(
             self._parts.blobs, rows, root, link=link, force=force,
             store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
@@ -149,6 +151,8 @@ class VersionFiles:
             self._rows(path_prefix), allow_patterns=allow_patterns,
             ignore_patterns=ignore_patterns, allow_missing_references=allow_missing_references,
         )
+        from castore.worktree import operations  # checkout and verify only
+
         return operations.download(
             self._parts.blobs, self._local(rows), root or self._default_root(),
             path_prefix=path_prefix, link=link, store_root=self._parts.path,
@@ -179,6 +183,8 @@ class VersionFiles:
             IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
                 the files.
         """
+        from castore.worktree import operations  # checkout and verify only
+
         if root is not None:
             report = operations.verify_dir(
                 self._parts.blobs, self._rows(), root, stat_cache=self._stat_cache()
@@ -228,7 +234,7 @@ class VersionFiles:
         entry = self.get_entry(path)
         if entry.ref is None:
             self._parts.ensure_local([(entry.digest, entry.size)])
-        return operations.open_entry(self._parts.blobs, entry)
+        return reading.open_entry(self._parts.blobs, entry)
 
     def copy_to(self, path: str, out: BinaryIO) -> int:
         """Write one file to the binary stream ``out``, only once all of it is verified.
@@ -250,6 +256,8 @@ class VersionFiles:
         entry = self.get_entry(path)
         if entry.ref is None:
             self._parts.ensure_local([(entry.digest, entry.size)])
+        from castore.worktree import operations  # checkout and verify only
+
         return operations.copy_verified(
             self._parts.blobs, entry, out, spool_dir=self._spool_dir()
         )

@@ -34,7 +34,8 @@ from castore.worktree import containment as _c
 from castore.worktree import engine as _k
 from castore.worktree import linking as _l
 from castore.worktree.engine import ProgressArg
-from castore.worktree.entries import Entry, EntryLike, as_entry, iter_entries
+from castore.worktree.entries import Entry, EntryLike, iter_entries
+from castore.worktree.reading import open_entry, read_bytes
 from castore.worktree.stat_cache import (
     NO_STAT_CACHE,
     CachedDigests,
@@ -64,36 +65,6 @@ __all__ = [
     "verify_blobs",
     "verify_dir",
 ]
-
-
-def open_entry(blobs: BlobStore, entry: EntryLike) -> BinaryIO:
-    """A streaming reader of one entry's content; digest and size are checked at EOF.
-
-    Raises:
-        NotFoundError: a referenced (``file://``) file is missing.
-        IntegrityError: the stored content is missing, or (while reading) does not match;
-            ``paths`` names the entry.
-        RemoteError: the entry references a non-``file://`` location.
-    """
-    item = as_entry(entry)
-    try:
-        return _l.open_source(blobs, item)
-    except NotFoundError as exc:
-        if item.ref is not None:
-            raise
-        # A stored file whose blob is gone is damage to the store, not a wrong name.
-        raise IntegrityError(
-            f"the stored content of {item.path!r} ({item.digest}) is missing; run "
-            "`castore fsck --repair`, then add the file again or import a good copy",
-            digest=item.digest,
-            paths=[item.path],
-        ) from exc
-
-
-def read_bytes(blobs: BlobStore, entry: EntryLike) -> bytes:
-    """The whole (verified) content of one entry."""
-    with open_entry(blobs, entry) as fh:
-        return fh.read()
 
 
 #: Content up to this size is verified in memory before release; larger content is spooled
