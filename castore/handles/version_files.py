@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from castore._parts import Parts
 from castore._progress import ProgressArg
@@ -18,7 +18,9 @@ from castore.errors import IntegrityError, VerificationError
 from castore.models import ManifestEntry, VerifyReport
 from castore.worktree import reading
 from castore.worktree.references import Row, select_rows
-from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
+
+if TYPE_CHECKING:
+    from castore.worktree.stat_cache import StatCache
 
 __all__ = ["VersionFiles"]
 
@@ -65,6 +67,8 @@ class VersionFiles:
         return rows
 
     def _stat_cache(self) -> StatCache:
+        from castore.worktree.stat_cache import NO_STAT_CACHE  # with checkout and verify
+
         return NO_STAT_CACHE if self._parts.read_only else self._parts.catalog.stat_cache
 
     def checkout(
@@ -256,9 +260,7 @@ class VersionFiles:
         entry = self.get_entry(path)
         if entry.ref is None:
             self._parts.ensure_local([(entry.digest, entry.size)])
-        from castore.worktree import operations  # checkout and verify only
-
-        return operations.copy_verified(
+        return reading.copy_verified(
             self._parts.blobs, entry, out, spool_dir=self._spool_dir()
         )
 
