@@ -9,6 +9,7 @@ commands run from a temp directory so that ``python -m castore`` imports this tr
     python benchmarks/bench_cli.py                 # 10 runs each
     python benchmarks/bench_cli.py --runs 3        # smoke run
     CASTORE_TREE=/tmp/before python benchmarks/bench_cli.py   # another tree (git archive)
+    python benchmarks/bench_cli.py --compare /tmp/before    # both trees, in turn, same run
 
 Target (issue 15): each command under 0.25 s wall.
 """
@@ -34,49 +35,73 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(args: list[str], env: dict[str, str], cwd: str, runs: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of ``args`` over ``runs`` runs (after one warm-up)."""
-    subprocess.run(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
-    walls, cpus = [], []
+def measure(
+    cases: list[tuple[list[str], dict[str, str]]], cwd: str, runs: int
+) -> list[tuple[float, float]]:
+    """Median wall and CPU seconds of each ``(argv, env)`` over ``runs`` rounds.
+
+    The cases take turns within each round (after one warm-up each), so a load that comes and
+    goes on a shared machine falls on all of them alike.
+    """
+    for argv, env in cases:
+        subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+    walls: list[list[float]] = [[] for _ in cases]
+    cpus: list[list[float]] = [[] for _ in cases]
     for _ in range(runs):
-        cpu, started = _cpu(), time.perf_counter()
-        subprocess.run(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
-        walls.append(time.perf_counter() - started)
-        cpus.append(_cpu() - cpu)
-    return statistics.median(walls), statistics.median(cpus)
+        for i, (argv, env) in enumerate(cases):
+            cpu, started = _cpu(), time.perf_counter()
+            subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+            walls[i].append(time.perf_counter() - started)
+            cpus[i].append(_cpu() - cpu)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(walls, cpus, strict=True)]
+
+
+def _setup(tree: Path, tmp: str, label: str) -> tuple[list[str], dict[str, str]]:
+    """A store with one small version ``ds`` made by ``tree``; its command prefix and env."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=str(tree), PYTHONPYCACHEPREFIX=f"{tmp}/pycache")
+    src = Path(tmp, "src")
+    if not src.exists():
+        (src / "sub").mkdir(parents=True)
+        (src / "a.txt").write_text("hello\n")
+        (src / "sub" / "b.txt").write_text("x\n")
+    cli = [sys.executable, "-m", "castore", "-C", f"{tmp}/store-{label}"]
+    for setup in (["init"], ["add", str(src), "--name", "ds"]):
+        subprocess.run([*cli, *setup], env=env, cwd=tmp, stdout=subprocess.DEVNULL, check=True)
+    return cli, env
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--compare", metavar="DIR", type=Path,
+                        help="another castore tree, timed in turn with this one")
     args = parser.parse_args()
+    trees = {"": TREE} | ({"before ": args.compare.resolve()} if args.compare else {})
     with tempfile.TemporaryDirectory(prefix="castore-cli-") as tmp:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env.update(PYTHONPATH=str(TREE), PYTHONPYCACHEPREFIX=f"{tmp}/pycache")
-        src = Path(tmp, "src")
-        (src / "sub").mkdir(parents=True)
-        (src / "a.txt").write_text("hello\n")
-        (src / "sub" / "b.txt").write_text("x\n")
-        store = f"{tmp}/store"
-        cli = [sys.executable, "-m", "castore", "-C", store]
-        for setup in (["init"], ["add", str(src), "--name", "ds"]):
-            subprocess.run([*cli, *setup], env=env, cwd=tmp, stdout=subprocess.DEVNULL, check=True)
-        cases = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "import castore": [sys.executable, "-c", "import castore"],
-            "castore ls": [*cli, "ls"],
-            "castore show ds": [*cli, "show", "ds"],
-            "castore cat ds a.txt": [*cli, "cat", "ds", "a.txt"],
-        }
-        results = {name: measure(argv, env, tmp, args.runs) for name, argv in cases.items()}
+        names: list[str] = []
+        cases: list[tuple[list[str], dict[str, str]]] = []
+        for label, tree in trees.items():
+            cli, env = _setup(tree, tmp, label.strip() or "this")
+            if not cases:
+                names += ["python -c pass", "import castore"]
+                cases += [([sys.executable, "-c", "pass"], env),
+                          ([sys.executable, "-c", "import castore"], env)]
+            for name, verb in (("castore ls", ["ls"]), ("castore show ds", ["show", "ds"]),
+                               ("castore cat ds a.txt", ["cat", "ds", "a.txt"])):
+                names.append(label + name)
+                cases.append(([*cli, *verb], env))
+        results = dict(zip(names, measure(cases, tmp, args.runs), strict=True))
     base = results["python -c pass"][0]
     load = os.getloadavg()[0]
     print(f"median of {args.runs} runs; load average {load:.1f} on {os.cpu_count()} cores "
           "(the machine may be shared: wall times are noisy)")
-    print(f"{'command':22} {'wall s':>7} {'cpu s':>7} {'x pass':>7}  target")
+    if args.compare:
+        print(f"this tree: {TREE}; before: {args.compare}")
+    print(f"{'command':29} {'wall s':>7} {'cpu s':>7} {'x pass':>7}  target")
     for name, (wall, cpu) in results.items():
-        verdict = ("PASS" if wall < TARGET else "MISS") if name.startswith("castore") else ""
-        print(f"{name:22} {wall:7.3f} {cpu:7.3f} {wall / base:7.1f}  {verdict}")
+        verdict = ("PASS" if wall < TARGET else "MISS") if "castore " in name else ""
+        print(f"{name:29} {wall:7.3f} {cpu:7.3f} {wall / base:7.1f}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ opened only when a verb runs, so ``castore --help`` loads neither SQLite nor pyd
 from __future__ import annotations
 
 import os
+import sys
+import types
 from typing import Any
 
 import click
@@ -157,6 +159,39 @@ for _verb in VERBS:
     cli.add_command(_verb)
 
 
+_PYDANTIC_LOADER = "pydantic.plugin._loader"
+
+
+def _no_pydantic_plugins() -> None:
+    """Give pydantic a plugin loader that finds none, as its own does when plugins are off.
+
+    pydantic asks ``pydantic.plugin._loader.get_plugins()`` the first time it builds a model;
+    with ``PYDANTIC_DISABLE_PLUGINS=__all__`` that returns ``()``, but importing the module
+    imports :mod:`importlib.metadata` (zipfile, email, csv: ~12 ms of a ~0.25 s ``castore
+    ls``). This stand-in returns the same ``()``; any other name asked of it loads the real
+    module, so a pydantic that uses the loader differently still works.
+    """
+    if os.environ.get("PYDANTIC_DISABLE_PLUGINS") != "__all__" or _PYDANTIC_LOADER in sys.modules:
+        return
+    stub = types.ModuleType(_PYDANTIC_LOADER)
+
+    def get_plugins() -> tuple[()]:
+        return ()
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):  # `from ._loader import get_plugins` asks for __path__
+            raise AttributeError(name)
+        if sys.modules.get(_PYDANTIC_LOADER) is stub:
+            del sys.modules[_PYDANTIC_LOADER]
+        import importlib
+
+        return getattr(importlib.import_module(_PYDANTIC_LOADER), name)
+
+    stub.get_plugins = get_plugins  # type: ignore[attr-defined]
+    stub.__getattr__ = __getattr__  # type: ignore[method-assign]
+    sys.modules[_PYDANTIC_LOADER] = stub
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the ``castore`` command (the console script and ``python -m castore``)."""
     # pydantic looks for its plugins the first time a model is built, by reading the entry
@@ -164,4 +199,5 @@ def main(argv: list[str] | None = None) -> None:
     # numpy and pandas. The command builds only castore's own records and needs no
     # validation plugin; a PYDANTIC_DISABLE_PLUGINS set by the user is left as it is.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    _no_pydantic_plugins()
     cli.main(args=argv, prog_name="castore")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 
 import click
 
@@ -117,6 +116,8 @@ def error_line(exc: BaseException, hint: str | None) -> str:
 def report_error(ctx: click.Context, exc: BaseException, code: int, hint: str | None) -> None:
     """Print the error line on stderr (and, with ``--json``, an error document on stdout)."""
     if os.environ.get("CASTORE_DEBUG", "").strip() not in ("", "0"):
+        import traceback  # CASTORE_DEBUG only
+
         traceback.print_exception(exc, file=sys.stderr)
     line = error_line(exc, hint)
     click.echo(line, err=True)

@@ -13,7 +13,6 @@ from castore.handles.query import resolve_ref, version_filters
 from castore.handles.run import Run, run_id_of
 from castore.handles.version import ArtifactVersion, Draft
 from castore.models import Diff, Page, TypeInfo
-from castore.worktree import operations
 
 __all__ = ["QueriesMixin"]
 
@@ -238,4 +237,6 @@ class QueriesMixin(StoreBase):
         """
         va = self.get(a) if isinstance(a, str) else a
         vb = self.get(b) if isinstance(b, str) else b
+        from castore.worktree import operations  # diff only
+
         return operations.diff(va.files(), vb.files(), a=va.ref, b=vb.ref)

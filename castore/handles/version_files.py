@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from castore._parts import Parts
 from castore._progress import ProgressArg
 from castore.errors import IntegrityError, VerificationError
 from castore.models import ManifestEntry, VerifyReport
-from castore.worktree import operations
+from castore.worktree import reading
 from castore.worktree.references import Row, select_rows
-from castore.worktree.stat_cache import NO_STAT_CACHE, StatCache
+
+if TYPE_CHECKING:
+    from castore.worktree.stat_cache import StatCache
 
 __all__ = ["VersionFiles"]
 
@@ -65,6 +67,8 @@ class VersionFiles:
         return rows
 
     def _stat_cache(self) -> StatCache:
+        from castore.worktree.stat_cache import NO_STAT_CACHE  # with checkout and verify
+
         return NO_STAT_CACHE if self._parts.read_only else self._parts.catalog.stat_cache
 
     def checkout(
@@ -100,6 +104,8 @@ class VersionFiles:
         """
         rows = self._local(
             select_rows(self._rows(), allow_missing_references=allow_missing_references))
+        from castore.worktree import operations  # checkout and verify only
+
         return operations.checkout(
             self._parts.blobs, rows, root, link=link, force=force,
             store_root=self._parts.path, stat_cache=self._stat_cache(), progress=progress,
@@ -149,6 +155,8 @@ class VersionFiles:
             self._rows(path_prefix), allow_patterns=allow_patterns,
             ignore_patterns=ignore_patterns, allow_missing_references=allow_missing_references,
         )
+        from castore.worktree import operations  # checkout and verify only
+
         return operations.download(
             self._parts.blobs, self._local(rows), root or self._default_root(),
             path_prefix=path_prefix, link=link, store_root=self._parts.path,
@@ -179,6 +187,8 @@ class VersionFiles:
             IntegrityError: (no root) stored content is damaged or missing; ``.paths`` names
                 the files.
         """
+        from castore.worktree import operations  # checkout and verify only
+
         if root is not None:
             report = operations.verify_dir(
                 self._parts.blobs, self._rows(), root, stat_cache=self._stat_cache()
@@ -228,7 +238,7 @@ class VersionFiles:
         entry = self.get_entry(path)
         if entry.ref is None:
             self._parts.ensure_local([(entry.digest, entry.size)])
-        return operations.open_entry(self._parts.blobs, entry)
+        return reading.open_entry(self._parts.blobs, entry)
 
     def copy_to(self, path: str, out: BinaryIO) -> int:
         """Write one file to the binary stream ``out``, only once all of it is verified.
@@ -250,7 +260,7 @@ class VersionFiles:
         entry = self.get_entry(path)
         if entry.ref is None:
             self._parts.ensure_local([(entry.digest, entry.size)])
-        return operations.copy_verified(
+        return reading.copy_verified(
             self._parts.blobs, entry, out, spool_dir=self._spool_dir()
         )
 
