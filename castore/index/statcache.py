@@ -70,11 +70,7 @@ class StatCache:
         # Raw executemany, not sqlite-utils' upsert_all: this runs for every file a checkout
         # or an add meets; at 20,000 rows it took 46-76 ms against 184-226 ms for upsert_all
         # (medians of 5, two runs on a loaded 2-core machine).
-        # Committed without an fsync: the rows are a cache (one lost to a power cut costs a
-        # re-read, never a wrong answer), and on ext4 an fsync right after a checkout forces
-        # every file it just wrote to disk first (measured: ~3 s of a 9 s checkout of 20,000
-        # files, a cost the command's caller did not ask for).
-        with self._db.write_txn(sync=False):
+        with self._db.write_txn():
             self._db.conn.executemany(
                 "INSERT OR REPLACE INTO stat_cache (device, inode, size, mtime_ns, ctime_ns, "
                 "digest, path, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
