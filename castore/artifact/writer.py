@@ -171,7 +171,7 @@ class DraftWriter:
                         "or removed by gc as stale); start a new draft",
                         ref=self.id,
                     )
-                gone = {d for d in expect if not blobs.exists(d)}
+                gone = blobs.missing(expect)
                 if gone:
                     raise _BlobsGone(gone)
                 catalog.put_entries(self.id, rows)

@@ -82,7 +82,8 @@ def aliases_of(db: Database, version_id: str, *, now: int | None = None) -> list
 def _record_move(
     db: Database, collection_id: int, alias: str, old: str | None, new: str | None, at: int
 ) -> None:
-    db.table("alias_history").insert(
+    db.insert(
+        "alias_history",
         {
             "collection_id": collection_id,
             "alias": alias,

@@ -48,7 +48,8 @@ def ensure_collection(
         row = get_collection(db, name)
         if row is None:
             now = db.now()
-            db.table("collections").insert(
+            db.insert(
+                "collections",
                 {"name": name, "type": type or default_type, "created_at": now, "updated_at": now}
             )
             row = get_collection(db, name)

@@ -94,7 +94,8 @@ def create_run(
                 "unique, so get_run(name) finds one run) or pass name=None",
                 run=name,
             )
-        db.table("runs").insert(
+        db.insert(
+            "runs",
             {
                 "id": run_id,
                 "name": name,
@@ -507,7 +508,8 @@ def import_run_records(db: Database, records: dict[str, Any]) -> int:
             name = str(run["name"])
             if db.one("SELECT 1 FROM runs WHERE name = ?", (name,)) is not None:
                 name = f"{name}-{str(run['id'])[-12:]}"
-            db.table("runs").insert(
+            db.insert(
+                "runs",
                 {
                     **{key: run.get(key) for key in _RUN_FIELDS},
                     "name": name,

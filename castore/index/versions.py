@@ -49,7 +49,8 @@ def create_version(
     version_id = uuid7()
     now = db.now()
     with db.write_txn():
-        db.table("versions").insert(
+        db.insert(
+            "versions",
             {
                 "id": version_id,
                 "collection_id": collection_id,
@@ -61,7 +62,8 @@ def create_version(
                 "producer": producer,
             }
         )
-        db.table("drafts").insert(
+        db.insert(
+            "drafts",
             {
                 "version_id": version_id,
                 "base_version": base_version,

@@ -12,7 +12,7 @@ import io
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -159,6 +159,19 @@ class BlobStore:
     def packed(self, digest: str) -> PackEntry | None:
         """Where a blob is in a pack, when it is not a loose file."""
         return None if self._find(digest) is not None else self.pack_index.lookup(digest)
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        """The digests of ``digests`` that are not stored (loose or packed); a batch looks at
+        each pack file once, and at loose files only for digests no pack holds."""
+        seen: dict[str, bool] = {}
+        gone = set()
+        for digest in digests:
+            if self.pack_index.holds(digest, seen):
+                continue
+            base = self._base(digest)
+            if not (os.path.exists(base) or os.path.exists(base + _ZST)):
+                gone.add(digest)
+        return gone
 
     def in_pack(self, digest: str) -> bool:
         """True when the pack index holds the blob (no file is looked at: a fast test for
@@ -432,21 +445,19 @@ class BlobStore:
         :meth:`publish`. Blobs already stored are left out of the pack (dedup).
         """
         sync = self.durable if sync is None else sync
-        items: dict[str, tuple[str, bytes, Codec, int]] = {}
-        packs_seen: dict[str, bool] = {}  # a pack's file is looked at once, not once per blob
+        small: dict[str, StagedBlob] = {}
         for blob in staged:
             if blob.data is None:
                 self.publish(blob, sync=sync)
-            elif blob.digest in items or self.pack_index.holds(blob.digest, packs_seen):
-                continue
             else:
-                base = self._base(blob.digest)
-                if not (os.path.exists(base) or os.path.exists(base + _ZST)):
-                    items[blob.digest] = (blob.digest, blob.data, blob.codec, blob.size)
+                small.setdefault(blob.digest, blob)
+        new = self.missing(small)
+        items = [(d, b.data, b.codec, b.size) for d, b in small.items()
+                 if d in new and b.data is not None]
         if items:
             self._check_writable("store a blob")
             self.pack_index.add(write_pack(unique_tmp(self.layout.tmp_dir()),
-                                           self.layout.packs, list(items.values()), sync=sync))
+                                           self.layout.packs, items, sync=sync))
 
     def sync(self) -> None:
         """Make every staged and published blob durable at once (``syncfs``)."""
