@@ -47,6 +47,7 @@ def blob_store(layout: Layout, config: StoreConfig, *, read_only: bool, durable:
         algorithm=config.hash,
         compression=config.compression.codec,
         level=config.compression.level,
+        min_saving=config.compression.min_saving,
         durable=durable,
         read_only=read_only,
         packs=config.format >= 2,

@@ -58,11 +58,18 @@ class AliasEvent(_Record):
     to_version: str | None
 
 
+#: A blob is stored compressed when zstd saves at least this fraction of it (the default).
+DEFAULT_MIN_SAVING = 0.10
+
+
 class CompressionConfig(_Record):
-    """How a store compresses blobs: ``codec`` ``"zstd"`` or ``"none"``, at ``level``."""
+    """How a store compresses blobs: ``codec`` ``"zstd"`` or ``"none"``, at ``level``; a blob
+    is kept compressed only when zstd saves at least ``min_saving`` of it (else it is stored
+    raw, so checkout can link it or copy it in the kernel)."""
 
     codec: Literal["zstd", "none"] = "zstd"
     level: int = Field(default=3, ge=1, le=22)
+    min_saving: float = Field(default=DEFAULT_MIN_SAVING, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class StoreConfig(_Record):

@@ -21,6 +21,7 @@ from castore.facade.queries import QueriesMixin
 from castore.facade.runs import RunsMixin
 from castore.facade.transfer import TransferMixin
 from castore.models import (
+    DEFAULT_MIN_SAVING,
     Finding,
     FsckReport,
     StoreConfig,
@@ -122,14 +123,20 @@ class Store(
         mode = " read-only" if self.read_only else ""
         return f"<castore.Store {str(self.path)!r} {self.config.hash}{mode}>"
 
-def _check_settings(hash: str, compression: str, level: int) -> None:
+def _check_settings(hash: str, compression: str, level: int, min_saving: float) -> None:
     check_algorithm(hash)
     if compression not in _COMPRESSIONS:
         raise ConfigurationError(
             f"unknown compression {compression!r}; choose one of {', '.join(_COMPRESSIONS)}"
         )
-    if not isinstance(level, int) or not 1 <= level <= 22:
+    if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 22:
         raise ConfigurationError(f"zstd level must be an integer from 1 to 22, not {level!r}")
+    if (not isinstance(min_saving, (int, float)) or isinstance(min_saving, bool)
+            or not 0.0 <= min_saving <= 1.0):
+        raise ConfigurationError(
+            f"min_saving must be a fraction from 0 to 1 (e.g. 0.1 = keep zstd only where it "
+            f"saves 10%), not {min_saving!r}"
+        )
 
 
 def init(
@@ -138,6 +145,7 @@ def init(
     hash: str = DEFAULT_ALGORITHM,
     compression: str = "zstd",
     level: int = 3,
+    min_saving: float = DEFAULT_MIN_SAVING,
     durable: bool = True,
 ) -> Store:
     """Create a store with explicit settings, or open the existing one if they match.
@@ -148,6 +156,11 @@ def init(
             cryptographic one where untrusted parties can write blobs). Fixed at creation.
         compression: ``"zstd"`` or ``"none"``.
         level: zstd level, 1–22.
+        min_saving: a blob is stored compressed only when zstd saves at least this fraction
+            of it (default 0.1); others stay raw, so checkout can hardlink, symlink or reflink
+            them and copy them in the kernel. 0 keeps every saving (e.g. the ~7% of float
+            weights: a smaller store, slower adds and copy-only checkouts); see
+            ``docs/format.md``.
         durable: fsync before anything counts as stored (False for scratch stores).
 
     Raises:
@@ -159,18 +172,22 @@ def init(
         >>> castore.init(tempfile.mkdtemp(), hash="sha256").hash
         'sha256'
     """
-    _check_settings(hash, compression, level)
+    _check_settings(hash, compression, level, min_saving)
+    min_saving = float(min_saving)
     root = Path(path).expanduser() if path is not None else default_path()
     layout = Layout(root)
-    config = layout.create(hash=hash, compression=compression, level=level, durable=durable)
-    wanted = (hash, compression, level)
-    found = (config.hash, config.compression.codec, config.compression.level)
+    config = layout.create(
+        hash=hash, compression=compression, level=level, min_saving=min_saving, durable=durable
+    )
+    wanted = (hash, compression, level, min_saving)
+    found = (config.hash, config.compression.codec, config.compression.level,
+             config.compression.min_saving)
     if found != wanted:
         raise ConfigurationError(
             f"the store at {str(root)!r} exists with hash={found[0]!r}, "
-            f"compression={found[1]!r}, level={found[2]!r}; it cannot change to "
-            f"hash={hash!r}, compression={compression!r}, level={level!r} (open it with "
-            "castore.open() to use its own settings)"
+            f"compression={found[1]!r}, level={found[2]!r}, min_saving={found[3]!r}; it "
+            f"cannot change to hash={hash!r}, compression={compression!r}, level={level!r}, "
+            f"min_saving={min_saving!r} (open it with castore.open() to use its own settings)"
         )
     return Store(root, config=config, durable=durable)
 
@@ -184,6 +201,7 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
     hash: str | None = None,
     compression: str | None = None,
     level: int | None = None,
+    min_saving: float | None = None,
 ) -> Store:
     """Open the store at ``path``, creating it with default settings if missing.
 
@@ -198,6 +216,7 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
             existing store, a different value raises :class:`ConfigurationError`.
         compression: ``"zstd"`` or ``"none"``, as for ``hash``.
         level: the zstd level, as for ``hash``.
+        min_saving: the compression threshold (see :func:`init`), as for ``hash``.
 
     Raises:
         StoreNotFoundError: no store at ``path`` and ``create`` is False (or ``read_only``).
@@ -220,13 +239,17 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
         return init(
             root, durable=durable, hash=hash or DEFAULT_ALGORITHM,
             compression=compression or "zstd", level=3 if level is None else level,
+            min_saving=DEFAULT_MIN_SAVING if min_saving is None else min_saving,
         )
     config = layout.read_config()
-    if hash is not None or compression is not None or level is not None:
+    if hash is not None or compression is not None or level is not None or (
+        min_saving is not None
+    ):
         return init(
             root, durable=durable, hash=hash or config.hash,
             compression=compression or config.compression.codec,
             level=config.compression.level if level is None else level,
+            min_saving=config.compression.min_saving if min_saving is None else min_saving,
         )
     read_only = read_only or not layout.writable()
     return Store(root, config=config, read_only=read_only, durable=durable)

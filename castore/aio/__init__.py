@@ -433,6 +433,7 @@ async def open_async(
     hash: str | None = None,
     compression: str | None = None,
     level: int | None = None,
+    min_saving: float | None = None,
 ) -> AsyncStore:
     """Open a store for asyncio code: :func:`castore.open` on a thread, then an AsyncStore
     whose blocking work runs on a pool of ``workers`` threads.
@@ -455,6 +456,7 @@ async def open_async(
                 hash=hash,
                 compression=compression,
                 level=level,
+                min_saving=min_saving,
             )
         )
     except BaseException:

@@ -30,9 +30,16 @@ _PACKAGES = ("click", "pydantic", "sqlite-utils", "xxhash", "zstandard", "filelo
 )
 @click.option("--level", type=click.IntRange(1, 22), default=3, show_default=True,
               help="zstd level.")
+@click.option(
+    "--min-saving", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+    help="Keep a blob compressed only when zstd saves at least this fraction; others stay "
+    "raw so checkout can link them (0 keeps every saving: smaller, copy-only).",
+)
 @output_options
 @pass_state
-def init(state: State, path: str | None, hash_: str, compression: str, level: int) -> None:
+def init(
+    state: State, path: str | None, hash_: str, compression: str, level: int, min_saving: float
+) -> None:
     """Create a store (or open the existing one if its settings match).
 
     PATH defaults to --store, else $CASTORE_HOME, else ~/.castore.
@@ -51,7 +58,9 @@ def init(state: State, path: str | None, hash_: str, compression: str, level: in
         existed = True
     except castore.StoreNotFoundError:
         existed = False
-    with castore.init(where, hash=hash_, compression=compression, level=level) as store:
+    with castore.init(
+        where, hash=hash_, compression=compression, level=level, min_saving=min_saving
+    ) as store:
         config = store.config
         root = store.path
     if state.json:
@@ -61,7 +70,8 @@ def init(state: State, path: str | None, hash_: str, compression: str, level: in
         click.echo(str(root))
         return
     codec = config.compression.codec
-    how = f"zstd level {config.compression.level}" if codec == "zstd" else "no compression"
+    how = (f"zstd level {config.compression.level}, min saving {config.compression.min_saving:g}"
+           if codec == "zstd" else "no compression")
     verb = "store already exists at" if existed else "initialized store at"
     click.echo(f"{verb} {root} ({config.hash}, {how})")
 
@@ -242,7 +252,8 @@ def _print_doctor(report: dict[str, Any]) -> None:
     rows.append(("store", store["path"] + ("" if store["exists"] else "  (missing)")))
     if store["exists"]:
         comp = store["compression"]
-        codec = f"zstd level {comp['level']}" if comp["codec"] == "zstd" else "none"
+        codec = (f"zstd level {comp['level']}, min saving {comp['min_saving']:g}"
+                 if comp["codec"] == "zstd" else "none")
         rows += [
             ("format", str(store["format"])),
             ("hash", store["hash"]),

@@ -247,7 +247,11 @@ def _placeholder_config(blobs: BlobStore) -> StoreConfig:
         format=FORMAT,
         store_id=str(uuid.uuid4()),
         hash=blobs.algorithm,
-        compression=CompressionConfig(codec=blobs.compression, level=blobs.level),  # type: ignore[arg-type]
+        compression=CompressionConfig(
+            codec=blobs.compression,  # type: ignore[arg-type]
+            level=blobs.level,
+            min_saving=blobs.min_saving,
+        ),
         created_at=datetime.now(UTC),
     )
 

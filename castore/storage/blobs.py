@@ -81,6 +81,7 @@ class BlobStore:
         algorithm: the store's hash algorithm.
         compression: ``"zstd"`` or ``"none"``.
         level: zstd level.
+        min_saving: store a blob compressed only when zstd saves at least this fraction.
         durable: fsync files and directories before they count as stored.
         read_only: refuse every write with :class:`ReadOnlyStoreError`.
         packs: write small blobs published together into pack files (format 2).
@@ -93,6 +94,7 @@ class BlobStore:
         algorithm: str,
         compression: str = "zstd",
         level: int = 3,
+        min_saving: float = MIN_SAVING,
         durable: bool = True,
         read_only: bool = False,
         packs: bool = False,
@@ -101,6 +103,7 @@ class BlobStore:
         self.algorithm = algorithm
         self.compression = compression
         self.level = level
+        self.min_saving = min_saving
         self.durable = durable
         self.read_only = read_only
         self._blobs_dir = str(layout.blobs)
@@ -277,7 +280,8 @@ class BlobStore:
         self._check_writable("store a blob")
         sync = self.durable if sync is None else sync
         sample = os.pread(src, SAMPLE_SIZE, 0)
-        if choose_codec(sample, compression=self.compression, level=self.level) != "raw":
+        if choose_codec(sample, compression=self.compression, level=self.level,
+                        min_saving=self.min_saving) != "raw":
             return None
         hasher = self._hasher()
         tmp = unique_tmp(self.layout.tmp_dir())
@@ -339,7 +343,7 @@ class BlobStore:
                     out: bytes | memoryview = chunk
                     if self.compression == "zstd" and n >= 64:
                         frame = compressor(self.level).compress(chunk)
-                        if len(frame) + TRAILER.size <= n * (1 - MIN_SAVING):
+                        if len(frame) + TRAILER.size <= n * (1 - self.min_saving):
                             codec = "zstd"
                             out = frame + trailer(n)
                     if packable and self.packs and len(out) < PACK_THRESHOLD:
@@ -351,7 +355,8 @@ class BlobStore:
                 else:
                     fd = fd if fd >= 0 else create_readonly(tmp, os.O_WRONLY)
                     codec = choose_codec(
-                        view[:SAMPLE_SIZE], compression=self.compression, level=self.level
+                        view[:SAMPLE_SIZE], compression=self.compression, level=self.level,
+                        min_saving=self.min_saving,
                     )
                     cobj = (
                         compressor(self.level, threads=-1).compressobj(size=size)

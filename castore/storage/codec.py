@@ -38,7 +38,8 @@ __all__ = [
 
 #: How much of the start of the content is tried before choosing a codec.
 SAMPLE_SIZE = 256 * 1024
-#: zstd must save at least this fraction of the sample, else the blob is stored raw.
+#: zstd must save at least this fraction of the sample, else the blob is stored raw (the
+#: default of a store's ``min_saving`` setting).
 MIN_SAVING = 0.10
 #: Largest zstd window accepted when decoding (castore writes frames with far smaller windows).
 MAX_WINDOW_SIZE = 1 << 27
@@ -50,13 +51,15 @@ _TRAILER_MAGIC = 0x184D2A5C
 _local = threading.local()
 
 
-def choose_codec(sample: bytes | memoryview, *, compression: str, level: int) -> Codec:
-    """``"zstd"`` when compressing ``sample`` saves at least :data:`MIN_SAVING`, else ``"raw"``."""
+def choose_codec(
+    sample: bytes | memoryview, *, compression: str, level: int, min_saving: float = MIN_SAVING
+) -> Codec:
+    """``"zstd"`` when compressing ``sample`` saves at least ``min_saving``, else ``"raw"``."""
     if compression == "none" or len(sample) < 64:
         return "raw"
     head = bytes(sample[:SAMPLE_SIZE])
     compressed = zstandard.ZstdCompressor(level=level).compress(head)
-    return "zstd" if len(compressed) <= len(head) * (1 - MIN_SAVING) else "raw"
+    return "zstd" if len(compressed) <= len(head) * (1 - min_saving) else "raw"
 
 
 def trailer(size: int) -> bytes:

@@ -29,7 +29,7 @@ from castore.errors import (
     StoreNotFoundError,
     UnsupportedFormatError,
 )
-from castore.models import CompressionConfig, StoreConfig
+from castore.models import DEFAULT_MIN_SAVING, CompressionConfig, StoreConfig
 from castore.storage.fsutil import durable_write
 
 __all__ = ["FORMAT", "READABLE_FORMATS", "Layout"]
@@ -124,7 +124,10 @@ class Layout:
                 found=fmt,
             ) from exc
 
-    def create(self, *, hash: str, compression: str, level: int, durable: bool) -> StoreConfig:
+    def create(
+        self, *, hash: str, compression: str, level: int, durable: bool,
+        min_saving: float = DEFAULT_MIN_SAVING,
+    ) -> StoreConfig:
         """Create the store, or return the existing one's config if another process won.
 
         Safe when many processes create the same store at once: the configuration is
@@ -154,10 +157,16 @@ class Layout:
                 format=FORMAT,
                 store_id=str(uuid.uuid4()),
                 hash=hash,
-                compression=CompressionConfig(codec=compression, level=level),  # type: ignore[arg-type]
+                compression=CompressionConfig(
+                    codec=compression, level=level, min_saving=min_saving  # type: ignore[arg-type]
+                ),
                 created_at=datetime.now(UTC),
             )
-            body = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+            # min_saving is written only when set, so a store with the defaults keeps the
+            # castore.json that earlier castore versions read.
+            fields = config.model_dump(mode="json", exclude={"compression": {"min_saving"}}
+                                       if min_saving == DEFAULT_MIN_SAVING else None)
+            body = json.dumps(fields, indent=2, sort_keys=True) + "\n"
             durable_write(self.config_path, body.encode(), overwrite=False, durable=durable)
         config = self.read_config()
         for directory in (

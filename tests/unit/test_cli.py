@@ -206,6 +206,19 @@ def test_init_creates_then_reopens(tmp_path: Path) -> None:
     assert clash.stderr.startswith("error: ") and "sha256" in clash.stderr
 
 
+def test_init_min_saving(tmp_path: Path) -> None:
+    run = Cli(tmp_path / "s")
+    made = run("init", "--min-saving", "0")
+    assert made.exit_code == 0 and "min saving 0" in made.stdout
+    assert run.json("doctor")["store"]["compression"]["min_saving"] == 0.0
+    assert "min saving 0" in run("doctor").stdout
+    clash = run("init")  # the default 0.1 is another setting
+    assert clash.exit_code == 1 and "min_saving=0.0" in clash.stderr
+    bad = Cli(tmp_path / "t")("init", "--min-saving", "2")
+    assert bad.exit_code == 2 and "--min-saving" in bad.stderr
+    assert not (tmp_path / "t").exists()
+
+
 def test_init_takes_a_path_argument(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["init", str(tmp_path / "p")])
     assert result.exit_code == 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
+import zstandard
 
 import castore
 from castore.errors import ConfigurationError, StoreNotFoundError, UnsupportedFormatError
@@ -58,7 +60,8 @@ def test_init_again_same_settings_opens(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "settings", [{"hash": "sha256"}, {"compression": "none"}, {"level": 9}]
+    "settings",
+    [{"hash": "sha256"}, {"compression": "none"}, {"level": 9}, {"min_saving": 0.0}],
 )
 def test_init_with_other_settings_is_a_configuration_error(tmp_path: Path, settings) -> None:
     castore.init(tmp_path / "s").close()
@@ -73,6 +76,11 @@ def test_init_with_other_settings_is_a_configuration_error(tmp_path: Path, setti
         ({"compression": "gzip"}, "unknown compression 'gzip'"),
         ({"level": 0}, "level"),
         ({"level": 23}, "level"),
+        ({"min_saving": -0.1}, "min_saving must be a fraction"),
+        ({"min_saving": 1.5}, "min_saving must be a fraction"),
+        ({"min_saving": float("nan")}, "min_saving must be a fraction"),
+        ({"min_saving": "0.1"}, "min_saving must be a fraction"),
+        ({"min_saving": True}, "min_saving must be a fraction"),
     ],
 )
 def test_invalid_settings(tmp_path: Path, settings, match: str) -> None:
@@ -114,3 +122,50 @@ def test_close_is_idempotent_and_context_manager_closes(tmp_path: Path) -> None:
     assert store.closed
     store.close()
     assert "castore.Store" in repr(store)
+
+
+def _slightly_compressible(size: int, seed: int) -> bytes:
+    """Random bytes with a zero in every 16th place: zstd saves a few percent, under 10%."""
+    data = bytearray(random.Random(seed).randbytes(size))
+    data[::16] = bytes(len(data[::16]))
+    return bytes(data)
+
+
+def test_min_saving_decides_raw_or_zstd(tmp_path: Path) -> None:
+    """Data that zstd shrinks by a few percent stays raw by default and is compressed when the
+    store's min_saving is 0; the setting is kept in castore.json and used after reopening."""
+    big, small = _slightly_compressible(1 << 20, 1), _slightly_compressible(20_000, 2)
+    saving = 1 - len(zstandard.ZstdCompressor(level=3).compress(big)) / len(big)
+    assert 0.01 < saving < 0.10
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(big)
+    (src / "small.bin").write_bytes(small)
+    codecs = {}
+    for min_saving in (None, 0.0):
+        path = tmp_path / f"store-{min_saving}"
+        kwargs = {} if min_saving is None else {"min_saving": min_saving}
+        castore.init(path, **kwargs).close()
+        config = json.loads((path / "castore.json").read_text())
+        assert ("min_saving" in config["compression"]) == (min_saving is not None)
+        with castore.open(path) as store:  # the setting comes from castore.json
+            with store.draft("w") as draft:
+                draft.add_dir(src)
+            v = store.get("w")
+            codecs[min_saving] = {
+                name: store.blobs.stat(v.get_entry(name).digest).codec
+                for name in ("big.bin", "small.bin")
+            }
+            v.checkout(tmp_path / f"out-{min_saving}", link="hardlink")
+            assert (tmp_path / f"out-{min_saving}" / "big.bin").read_bytes() == big
+            assert v.verify().ok
+    assert codecs[None] == {"big.bin": "raw", "small.bin": "raw"}
+    assert codecs[0.0] == {"big.bin": "zstd", "small.bin": "zstd"}
+
+
+def test_open_with_the_stores_own_min_saving_opens_it(tmp_path: Path) -> None:
+    castore.init(tmp_path / "s", min_saving=0.25).close()
+    with castore.open(tmp_path / "s", min_saving=0.25) as store:
+        assert store.config.compression.min_saving == 0.25
+    with pytest.raises(ConfigurationError, match="min_saving=0.25"):
+        castore.open(tmp_path / "s", min_saving=0.1)
