@@ -35,7 +35,7 @@ from castore.errors import IntegrityError, NotFoundError
 from castore.storage.codec import Codec
 from castore.storage.fsutil import unique_tmp
 from castore.storage.hashing import VerifyingReader
-from castore.storage.packs import MAGIC, PACK_MAX, PackEntry, read_index, read_stored, write_pack
+from castore.storage.packs import MAGIC, PACK_MAX, PackEntry, read_stored, write_pack
 from castore.storage.staged import decoded_bytes
 
 if TYPE_CHECKING:
@@ -119,13 +119,12 @@ def plan(
     for name in sorted(packs):
         if not packs[name]:
             continue  # empty or unreadable index: never touched (fsck reports a damaged one)
-        path = blobs.layout.packs / name
         try:
-            st = os.stat(path)
-            rows = read_index(path)
+            st = os.stat(blobs.layout.packs / name)
+            if st.st_mtime > cutoff:
+                continue
+            rows = blobs.pack_index.entries(name)
         except (OSError, IntegrityError):
-            continue
-        if st.st_mtime > cutoff:
             continue
         keep, drop, dead = [], [], set()
         for digest, entry in rows:
