@@ -29,6 +29,8 @@ LABELS = (
     "alias.moved",
     "gc.listed",
     "gc.deleted_one",
+    "gc.repack_published",
+    "gc.repack_trashed",
     "checkout.tmp_written",
     "checkout.renamed",
     "checkout.extra_removed",

@@ -49,6 +49,28 @@ def finalize(
     return draft.finalize(aliases=list(aliases))
 
 
+def finalize_dir(
+    store: castore.Store,
+    collection: str,
+    files: dict[str, bytes],
+    *,
+    aliases: list[str] | tuple[str, ...] = (),
+) -> Any:
+    """Like :func:`finalize`, through ``add_dir``: the small blobs of one batch share a pack
+    (``add_bytes`` gives each blob a pack of its own)."""
+    import shutil
+    import tempfile
+
+    src = Path(tempfile.mkdtemp(prefix="castore-files-"))
+    try:
+        for name, data in files.items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_bytes(data)
+        return store.draft(collection).add_dir(src).finalize(aliases=list(aliases))
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+
+
 def files_for(
     seed: int, count: int = 3, *, max_size: int = 4096, shared: int = 4
 ) -> dict[str, bytes]:
@@ -94,6 +116,22 @@ def assert_readable(store: castore.Store) -> int:
             v.verify()
             count += 1
     return count
+
+
+def settle_packs(store: castore.Store, *, rounds: int = 3) -> set[str]:
+    """Run gc(grace=0) until no pack is due for deletion or rewrite; assert that happens
+    within ``rounds`` and that every blob left unreferenced is in a pack kept below the
+    rewrite threshold (never a loose file). Return those orphans."""
+    from castore.maintenance import repack
+
+    for _ in range(rounds):
+        store.gc(grace=timedelta(0))
+        orphans = {str(f.digest) for f in store.fsck().findings if f.kind == "orphan_blob"}
+        assert not [d for d in orphans if repack.is_loose(store.blobs, d)], orphans
+        live = {str(d) for d in store.blobs.iter_digests()} - orphans
+        if repack.plan(store.blobs, live=live, cutoff=time.time() + 1) == []:
+            return orphans
+    raise AssertionError(f"packs still due for gc after {rounds} rounds")
 
 
 def errors_of(report: castore.FsckReport) -> list[Any]:
@@ -278,18 +316,28 @@ def run(
 # finalize, alias and gc crash point.
 
 
+#: In ``ds:v1``'s pack only; dies with it, so gc rewrites that pack around ``e.txt``.
+CRASH_DEAD = random.Random(7).randbytes(3000)
+
+
 def build_crash_base(path: Path) -> None:
-    """``ds:v0`` and ``ds:v1`` (alias ``prod``), sharing one blob."""
+    """``ds:v0`` and ``ds:v1`` (alias ``prod``), sharing one blob; ``ds:v1``'s small blobs
+    share one pack."""
     with castore.init(path, durable=True) as store:
         finalize(store, "ds", {"a.txt": b"A0", "b.txt": b"shared" * 100})
-        finalize(store, "ds", {"a.txt": b"A1", "b.txt": b"shared" * 100}, aliases=["prod"])
+        finalize_dir(
+            store, "ds",
+            {"a.txt": b"A1", "b.txt": b"shared" * 100, "d.bin": CRASH_DEAD, "e.txt": b"E"},
+            aliases=["prod"],
+        )
 
 
 def crash_ops() -> list[Callable[[castore.Store], Any]]:
-    """The operations of the crash scenario, in order."""
+    """The operations of the crash scenario, in order (the gc rewrites ``ds:v1``'s pack)."""
     return [
         lambda s: finalize(
-            s, "ds", {"a.txt": b"A2", "b.txt": b"shared" * 100, "c.bin": b"C" * 5000},
+            s, "ds",
+            {"a.txt": b"A2", "b.txt": b"shared" * 100, "c.bin": b"C" * 5000, "e.txt": b"E"},
             aliases=["best"],
         ),
         lambda s: s.get("ds:v0").add_alias("prod"),
@@ -304,13 +352,21 @@ def _scenario_crash_ops(store_path: str) -> None:
             op(store)
 
 
-def _scenario_writer(store_path: str, seed: str, count: str, collection: str = "shared") -> None:
-    """Finalize ``count`` versions; each is verified right after it commits."""
+def _scenario_writer(
+    store_path: str, seed: str, count: str, collection: str = "shared", mode: str = "bytes"
+) -> None:
+    """Finalize ``count`` versions; each is verified right after it commits. ``mode="dir"``
+    adds each version's files through add_dir, so they share a pack."""
     with castore.open(store_path, durable=False) as store:
         base = int(seed) * 100_000
         for i in range(int(count)):
-            files = files_for(base + i)
-            v = finalize(store, collection, files)
+            if mode == "dir":  # blobs of earlier versions again: dedup hits into their packs
+                files = files_for(base + i, count=4)
+                files["prev.bin"] = files_for(base + max(0, i - 1), count=4)["f1.bin"]
+                files["older.bin"] = files_for(base + max(0, i - 4), count=4)["f2.bin"]
+                v = finalize_dir(store, collection, files)
+            else:
+                v = finalize(store, collection, files_for(base + i))
             v.verify()
             # A dedup hit on a blob another version made unreferenced (tests 20-21).
             if i % 3 == 2:

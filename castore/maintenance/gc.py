@@ -18,6 +18,11 @@ SQLite's write lock orders the two transactions: either the writer committed fir
 the reference and keeps the blob) or gc did (the writer no longer finds the blob and publishes
 its own copy). A crash anywhere leaves only garbage in ``trash/``: what was moved there was
 unreferenced under the write lock, and no writer looks there.
+
+Packs follow the same protocol per pack (:mod:`castore.maintenance.repack`): a mostly-dead
+pack's live blobs are first copied into a new, published pack; the old pack is moved to
+``trash/`` inside the transaction only if every blob in it that is needed then is held by a
+pack or loose file that stays.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from castore._parts import Parts
 from castore.errors import NotFoundError
 from castore.index import catalog as _catalog
 from castore.index import maintenance as _catalog_maint
+from castore.maintenance import repack as _repack
 from castore.maintenance.roots import scan_markers, unknown_roots
 from castore.models import GCReport, Leftover, PruneReport, StoreStats
 from castore.storage.locking import DEFAULT_LOCK_TIMEOUT, maintenance_lock
@@ -229,28 +235,6 @@ def _blob_candidates(
     return found
 
 
-def _pack_candidates(
-    catalog: Catalog, blobs: BlobStore, *, cutoff: float, keep: set[str]
-) -> list[tuple[str, list[str], int]]:
-    """Packs none of whose blobs is referenced, older than ``cutoff``: (name, digests, size).
-
-    Packs are kept whole while any of their blobs is live (no rewriting): a pack is deleted
-    once every blob in it is dead.
-    """
-    referenced = _catalog_maint.referenced_digest_sizes(catalog)
-    found = []
-    for name, digests in blobs.pack_index.packs().items():
-        if not digests or any(d in referenced or d in keep for d in digests):
-            continue  # (a pack whose index cannot be read is never deleted: fsck reports it)
-        try:
-            st = os.stat(blobs.layout.packs / name)
-        except FileNotFoundError:
-            continue
-        if st.st_mtime <= cutoff:
-            found.append((name, digests, st.st_size))
-    return found
-
-
 def _empty_trash(layout: Layout) -> int:
     count = 0
     if not layout.trash.is_dir():
@@ -323,11 +307,16 @@ def gc(
         else:
             keep = unknown_roots(store, scan.unknown)
         # 3. Blobs: scan without a lock, then re-check and move aside under the write lock.
-        candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
-        dead_packs = _pack_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
+        cutoff = wall_clock() - grace_s
+        candidates = _blob_candidates(catalog, blobs, cutoff=cutoff, keep=keep)
+        # Packs: dead ones go whole, mostly-dead ones are rewritten; the copies of their live
+        # blobs are published here, before the transaction that moves the old packs aside.
+        live = set(_catalog_maint.referenced_digest_sizes(catalog)) | keep
+        plans = _repack.plan(blobs, live=live, cutoff=cutoff)
+        rewritten = _repack.rewrite(blobs, plans)
         moved = 0
         freed = 0
-        if candidates or dead_packs:
+        if candidates or plans:
             with catalog.write_txn():
                 referenced = _catalog_maint.referenced_digest_sizes(catalog)
                 _faults.point("gc.listed")
@@ -338,13 +327,11 @@ def gc(
                     if size:
                         moved += 1
                         freed += size
-                for name, digests, _ in dead_packs:
-                    if any(d in referenced for d in digests):
-                        continue  # a writer registered one of its blobs since the scan
-                    size = blobs.move_pack_to_trash(name)
-                    if size:
-                        moved += len(digests)
-                        freed += size
+                _, dead, old_bytes = _repack.apply(
+                    blobs, plans, rewritten, live=set(referenced) | keep
+                )
+                moved += dead
+                freed += max(0, old_bytes - sum(rewritten.new_packs.values()))
         # 4. After COMMIT: delete for good.
         _empty_trash(layout)
         # 5. Temp files old enough that no writer is still writing them.
@@ -391,13 +378,16 @@ def _gc_plan(
         drafts = [d.name for d in due if d.kind == "draft"]
         going = [str(row["id"]) for row in expired] + drafts
         freed_by_delete = _catalog_maint.digests_used_only_by(catalog, going)
-        candidates = _blob_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
-        dead_packs = _pack_candidates(catalog, blobs, cutoff=wall_clock() - grace_s, keep=keep)
-    cutoff = wall_clock() - grace_s
-    count = len(candidates) + sum(len(d) for _, d, _ in dead_packs)
-    size = sum(s for _, s in candidates) + sum(s for _, _, s in dead_packs)
+        cutoff = wall_clock() - grace_s
+        candidates = _blob_candidates(catalog, blobs, cutoff=cutoff, keep=keep)
+        live = (set(_catalog_maint.referenced_digest_sizes(catalog)) - freed_by_delete) | keep
+        plans = _repack.plan(blobs, live=live, cutoff=cutoff)
+    count = len(candidates) + sum(len(p.dead) for p in plans)
+    size = sum(s for _, s in candidates) + sum(p.size - p.estimated_new_size for p in plans)
     for digest in freed_by_delete - keep:
         try:
+            if not _repack.is_loose(blobs, digest):
+                continue  # packed: counted with its pack's plan above
             st = os.stat(blobs.path_of(digest))
         except (FileNotFoundError, KeyError, NotFoundError):
             continue

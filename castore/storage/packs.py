@@ -243,6 +243,17 @@ class PackIndex:
             raise IntegrityError(f"pack {entry.pack} is truncated")
         return data
 
+    def entries(self, name: str) -> list[tuple[str, PackEntry]]:
+        """The entries of one indexed pack, from memory when they are all there (reading a
+        pack's trailer again would touch its atime, which the budget's LRU reads)."""
+        found = []
+        for digest in self._packs.get(name, []):
+            entry = self._where.get(digest)
+            if entry is None or entry.pack != name:  # a copy also held elsewhere: read it
+                return read_index(self.directory / name)
+            found.append((digest, entry))
+        return found
+
     def forget(self, name: str) -> None:
         """Drop a pack this process removed."""
         self._open.pop(name, None)

@@ -106,12 +106,81 @@ def test_gc_between_stat_cache_hit_and_record(
     assert store.fsck().ok
 
 
-def _race(tmp_path: Path, writers: int, versions: int) -> dict[str, int]:
+def _mostly_dead_pack(store: castore.Store, revived: bytes) -> tuple[castore.Version, str]:
+    """A pack holding a live blob, ``revived`` and a larger blob, the last two dead: gc
+    rewrites it. Returns the version keeping the live blob, and the pack's name."""
+    old = harness.finalize_dir(
+        store, "ds", {"keep": b"kept" * 10, "revived": revived, "big": os.urandom(3000)}
+    )
+    [pack] = [p.name for p in (store.path / "packs").iterdir()]
+    keeper = harness.finalize_dir(store, "ds", {"keep": b"kept" * 10, "x": b"x"})
+    old.delete()
+    return keeper, pack
+
+
+def test_gc_rewrites_a_pack_between_stage_and_publish_of_a_dedup_hit(
+    store: castore.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob the writer dedups against is dead in a pack that gc rewrites (and trashes) in
+    the window: the writer no longer finds it and stores its own copy."""
+    revived = b"revived packed content" * 10
+    keeper, pack = _mostly_dead_pack(store, revived)
+    runs = _gc_in_window(store, monkeypatch)
+    v = harness.finalize(store, "ds", {"a": revived})
+    assert sum(runs) >= 1
+    assert not (store.path / "packs" / pack).exists()  # rewritten inside the window
+    v.verify()
+    keeper.verify()
+    monkeypatch.undo()
+    store.gc(grace=ZERO)
+    v.verify()
+    keeper.verify()
+    assert v.read_bytes("a") == revived
+    assert store.fsck().ok
+
+
+def test_a_dedup_hit_registered_during_a_rewrite_keeps_the_old_pack(
+    store: castore.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer registers a dead blob of the pack after gc copied the live blobs out and
+    before gc's transaction: gc must keep the old pack (the only copy), and a later gc
+    settles the duplicates."""
+    from castore.maintenance import repack
+
+    revived = b"revived during rewrite" * 10
+    keeper, pack = _mostly_dead_pack(store, revived)
+    writer = castore.open(store.path, durable=False)
+    real = repack.rewrite
+    made: list[castore.Version] = []
+
+    def rewrite(blobs, plans):
+        done = real(blobs, plans)
+        assert pack in done.done and done.new_packs  # the copy is published already
+        made.append(harness.finalize(writer, "ds", {"a": revived}))  # a dedup hit
+        return done
+
+    monkeypatch.setattr(repack, "rewrite", rewrite)
+    store.gc(grace=ZERO)
+    monkeypatch.undo()
+    assert (store.path / "packs" / pack).exists()  # kept: the only copy of "revived"
+    [v] = made
+    v.verify()
+    keeper.verify()
+    harness.settle_packs(store)
+    assert not (store.path / "packs" / pack).exists()
+    assert v.read_bytes("a") == revived
+    keeper.verify()
+    assert store.fsck().ok
+    writer.close()
+
+
+def _race(tmp_path: Path, writers: int, versions: int, mode: str = "bytes") -> dict[str, int]:
     path = tmp_path / "store"
     castore.init(path, durable=False).close()
     stop = tmp_path / "stop"
     gc_proc = harness.spawn("gc_loop", path, stop)
-    procs = [harness.spawn("writer", path, seed, versions) for seed in range(writers)]
+    procs = [harness.spawn("writer", path, seed, versions, "shared", mode)
+             for seed in range(writers)]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -126,11 +195,21 @@ def _race(tmp_path: Path, writers: int, versions: int) -> dict[str, int]:
         checked = harness.assert_readable(store)
         store.gc(grace=ZERO)
         assert store.fsck().ok
+        if mode == "dir":
+            harness.settle_packs(store)
+            assert harness.assert_readable(store) == checked
     return {"gc_loops": loops, "versions": checked}
 
 
 def test_gc_loop_beside_writer_processes(tmp_path: Path) -> None:
     result = _race(tmp_path, writers=2, versions=40)
+    assert result["gc_loops"] >= 1 and result["versions"] >= 1
+
+
+def test_gc_loop_rewriting_packs_beside_writer_processes(tmp_path: Path) -> None:
+    """Writers add small files by directory (one pack per version) and delete old versions,
+    leaving packs mostly dead: the gc loop rewrites them while writers dedup against them."""
+    result = _race(tmp_path, writers=3, versions=40, mode="dir")
     assert result["gc_loops"] >= 1 and result["versions"] >= 1
 
 

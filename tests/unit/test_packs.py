@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 import castore
 from castore.errors import IntegrityError
+from castore.maintenance import repack
 from castore.storage.packs import PACK_THRESHOLD, read_index
+from tests.harness import finalize_dir, settle_packs
 
 
 def _tree(root: Path, count: int, size: int = 300) -> dict[str, bytes]:
@@ -91,7 +94,9 @@ def test_gc_never_deletes_a_pack_whose_index_is_unreadable(tmp_path: Path) -> No
         assert not store.fsck().ok
 
 
-def test_gc_deletes_a_pack_only_when_all_its_blobs_are_dead(tmp_path: Path) -> None:
+def test_gc_keeps_a_pack_whole_while_its_dead_bytes_are_below_the_threshold(
+    tmp_path: Path,
+) -> None:
     with castore.open(tmp_path / "s") as store:
         for d, files in (("one", {"a": b"one" * 50, "b": b"two" * 50}),
                          ("two", {"a": b"one" * 50, "c": b"three" * 50})):
@@ -106,7 +111,8 @@ def test_gc_deletes_a_pack_only_when_all_its_blobs_are_dead(tmp_path: Path) -> N
         before = set(_packs(store))
         v1.delete()
         store.gc(grace=0)
-        # "a" is still used by v2 and shares v1's pack with the dead "b": the pack stays whole
+        # "a" is still used by v2 and shares v1's pack with the dead "b", whose few stored
+        # bytes are far below REWRITE_DEAD_FRACTION of the pack: it stays whole
         assert set(_packs(store)) == before
         assert store.blobs.read_bytes(a) == b"one" * 50
         assert store.blobs.exists(b)
@@ -130,3 +136,128 @@ def test_a_format_1_store_opens_unchanged_and_writes_no_packs(tmp_path: Path) ->
         assert _packs(store) == []
         assert store.fsck().ok
     assert json.loads((path / "castore.json").read_text())["format"] == 1
+
+
+def _stored(store: castore.Store) -> int:
+    return sum(p.stat().st_size for p in _packs(store))
+
+
+def _mostly_dead(store: castore.Store) -> tuple[dict[str, bytes], castore.Version, castore.Version]:
+    """v1: 30 small incompressible files in one pack; v2 keeps 4 of them; v1 is deleted."""
+    files = {f"f{i:02}.bin": os.urandom(500 + 37 * i) for i in range(30)}
+    v1 = finalize_dir(store, "ds", files)
+    kept = {n: files[n] for n in ("f01.bin", "f07.bin", "f13.bin", "f29.bin")}
+    v2 = finalize_dir(store, "ds", {**kept, "new.txt": b"new" * 30})
+    v1.delete()
+    return kept, v1, v2
+
+
+def test_gc_rewrites_a_mostly_dead_pack(tmp_path: Path) -> None:
+    with castore.open(tmp_path / "s") as store:
+        kept, _, v2 = _mostly_dead(store)
+        old = {p.name for p in _packs(store)}
+        v1_pack = store.blobs.packed(v2.get_entry("f01.bin").digest).pack
+        before, stats_before = _stored(store), store.stats().stored_bytes
+        plan = store.gc(grace=0, dry_run=True)
+        assert _stored(store) == before and {p.name for p in _packs(store)} == old
+        report = store.gc(grace=0)
+        # 26 dead packed blobs and v1's document (a loose blob)
+        assert report.blobs_deleted == plan.blobs_deleted == 27
+        after = _stored(store)
+        assert after < before / 3
+        assert store.stats().stored_bytes == stats_before - report.bytes_freed
+        # the estimate of the dry run is close to what the rewrite freed
+        assert abs(plan.bytes_freed - report.bytes_freed) < 200
+        # v1's pack is gone; its four live blobs are in a new pack, byte for byte
+        assert not (store.path / "packs" / v1_pack).exists()
+        assert len(_packs(store)) == 2  # v2's own pack (new.txt) and the rewritten one
+        out = tmp_path / "out"
+        v2.checkout(out)
+        for name, data in kept.items():
+            assert (out / name).read_bytes() == data
+            assert store.blobs.packed(v2.get_entry(name).digest) is not None
+        v2.verify()
+        report = store.fsck()
+        assert report.ok and report.findings == [], report
+        assert settle_packs(store) == set()
+        assert store.gc(grace=0).bytes_freed == 0  # nothing more to do
+
+
+def test_a_young_pack_is_not_rewritten(tmp_path: Path) -> None:
+    with castore.open(tmp_path / "s") as store:
+        _mostly_dead(store)
+        before = _stored(store)
+        assert store.gc().bytes_freed == 0  # the default grace: everything is younger
+        assert _stored(store) == before
+
+
+def test_duplicate_packs_are_reduced_to_one_copy(tmp_path: Path) -> None:
+    """A crash between publishing a rewrite and trashing the old pack leaves every live blob
+    in two packs: the next gc drops one copy, never both."""
+    with castore.open(tmp_path / "s") as store:
+        files = {f"f{i}.bin": os.urandom(700) for i in range(8)}
+        v = finalize_dir(store, "ds", files)
+        (pack,) = _packs(store)
+        copy = pack.with_name(f"{uuid.uuid4().hex}.pack")
+        copy.write_bytes(pack.read_bytes())
+        size = copy.stat().st_size
+        store.blobs.pack_index.refresh(force=True)
+        report = store.gc(grace=0)
+        assert len(_packs(store)) == 1
+        assert report.blobs_deleted == 0  # no blob went: only a second copy
+        assert report.bytes_freed == size
+        v.verify()
+        assert store.fsck().ok
+
+
+def test_a_damaged_live_blob_keeps_its_pack_from_being_rewritten(tmp_path: Path) -> None:
+    with castore.open(tmp_path / "s") as store:
+        _, _, v2 = _mostly_dead(store)
+        digest = v2.get_entry("f07.bin").digest
+        entry = store.blobs.packed(digest)
+        assert entry is not None
+        path = store.path / "packs" / entry.pack
+        path.chmod(0o644)
+        with open(path, "r+b") as fh:
+            fh.seek(entry.offset)
+            fh.write(b"\x00" * 8)
+        store.gc(grace=0)
+        assert path.exists()  # the damage is not copied into a new pack nor thrown away
+        report = store.fsck()
+        assert [f.digest for f in report.findings if f.kind == "corrupt_blob"] == [digest]
+
+
+def test_rewrite_threshold(tmp_path: Path) -> None:
+    with castore.open(tmp_path / "s") as store:
+        _mostly_dead(store)
+        live = {str(d) for d in store.blobs.iter_digests()}
+        assert repack.plan(store.blobs, live=live, cutoff=2e9) == []
+        v2 = store.get("ds:latest")
+        live = {e.digest for e in v2.files()}
+        assert len(repack.plan(store.blobs, live=live, cutoff=2e9)) == 1
+        assert repack.plan(store.blobs, live=live, cutoff=2e9, fraction=0.99) == []
+        assert repack.plan(store.blobs, live=live, cutoff=0) == []  # younger than the grace
+
+
+def test_rebuild_of_a_store_with_rewritten_packs(tmp_path: Path) -> None:
+    """The catalogue is lost after a rewrite: rebuild reads the packs' own indexes and every
+    version verifies."""
+    root = tmp_path / "s"
+    with castore.open(root) as store:
+        _, _, v2 = _mostly_dead(store)
+        extra = finalize_dir(store, "other", {f"g{i}": os.urandom(300) for i in range(5)})
+        store.gc(grace=0)
+        want = {v.ref: {e.path: v.read_bytes(e.path) for e in v.files()} for v in (v2, extra)}
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (root / name).unlink(missing_ok=True)
+    assert castore.repair(root).ok
+    with castore.open(root) as store:
+        got = {v.ref: {e.path: v.read_bytes(e.path) for e in v.files()}
+               for c in store.collections() for v in c.versions()}
+        assert got == want
+        for ref in want:
+            store.get(ref).verify()
+        assert store.fsck().ok
+        store.gc(grace=0)
+        for ref in want:
+            store.get(ref).verify()
