@@ -10,8 +10,11 @@ import mmap
 import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
+from castore import _faults
+from castore.storage.fsutil import create_readonly, removing_on_error
 from castore.storage.hashing import CHUNK_SIZE, Hasher
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "changed",
     "chunk_buffer",
     "copy_in_kernel",
+    "copy_to_new_file",
     "is_hex",
     "read_exact",
     "read_full",
@@ -119,3 +123,23 @@ def copy_in_kernel(src: int, dst: int, hasher: Hasher) -> int | None:
             hasher.update(view[total - start :])
         total += n
     return total if total else None
+
+
+def copy_to_new_file(src: int, tmp: Path, hasher: Hasher, *, sync: bool) -> int | None:
+    """Copy all of ``src`` into the new read-only file ``tmp`` in the kernel (see
+    :func:`copy_in_kernel`), fsynced when ``sync``; None (and no ``tmp``) when the kernel
+    cannot copy between the two files."""
+    with removing_on_error(tmp):
+        fd = create_readonly(tmp, os.O_RDWR)
+        try:
+            total = copy_in_kernel(src, fd, hasher)
+            if total is not None:
+                _faults.point("blob.tmp_written")
+                if sync:
+                    os.fsync(fd)
+                    _faults.point("blob.fsynced")
+        finally:
+            os.close(fd)
+    if total is None:
+        os.unlink(tmp)
+    return total

@@ -31,7 +31,7 @@ from castore.storage._blobio import (
     KERNEL_MIN,
     changed,
     chunk_buffer,
-    copy_in_kernel,
+    copy_to_new_file,
     is_hex,
     read_full,
 )
@@ -285,19 +285,8 @@ class BlobStore:
             return None
         hasher = self._hasher()
         tmp = unique_tmp(self.layout.tmp_dir())
-        with removing_on_error(tmp):
-            fd = create_readonly(tmp, os.O_RDWR)
-            try:
-                total = copy_in_kernel(src, fd, hasher)
-                if total is not None:
-                    _faults.point("blob.tmp_written")
-                    if sync:
-                        os.fsync(fd)
-                        _faults.point("blob.fsynced")
-            finally:
-                os.close(fd)
+        total = copy_to_new_file(src, tmp, hasher, sync=sync)
         if total is None:
-            os.unlink(tmp)
             return None
         digest = Digest.of(self.algorithm, hasher.hexdigest())
         return StagedBlob(digest, total, "raw", total, tmp)
