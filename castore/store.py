@@ -107,6 +107,7 @@ class Store(
             return
         self._closed = True
         self.parts.catalog.close()
+        self.parts.blobs.pack_index.close()
 
     def __enter__(self) -> Store:
         return self

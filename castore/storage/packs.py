@@ -254,6 +254,11 @@ class PackIndex:
             found.append((digest, entry))
         return found
 
+    def close(self) -> None:
+        """Let go of the open packs (a pack gc removed is freed once no reader holds it)."""
+        with self._lock:
+            self._open.clear()
+
     def forget(self, name: str) -> None:
         """Drop a pack this process removed."""
         self._open.pop(name, None)

@@ -261,3 +261,24 @@ def test_rebuild_of_a_store_with_rewritten_packs(tmp_path: Path) -> None:
         store.gc(grace=0)
         for ref in want:
             store.get(ref).verify()
+
+
+def test_closing_the_store_lets_go_of_open_packs(tmp_path: Path) -> None:
+    """Reads keep packs open; close() lets them go, so a pack gc removed frees its space."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        (src / f"{i}.txt").write_text(f"small file {i}\n" * 10)
+    store = castore.open(tmp_path / "store")
+    with store.draft("ds") as draft:
+        draft.add_dir(src)
+    assert store.get("ds").read_bytes("3.txt") == (src / "3.txt").read_bytes()
+    [pack] = list((tmp_path / "store" / "packs").iterdir())
+
+    def open_fds() -> int:
+        return sum(1 for fd in os.listdir("/proc/self/fd")
+                   if os.path.realpath(f"/proc/self/fd/{fd}") == str(pack))
+
+    assert open_fds() == 1
+    store.close()
+    assert open_fds() == 0
