@@ -53,7 +53,7 @@ SUFFIX = ".pack"
 _OPEN_MAX = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per packed blob, kept in memory by PackIndex
 class PackEntry:
     """Where a packed blob's stored bytes are."""
 
@@ -103,8 +103,9 @@ def read_index(path: str | Path) -> list[tuple[str, PackEntry]]:
                 len(MAGIC) <= offset and offset + size_stored <= start
             ):
                 raise ValueError(f"bad entry for {digest}")
-            out.append((str(digest), PackEntry(name, int(offset), int(size_stored), codec,
-                                               int(size))))
+            # the codec as the module's own string: one object, not one per blob
+            out.append((str(digest), PackEntry(name, int(offset), int(size_stored),
+                                               "raw" if codec == "raw" else "zstd", int(size))))
     except (ValueError, TypeError) as exc:
         raise IntegrityError(f"pack {name} has a malformed index ({exc})") from exc
     return out
