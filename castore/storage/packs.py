@@ -122,13 +122,15 @@ class _OpenPack:
     __slots__ = ("fd",)
 
     def __init__(self, path: Path) -> None:
+        self.fd = -1  # set first: __del__ runs even when the open below raises
         self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
     def fileno(self) -> int:
         return self.fd
 
     def __del__(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 class PackIndex:

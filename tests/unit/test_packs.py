@@ -282,3 +282,46 @@ def test_closing_the_store_lets_go_of_open_packs(tmp_path: Path) -> None:
     assert open_fds() == 1
     store.close()
     assert open_fds() == 0
+
+
+def test_a_pack_gone_behind_the_stores_back_fails_the_checkout_cleanly(tmp_path: Path) -> None:
+    """A pack removed by another process after this one indexed it: the checkout names the
+    missing content and leaves no target."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(20):
+        (src / f"{i}.txt").write_text(f"small file {i}\n" * 10)
+    with castore.open(tmp_path / "store") as store:
+        with store.draft("ds") as draft:
+            draft.add_dir(src)
+        assert store.blobs.in_pack(store.get("ds").get_entry("3.txt").digest)
+        [pack] = list((tmp_path / "store" / "packs").iterdir())
+        pack.chmod(0o644)
+        pack.unlink()
+        with pytest.raises(IntegrityError, match=r"vanished from the store|missing"):
+            store.get("ds").checkout(tmp_path / "out", link="copy")
+        assert not (tmp_path / "out").exists()
+
+
+def test_reading_a_blob_whose_pack_just_went_falls_back_cleanly(tmp_path: Path) -> None:
+    """The pack index still names a pack that gc (another process) removed a moment ago: the
+    read opens it, finds it gone, forgets it and looks again; the failed open leaks nothing."""
+    import gc
+
+    from castore.errors import NotFoundError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("packed content\n" * 10)
+    with castore.open(tmp_path / "store") as store:
+        with store.draft("ds") as draft:
+            draft.add_dir(src)
+        digest = store.get("ds").get_entry("a.txt").digest
+        assert store.blobs.pack_index.find(digest) is not None
+        [pack] = list((tmp_path / "store" / "packs").iterdir())
+        pack.chmod(0o644)
+        pack.unlink()
+        with pytest.raises(NotFoundError):
+            store.blobs.read_bytes(digest)
+        assert store.blobs.pack_index.find(digest) is None
+    gc.collect()
