@@ -35,7 +35,7 @@ from castore.manifest import FORMAT_KEY
 from castore.models import CompressionConfig, Finding, StoreConfig
 from castore.storage.blobs import BlobStore
 from castore.storage.fsutil import durable_write
-from castore.storage.layout import FORMAT, Layout
+from castore.storage.layout import FORMAT, Layout, config_json
 from castore.storage.locking import maintenance_lock
 from castore.storage.markers import ManifestMarkers
 
@@ -331,8 +331,7 @@ def restore_config(layout: Layout, *, durable: bool = True) -> Finding:
         compression=CompressionConfig(codec="zstd", level=3),
         created_at=datetime.now(UTC),
     )
-    body = json.dumps(config.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
-    durable_write(layout.config_path, body.encode(), overwrite=False, durable=durable)
+    durable_write(layout.config_path, config_json(config), overwrite=False, durable=durable)
     return Finding(
         kind="config_missing",
         severity="error",

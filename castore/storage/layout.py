@@ -32,7 +32,7 @@ from castore.errors import (
 from castore.models import DEFAULT_MIN_SAVING, CompressionConfig, StoreConfig
 from castore.storage.fsutil import durable_write
 
-__all__ = ["FORMAT", "READABLE_FORMATS", "Layout"]
+__all__ = ["FORMAT", "READABLE_FORMATS", "Layout", "config_json"]
 
 #: The store format this version of castore writes and reads.
 FORMAT = 2
@@ -59,6 +59,18 @@ _OWN_NAMES = {
 _REPAIR_HINT = "`castore fsck --repair` (castore.repair() in Python) restores it"
 #: Files and directories whose presence means a store lives here, even without castore.json.
 _DATA_NAMES = ("catalog.db", "catalog.db-wal", "blobs", "packs", "manifests")
+
+
+def config_json(config: StoreConfig) -> bytes:
+    """The bytes of ``castore.json`` for ``config``.
+
+    ``compression.min_saving`` is written only when it is not the default, so a store with the
+    default settings keeps the ``castore.json`` that earlier castore versions read.
+    """
+    exclude = ({"compression": {"min_saving"}}
+               if config.compression.min_saving == DEFAULT_MIN_SAVING else None)
+    fields = config.model_dump(mode="json", exclude=exclude)
+    return (json.dumps(fields, indent=2, sort_keys=True) + "\n").encode()
 
 
 class Layout:
@@ -162,12 +174,8 @@ class Layout:
                 ),
                 created_at=datetime.now(UTC),
             )
-            # min_saving is written only when set, so a store with the defaults keeps the
-            # castore.json that earlier castore versions read.
-            fields = config.model_dump(mode="json", exclude={"compression": {"min_saving"}}
-                                       if min_saving == DEFAULT_MIN_SAVING else None)
-            body = json.dumps(fields, indent=2, sort_keys=True) + "\n"
-            durable_write(self.config_path, body.encode(), overwrite=False, durable=durable)
+            durable_write(self.config_path, config_json(config), overwrite=False,
+                          durable=durable)
         config = self.read_config()
         for directory in (
             self.blobs, self.packs, self.tmp, self.trash, self.quarantine, self.locks,

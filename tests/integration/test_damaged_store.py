@@ -159,6 +159,10 @@ def test_lost_config_is_not_recreated_with_other_settings(tmp_path: Path) -> Non
     with castore.open(root) as store:
         assert store.hash == "sha256"
         assert _content(store) == before
+    # written as castore.init writes a store with default settings (no min_saving key)
+    assert json.loads((root / "castore.json").read_text())["compression"] == {
+        "codec": "zstd", "level": 3
+    }
 
 
 def _restore_old_catalogue(root: Path) -> dict[str, object]:
