@@ -255,6 +255,11 @@ class Database:
                 _enable_wal(conn, self.timeout, self.path)
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
+            # A checkpoint every 10,000 WAL pages (40 MiB), not SQLite's 1,000: a batch of
+            # 2,000 entries dirties ~2,000 random pages of the digest index, so the default
+            # checkpointed (two fsyncs) after every batch of an add; measured 0.15 s of a
+            # 1.3 s re-add of 20,000 files.
+            conn.execute("PRAGMA wal_autocheckpoint = 10000")
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         return conn
