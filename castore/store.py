@@ -243,9 +243,7 @@ def open(  # noqa: A001 - castore.open() is the public name, as in API.md
             min_saving=DEFAULT_MIN_SAVING if min_saving is None else min_saving,
         )
     config = layout.read_config()
-    if hash is not None or compression is not None or level is not None or (
-        min_saving is not None
-    ):
+    if any(setting is not None for setting in (hash, compression, level, min_saving)):
         return init(
             root, durable=durable, hash=hash or config.hash,
             compression=compression or config.compression.codec,

@@ -19,7 +19,7 @@ from castore.errors import IntegrityError
 
 # The one definition of the codec names lives with the records (BlobStat, L1), which storage
 # may import and which may not import storage; this module is where storage code takes it from.
-from castore.models import Codec
+from castore.models import DEFAULT_MIN_SAVING, Codec
 
 __all__ = [
     "MAX_WINDOW_SIZE",
@@ -38,9 +38,9 @@ __all__ = [
 
 #: How much of the start of the content is tried before choosing a codec.
 SAMPLE_SIZE = 256 * 1024
-#: zstd must save at least this fraction of the sample, else the blob is stored raw (the
-#: default of a store's ``min_saving`` setting).
-MIN_SAVING = 0.10
+#: zstd must save at least this fraction of the sample, else the blob is stored raw: the
+#: default of a store's ``min_saving`` setting, defined with the setting's record.
+MIN_SAVING = DEFAULT_MIN_SAVING
 #: Largest zstd window accepted when decoding (castore writes frames with far smaller windows).
 MAX_WINDOW_SIZE = 1 << 27
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
