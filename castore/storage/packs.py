@@ -293,16 +293,7 @@ class PackIndex:
             if sync:
                 fsync_dir(self.directory)
             return target
-        tmp = unique_tmp(tmp_dir)
-        with removing_on_error(tmp):
-            fd = create_readonly(tmp, os.O_WRONLY)
-            try:
-                write_all(fd, stored)
-                if sync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-        publish_noclobber(tmp, target)
+        _publish_new(unique_tmp(tmp_dir), target, [stored], sync=sync)
         if sync:
             fsync_dir(target_dir)
         self.drop(entry, digest, tmp_dir, sync=sync)
@@ -335,21 +326,30 @@ def write_pack(
     """Write ``items`` to a new pack in ``tmp``, then publish it in ``directory``; its name."""
     directory.mkdir(exist_ok=True)
     name = new_name()
-    with removing_on_error(tmp):
-        fd = create_readonly(tmp, os.O_WRONLY)
-        try:
-            for piece in encode_pack(items):
-                write_all(fd, piece)
-            _faults.point("pack.written")
-            if sync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-    publish_noclobber(tmp, directory / name)
+    _publish_new(tmp, directory / name, encode_pack(items), sync=sync, written="pack.written")
     _faults.point("pack.published")
     if sync:
         fsync_dir(directory)
     return name
+
+
+def _publish_new(
+    tmp: Path, target: Path, pieces: list[bytes], *, sync: bool, written: str | None = None
+) -> None:
+    """Write ``pieces`` to the new read-only file ``tmp`` (fsynced when ``sync``), then link it
+    to ``target`` with no overwrite; ``written`` is the crash point between write and fsync."""
+    with removing_on_error(tmp):
+        fd = create_readonly(tmp, os.O_WRONLY)
+        try:
+            for piece in pieces:
+                write_all(fd, piece)
+            if written is not None:
+                _faults.point(written)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    publish_noclobber(tmp, target)
 
 
 def read_stored(directory: Path, entry: PackEntry) -> bytes:
