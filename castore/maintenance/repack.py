@@ -34,9 +34,9 @@ from castore import _faults
 from castore.errors import IntegrityError, NotFoundError
 from castore.storage.codec import Codec
 from castore.storage.fsutil import unique_tmp
-from castore.storage.hashing import VerifyingReader
+from castore.storage.hashing import new_hasher
 from castore.storage.packs import MAGIC, PACK_MAX, PackEntry, read_stored, write_pack
-from castore.storage.staged import decoded_bytes
+from castore.storage.reading import decode_checked
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
@@ -144,10 +144,7 @@ def plan(
 def _verified(blobs: BlobStore, digest: str, entry: PackEntry) -> bytes:
     """The stored bytes of a packed blob, after checking they decode to ``digest``."""
     stored = read_stored(blobs.layout.packs, entry)
-    source = decoded_bytes(stored, entry.codec, entry.size, entry.pack)
-    with VerifyingReader(source, digest=digest, size=entry.size,
-                         what=f"blob {digest} in pack {entry.pack}") as reader:
-        reader.readall()
+    decode_checked(stored, entry, digest, entry.size, new_hasher(blobs.algorithm))
     return stored
 
 

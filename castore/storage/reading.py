@@ -18,7 +18,7 @@ from castore.storage.packs import PackEntry, PackIndex
 from castore.storage.seekable import SeekableReader, buffered
 from castore.storage.staged import InMemory, StagedBlob, decoded, decoded_bytes
 
-__all__ = ["open_in_memory", "open_staged", "open_stored_file", "read_packed"]
+__all__ = ["decode_checked", "open_in_memory", "open_staged", "open_stored_file", "read_packed"]
 
 
 def open_stored_file(path: Path, codec: Codec, digest: str, size: int | None) -> io.BufferedReader:
@@ -66,7 +66,17 @@ def read_packed(
         FileNotFoundError: the pack is gone.
         IntegrityError: the content does not match ``digest`` and ``size``.
     """
-    stored = index.read(entry)
+    return decode_checked(index.read(entry), entry, digest, size, hasher)
+
+
+def decode_checked(
+    stored: bytes, entry: PackEntry, digest: str, size: int, hasher: Hasher
+) -> bytes:
+    """The content of a packed blob's ``stored`` bytes, checked against ``digest`` and ``size``.
+
+    Raises:
+        IntegrityError: the content does not match.
+    """
     data = stored if entry.codec == "raw" else decode_whole(stored, size=size, name=digest)
     hasher.update(data)
     if len(data) != size or digest.partition(":")[2] != hasher.hexdigest():
