@@ -167,14 +167,8 @@ class BlobStore:
         """The digests of ``digests`` that are not stored (loose or packed); a batch looks at
         each pack file once, and at loose files only for digests no pack holds."""
         seen: dict[str, bool] = {}
-        gone = set()
-        for digest in digests:
-            if self.pack_index.holds(digest, seen):
-                continue
-            base = self._base(digest)
-            if not (os.path.exists(base) or os.path.exists(base + _ZST)):
-                gone.add(digest)
-        return gone
+        return {d for d in digests
+                if not self.pack_index.holds(d, seen) and self._find(d) is None}
 
     def in_pack(self, digest: str) -> bool:
         """True when the pack index holds the blob (no file is looked at: a fast test for
