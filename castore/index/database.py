@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from castore import _faults
@@ -34,10 +34,6 @@ from castore.errors import (
     ReadOnlyStoreError,
 )
 from castore.index.ids import now_us
-
-if TYPE_CHECKING:
-    from sqlite_utils import Database as _UtilsDatabase
-    from sqlite_utils.db import Table
 
 __all__ = ["DEFAULT_TIMEOUT", "Database"]
 
@@ -205,7 +201,7 @@ class Database:
             if self._closed:
                 raise CastoreError(f"the catalogue {str(self.path)!r} is closed")
             conn = self._connect()
-            local.conn, local.pid, local.depth, local.utils = conn, os.getpid(), 0, None
+            local.conn, local.pid, local.depth = conn, os.getpid(), 0
             local.wrote = False
             with self._all_lock:
                 self._all.append(conn)
@@ -224,25 +220,6 @@ class Database:
         self.conn.execute(
             f"INSERT INTO {_quote(table)} ({columns}) VALUES ({marks})", list(row.values())
         )
-
-    def table(self, name: str) -> Table:
-        """The sqlite-utils ``Table`` ``name`` over this thread's connection.
-
-        For schema work and cold bulk writes (``insert_all``/``upsert_all``; one row goes
-        through :meth:`insert`, which does not import sqlite-utils); run it inside
-        :meth:`write_txn` (sqlite-utils then nests in a savepoint instead of committing).
-        """
-        conn = self.conn
-        utils: _UtilsDatabase | None = self._local.utils
-        if utils is None:
-            # Imported here, not at the top: sqlite-utils imports numpy and pandas when they are
-            # installed (~0.5 s), and the read path (ls, show, cat) never needs it.
-            from sqlite_utils import Database as _UtilsDatabase
-
-            utils = self._local.utils = _UtilsDatabase(
-                conn, execute_plugins=False, recursive_triggers=False
-            )
-        return utils.table(name)
 
     def _connect(self) -> sqlite3.Connection:
         try:
