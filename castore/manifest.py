@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "artifact_digest",
     "encode_manifest",
     "decode_manifest",
+    "iter_manifest",
 ]
 
 #: The key (and value 1) that opens every version document.
@@ -51,20 +52,34 @@ ManifestRow = tuple[str, str | None, int, str | None, bool]
 RowLike = ManifestRow | tuple[str, str | None, int, str | None]
 
 
-def artifact_digest(algorithm: str, rows: Iterable[RowLike]) -> str:
+def artifact_digest(
+    algorithm: str, rows: Iterable[RowLike], *, presorted: bool = False
+) -> str:
     """The content digest of a version: the hash over its sorted ``path, digest, size`` lines.
 
     External references without a checksum contribute their URI in place of the digest. An
     executable entry's line ends in ``\\0x`` before the newline; other lines are exactly the
     bytes castore hashed before it recorded the executable bit, so every existing version
     keeps its digest (a path never holds ``\\0``, so the two line forms cannot collide).
+    ``presorted=True`` streams rows already in path order (the catalogue's ``ORDER BY
+    path``) instead of sorting them in memory; rows out of order raise ``ValueError``.
     """
     hasher = new_hasher(algorithm)
-    for row in sorted(rows):
+    for row in _in_order(rows) if presorted else sorted(rows):
         path, digest, size, ref = row[:4]
         mark = "\0x" if any(row[4:]) else ""
         hasher.update(f"{path}\0{digest or ref or ''}\0{size}{mark}\n".encode())
     return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def _in_order(rows: Iterable[RowLike]) -> Iterator[RowLike]:
+    """``rows``, checked to come in strictly increasing path order."""
+    last: str | None = None
+    for row in rows:
+        if last is not None and row[0] <= last:
+            raise ValueError(f"entries are not in path order: {row[0]!r} after {last!r}")
+        last = row[0]
+        yield row
 
 
 def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike]) -> bytes:
@@ -74,6 +89,24 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike
     ``"materializer"`` only when ``store.save()`` wrote the version and ``"link_source"`` only
     for a link, so the documents of other versions are byte for byte what castore wrote before
     either existed.
+    """
+    return b"".join(iter_manifest(row, tags, sorted(rows)))
+
+
+#: Encoded entries per piece yielded by :func:`iter_manifest`.
+_PIECE_ENTRIES = 4096
+
+
+def iter_manifest(
+    row: dict[str, Any], tags: list[str], rows: Iterable[RowLike]
+) -> Iterator[bytes]:
+    """:func:`encode_manifest`'s bytes in pieces, from ``rows`` streamed in path order.
+
+    A version of a million files is never held as one document: each piece holds at most a
+    few thousand entries. The pieces joined are exactly :func:`encode_manifest`'s bytes.
+
+    Raises:
+        ValueError: ``rows`` are not in strictly increasing path order.
     """
     created = datetime.fromtimestamp(row["created_at"] / 1_000_000, tz=UTC).isoformat()
     document = {
@@ -92,20 +125,34 @@ def encode_manifest(row: dict[str, Any], tags: list[str], rows: Sequence[RowLike
         "ttl": row["ttl"],
         "producer": row["producer"],
         **({"link_source": row["link_source"]} if row.get("link_source") else {}),
-        "entries": [
-            {
-                "path": row[0],
-                "digest": row[1],
-                "size": row[2],
-                **({"ref": row[3]} if row[3] else {}),
-                **({"exec": True} if any(row[4:]) else {}),
-            }
-            for row in sorted(rows)
-        ],
+        "entries": [],
     }
     if row.get("materializer"):
         document["materializer"] = row["materializer"]
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    # Keys are sorted, so every key before "entries" is a number or a JSON string (whose
+    # quotes are escaped): the first match is the top-level key.
+    marker = '"entries":['
+    split = text.index(marker) + len(marker)
+    yield text[:split].encode()
+    piece: list[str] = []
+    first = True
+    for entry in _in_order(rows):
+        path, digest, size, ref = entry[:4]
+        item: dict[str, Any] = {"path": path, "digest": digest, "size": size}
+        if ref:
+            item["ref"] = ref
+        if any(entry[4:]):
+            item["exec"] = True
+        encoded = json.dumps(item, sort_keys=True, separators=(",", ":"))
+        piece.append(encoded if first else "," + encoded)
+        first = False
+        if len(piece) >= _PIECE_ENTRIES:
+            yield "".join(piece).encode()
+            piece = []
+    if piece:
+        yield "".join(piece).encode()
+    yield text[split:].encode()
 
 
 class ManifestDecodeError(CastoreError, ValueError):

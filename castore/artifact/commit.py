@@ -7,13 +7,14 @@ adds the tags and records the manifest blob (the version document of :mod:`casto
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from castore._parts import Parts
 from castore.errors import NotFoundError
-from castore.manifest import ManifestRow, artifact_digest, encode_manifest
+from castore.manifest import artifact_digest, iter_manifest
 from castore.refs import LATEST, check_user_alias, tag_list, validate_name
 
 __all__ = [
@@ -104,12 +105,41 @@ def _given_fields(draft: dict[str, Any], latest: dict[str, Any]) -> dict[str, An
     return changes
 
 
-def _write_document(parts: Parts, committed: dict[str, Any], rows: list[ManifestRow]) -> None:
-    """Store the version document and its marker (inside the committing transaction)."""
+class _PieceReader(io.RawIOBase):
+    """A binary reader over an iterator of byte pieces (the streamed version document)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        super().__init__()
+        self._pieces = pieces
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return 0
+            self._current = memoryview(piece)
+        n = min(len(buffer), len(self._current))
+        buffer[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n
+
+
+def _write_document(parts: Parts, committed: dict[str, Any]) -> None:
+    """Store the version document and its marker (inside the committing transaction).
+
+    The entries are streamed from the catalogue in path order into the blob, so a version of
+    a million files is never held in memory as rows or as one document.
+    """
     catalog, blobs = parts.catalog, parts.blobs
     version_id = committed["id"]
-    document = encode_manifest(committed, catalog.tags_of(version_id), rows)
-    staged = blobs.stage_bytes(document, sync=blobs.durable)
+    pieces = iter_manifest(
+        committed, catalog.tags_of(version_id), catalog.iter_entries(version_id)
+    )
+    staged = blobs.stage_stream(io.BufferedReader(_PieceReader(pieces)), sync=blobs.durable)
     blobs.publish(staged)
     # The marker first: a catalogue lost or rolled back after this point still lets
     # gc keep, and repair restore, this version (storage/markers.py).
@@ -174,7 +204,7 @@ def link_version(
             )
             committed = catalog.get_version(version_id)
             assert committed is not None
-            _write_document(parts, committed, list(catalog.iter_entries(version_id)))
+            _write_document(parts, committed)
         for alias in aliases:
             catalog.set_alias(coll["id"], alias, version_id)
         row = catalog.get_version(version_id)
@@ -186,13 +216,15 @@ def commit_draft(
     parts: Parts,
     draft_id: str,
     collection: str,
-    rows: list[ManifestRow],
     *,
     aliases: Iterable[str] = (),
     tags: Iterable[str] = (),
     producer: str | None = None,
 ) -> dict[str, Any]:
-    """Commit the draft ``draft_id`` holding ``rows`` as the next version of its collection.
+    """Commit the draft ``draft_id`` as the next version of its collection.
+
+    The draft's entries are read from the catalogue as a stream (for the digest, then for
+    the version document), never all at once.
 
     If the content equals the current latest version's, no version is made: the draft is
     dropped and ``aliases`` and ``tags`` go to that version.
@@ -213,8 +245,6 @@ def commit_draft(
     aliases = [check_user_alias(a) for a in aliases]
     tags = tag_list(tags)
     catalog, blobs = parts.catalog, parts.blobs
-    rows = sorted(rows)
-    digest = artifact_digest(blobs.algorithm, rows)
     blobs.sync()  # every blob durable before the version that needs it commits
     with catalog.write_txn():
         row = catalog.get_version(draft_id)
@@ -222,6 +252,8 @@ def commit_draft(
             raise NotFoundError(
                 f"the draft {draft_id} of {collection!r} no longer exists", ref=draft_id
             )
+        # Read inside the transaction: the entries hashed are the entries committed.
+        digest = artifact_digest(blobs.algorithm, catalog.iter_entries(draft_id), presorted=True)
         coll = catalog.get_collection_by_id(row["collection_id"])
         assert coll is not None
         latest = catalog.version_by_alias(coll["id"], LATEST)
@@ -241,11 +273,12 @@ def commit_draft(
                 catalog.update_version(version_id, **changes)
         else:
             version_id = draft_id
+            file_count, size = catalog.entry_totals(draft_id)
             catalog.commit_version(
                 draft_id,
                 digest=digest,
-                size=sum(r[2] for r in rows),
-                file_count=len(rows),
+                size=size,
+                file_count=file_count,
                 ttl=coll["default_ttl"],
             )
         for alias in aliases:
@@ -256,7 +289,7 @@ def commit_draft(
         committed = catalog.get_version(version_id)
         assert committed is not None
         if not reuse:
-            _write_document(parts, committed, rows)
+            _write_document(parts, committed)
         # Read back: the snapshot must carry the updated_at of the last write.
         committed = catalog.get_version(version_id)
         assert committed is not None

@@ -11,10 +11,11 @@ symlinks as ``API.md`` states (``follow_symlinks=``), special files refused, the
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat as stat_mod
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Self
@@ -23,6 +24,7 @@ from castore._parts import Parts
 from castore._progress import Progress, ProgressArg
 from castore.artifact.commit import commit_draft
 from castore.artifact.grouping import GROUP_BYTES, GROUP_FILES, Slot, count_done, stage_group
+from castore.artifact.names import DraftNames, WalkNames, collision_error, parents
 from castore.artifact.references import MAX_OBJECTS, reference_rows
 from castore.errors import (
     ArtifactFinalizedError,
@@ -62,83 +64,65 @@ class DraftWriter:
         self._finalized = False
         #: The id of the run whose output this draft is (``run.draft()``), or None.
         self.producer: str | None = None
-        self._entries: dict[str, Row] = {}
-        self._dirs: dict[str, int] = {}  # directory -> number of files below it
-        self._keys: dict[str, str] = {}  # collision key -> spelling (files and directories)
-        for row in parts.catalog.iter_entries(version_id):
-            self._index(row)
+        # Every name of the draft, loaded from the catalogue when a check first needs it: an
+        # add_dir into an empty draft never loads it (DraftNames, WalkNames).
+        self._loaded: DraftNames | None = None
 
     # -- bookkeeping -----------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        state = "finalized" if self._done else f"{len(self._entries)} files"
+        state = "finalized" if self._done else f"{len(self)} files"
         return f"<Draft {self.collection} {self.id} {state}>"
 
     def __len__(self) -> int:
-        return len(self._entries)
+        if self._loaded is not None:
+            return len(self._loaded.entries)
+        return self._parts.catalog.entry_totals(self.id)[0]
 
     @property
     def paths(self) -> list[str]:
         """The paths in the draft, sorted."""
-        return sorted(self._entries)
+        if self._loaded is not None:
+            return sorted(self._loaded.entries)
+        return [row[0] for row in self._parts.catalog.iter_entries(self.id)]
+
+    @property
+    def _names(self) -> DraftNames:
+        if self._loaded is None:
+            names = DraftNames()
+            for row in self._parts.catalog.iter_entries(self.id):
+                names.add(row)
+            self._loaded = names
+        return self._loaded
 
     def _check_open(self) -> None:
         if self._done:
             raise ArtifactFinalizedError(self.collection)
 
-    @staticmethod
-    def _parents(path: str) -> Iterator[str]:
-        parts = path.split("/")
-        for depth in range(1, len(parts)):
-            yield "/".join(parts[:depth])
-
-    def _index(self, row: Row) -> None:
-        path = row[0]
-        if path not in self._entries:
-            for parent in self._parents(path):
-                self._dirs[parent] = self._dirs.get(parent, 0) + 1
-                self._keys[collision_key(parent)] = parent
-            self._keys[collision_key(path)] = path
-        self._entries[path] = row
-
-    def _unindex(self, path: str) -> None:
-        del self._entries[path]
-        self._keys.pop(collision_key(path), None)
-        for parent in self._parents(path):
-            left = self._dirs[parent] - 1
-            if left:
-                self._dirs[parent] = left
-            else:
-                del self._dirs[parent]
-                self._keys.pop(collision_key(parent), None)
-
     def _check_name(self, path: str, *, overwrite: bool, pending: _Pending | None = None) -> None:
         """Validate ``path`` and check it against the draft (and ``pending`` new names)."""
         validate_path(path)
-        if path in self._dirs:
+        names = self._names
+        if path in names.dirs:
             raise FileExistsError(
                 f"{path!r} is a directory in the draft; remove it first or choose another name"
             )
-        for parent in self._parents(path):
-            if parent in self._entries:
+        for parent in parents(path):
+            if parent in names.entries:
                 raise FileExistsError(
                     f"cannot add {path!r}: {parent!r} is a file in the draft; remove it first"
                 )
-        if path in self._entries and not overwrite:
+        if path in names.entries and not overwrite:
             raise FileExistsError(
                 f"{path!r} is already in the draft; pass overwrite=True to replace it"
             )
-        for name in [*self._parents(path), path]:
-            if name != path and (name in self._dirs or (pending and name in pending.dirs)):
+        for name in [*parents(path), path]:
+            if name != path and (name in names.dirs or (pending and name in pending.dirs)):
                 continue  # a directory already checked: its spelling is registered
             key = collision_key(name)
-            other = self._keys.get(key) or (pending.keys.get(key) if pending else None)
+            other = names.keys.get(key) or (pending.keys.get(key) if pending else None)
             if other is not None and other != name:
-                raise InvalidPathError(
-                    path,
-                    f"{name!r} and {other!r} differ only in case or Unicode normalisation and "
-                    "would collide on macOS and Windows; rename one",
-                )
+                raise collision_error(path, name, other)
             if pending is not None:
                 pending.keys[key] = name
                 if name != path:
@@ -184,8 +168,9 @@ class DraftWriter:
             for blob in staged:
                 blobs.discard(blob)
             raise
-        for row in rows:
-            self._index(row)
+        if self._loaded is not None:
+            for row in rows:
+                self._loaded.add(row)
 
     # -- adding ----------------------------------------------------------------------------
 
@@ -340,25 +325,65 @@ class DraftWriter:
         store_root = self._parts.path
         check_source(root, store_root)
         rules = IgnoreRules.from_dir(root, ignore)
+
+        def walk() -> Iterator[tuple[str, str, os.stat_result]]:
+            return walk_tree(root, rules, follow_symlinks=follow_symlinks, exclude=[store_root])
+
+        if self._loaded is None and len(self) == 0:
+            self._add_walk(walk, prefix, str(root), merge=merge, progress=progress)
+            return self
         pending = _Pending()
         items = []
         # One list, filled as the walk goes (not the walk's list, then this one).
-        for rel, abspath, st in walk_tree(
-            root, rules, follow_symlinks=follow_symlinks, exclude=[store_root]
-        ):
+        for rel, abspath, st in walk():
             target = prefix + rel
             self._check_name(target, overwrite=True, pending=pending)
             items.append((target, abspath, st))
         # Files already in the draft first, so a content conflict is found before new files land.
-        items.sort(key=lambda item: item[0] not in self._entries)
+        items.sort(key=lambda item: item[0] not in self._names.entries)
         tracker = Progress(progress, sum(st.st_size for _, _, st in items))
         self._add_staged(items, merge=merge, replace_ok=merge, tracker=tracker)
         tracker.finish()
         return self
 
+    def _add_walk(
+        self,
+        walk: Callable[[], Iterator[tuple[str, str, os.stat_result]]],
+        prefix: str,
+        root: str,
+        *,
+        merge: bool,
+        progress: ProgressArg,
+    ) -> None:
+        """``add_dir`` into an empty draft, streamed: the walk's files are checked, staged and
+        recorded a batch at a time, so memory stays flat however many files the tree holds.
+
+        A name is checked when the walk reaches it, after earlier batches were recorded: on
+        any error the entries this call recorded are removed again, leaving the draft empty
+        as it was (their blobs stay until gc, as a discarded draft's do). With ``progress``
+        the tree is walked once more first, to learn the total size.
+        """
+        names = WalkNames(prefix, root)
+
+        def checked() -> Iterator[tuple[str, str, os.stat_result]]:
+            for rel, abspath, st in walk():
+                target = prefix + rel
+                validate_path(target)
+                names.check(target)
+                yield target, abspath, st
+
+        total = sum(st.st_size for _, _, st in walk()) if progress else 0
+        tracker = Progress(progress, total)
+        try:
+            self._add_staged(checked(), merge=merge, replace_ok=merge, tracker=tracker)
+        except BaseException:
+            self._parts.catalog.delete_all_entries(self.id)
+            raise
+        tracker.finish()
+
     def _add_staged(
         self,
-        items: list[tuple[str, str, os.stat_result]],
+        items: Iterable[tuple[str, str, os.stat_result]],
         *,
         merge: bool = True,
         replace_ok: bool = True,
@@ -376,8 +401,8 @@ class DraftWriter:
 
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             try:
-                for start in range(0, len(items), BATCH_SIZE):
-                    chunk = items[start : start + BATCH_SIZE]
+                files = iter(items)
+                while chunk := list(itertools.islice(files, BATCH_SIZE)):
                     window.append(self._prepare(pool, chunk, tracker))
                     if len(window) > 2:
                         self._finish(window.popleft(), replace_ok=replace_ok)
@@ -444,11 +469,12 @@ class DraftWriter:
             if errors:
                 raise errors[0]
             rows: list[Row] = []
+            olds = self._old_rows([name for name, _, _ in batch.items])
             for name, _, st in batch.items:
                 digest, size = batch.results[name]
                 # any x bit set: executable, as git and DVC's isexec read it
                 executable = bool(st.st_mode & 0o111)
-                old = self._entries.get(name)
+                old = olds.get(name)
                 changed = old is not None and (old[1] != digest or any(old[4:]) != executable)
                 if changed and not replace_ok:
                     raise ValueError(
@@ -481,6 +507,13 @@ class DraftWriter:
                 rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
             )
 
+    def _old_rows(self, paths: list[str]) -> dict[str, Row]:
+        """The draft's current entries at ``paths`` (those it has)."""
+        if self._loaded is not None:
+            entries = self._loaded.entries
+            return {p: entries[p] for p in paths if p in entries}
+        return self._parts.catalog.entries_at(self.id, paths)
+
     def remove(self, path: str | ManifestEntry) -> Self:
         """Remove a file (a path or its :class:`ManifestEntry`), or every file under a
         directory prefix.
@@ -492,15 +525,16 @@ class DraftWriter:
         if isinstance(path, ManifestEntry):
             path = path.path
         path = path.rstrip("/")
-        if path in self._entries:
+        names = self._names
+        if path in names.entries:
             gone = [path]
-        elif path in self._dirs:
-            gone = [p for p in self._entries if p.startswith(path + "/")]
+        elif path in names.dirs:
+            gone = [p for p in names.entries if p.startswith(path + "/")]
         else:
             raise NotFoundError(f"{path!r} is not in the draft of {self.collection!r}", ref=path)
         self._parts.catalog.delete_entries(self.id, gone)
         for name in gone:
-            self._unindex(name)
+            names.remove(name)
         return self
 
     # -- ending ----------------------------------------------------------------------------
@@ -509,7 +543,7 @@ class DraftWriter:
         """Finalize: commit the entries as a version; the draft takes no more changes."""
         self._check_open()
         row = commit_draft(
-            self._parts, self.id, self.collection, list(self._entries.values()),
+            self._parts, self.id, self.collection,
             aliases=aliases, tags=tags, producer=self.producer,
         )
         self._done = self._finalized = True

@@ -127,8 +127,11 @@ class Catalog(Database):
     # -- entries (entries.py) --------------------------------------------------------------
     put_entries = _entries.put_entries
     delete_entries = _entries.delete_entries
+    delete_all_entries = _entries.delete_all_entries
+    entries_at = _entries.entries_at
     copy_entries = _entries.copy_entries
     iter_entries = _entries.iter_entries
+    entry_totals = _entries.entry_totals
     get_entry = _entries.get_entry
     referenced_digests = _entries.referenced_digests
 

@@ -18,7 +18,10 @@ __all__ = [
     "EntryRow",
     "EntryRowLike",
     "copy_entries",
+    "delete_all_entries",
     "delete_entries",
+    "entries_at",
+    "entry_totals",
     "get_entry",
     "iter_entries",
     "put_entries",
@@ -50,6 +53,29 @@ def delete_entries(db: Database, version_id: str, paths: Iterable[str]) -> None:
         )
 
 
+def delete_all_entries(db: Database, version_id: str) -> None:
+    """Remove every entry of a version."""
+    with db.write_txn():
+        db.execute("DELETE FROM entries WHERE version_id = ?", (version_id,))
+
+
+def entries_at(db: Database, version_id: str, paths: Iterable[str]) -> dict[str, EntryRow]:
+    """The entries of a version at ``paths``, by path (paths it lacks are left out)."""
+    found: dict[str, EntryRow] = {}
+    wanted = list(paths)
+    step = 500  # under SQLite's limit on bound parameters
+    for start in range(0, len(wanted), step):
+        chunk = wanted[start : start + step]
+        rows = db.execute(
+            "SELECT path, digest, size, ref, executable FROM entries WHERE version_id = ? "
+            f"AND path IN ({', '.join('?' * len(chunk))})",
+            (version_id, *chunk),
+        )
+        for row in rows:
+            found[row[0]] = (row[0], row[1], row[2], row[3], bool(row[4]))
+    return found
+
+
 def copy_entries(db: Database, source: str, target: str) -> None:
     """Copy every entry of version ``source`` into version ``target``."""
     # One INSERT … SELECT: the rows never leave SQLite (insert_all would read them all into
@@ -77,6 +103,15 @@ def iter_entries(db: Database, version_id: str, prefix: str | None = None) -> It
             yield (row[0], row[1], row[2], row[3], bool(row[4]))
     finally:
         cursor.close()
+
+
+def entry_totals(db: Database, version_id: str) -> tuple[int, int]:
+    """The number of entries of a version and the sum of their sizes."""
+    count, size = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE version_id = ?",
+        (version_id,),
+    ).fetchone()
+    return int(count), int(size)
 
 
 def get_entry(db: Database, version_id: str, path: str) -> EntryRow:
