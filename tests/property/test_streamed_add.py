@@ -47,7 +47,9 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer, "BATCH_SIZE", 2)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(paths=_TREE, prefix=st.sampled_from(["", "p", "p/Q"]))
 def test_streamed_add_refuses_exactly_the_colliding_trees(
     small_batches: None, paths: list[str], prefix: str
