@@ -292,6 +292,9 @@ class DraftWriter:
     ) -> Self:
         """Add a directory tree under the prefix ``name`` (default: the artifact root).
 
+        Into an empty draft the tree is streamed (memory stays flat for millions of files)
+        and added whole or not at all: on an error the draft is left empty.
+
         Args:
             path: the local directory.
             name: the prefix inside the artifact.
