@@ -261,7 +261,14 @@ def test_file_truncated_mid_read(
         os.truncate(victim, 500)  # shrinks after its size was taken, before it is read
         return real(self, stream, **kwargs)
 
+    real_small = BlobStore._stage_small
+
+    def truncate_then_read_small(self: BlobStore, fh: Any, size: int) -> Any:
+        os.truncate(victim, 500)
+        return real_small(self, fh, size)
+
     monkeypatch.setattr(BlobStore, "stage_stream", truncate_then_read)
+    monkeypatch.setattr(BlobStore, "_stage_small", truncate_then_read_small)
     with pytest.raises(castore.FileChangedError, match=r"f0\.bin"):
         store.draft("ds").add_dir(src)
     assert list(store.blobs.iter_tmp()) == []

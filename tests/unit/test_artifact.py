@@ -202,15 +202,15 @@ def test_file_changing_while_added_stores_nothing(
 ) -> None:
     src = tmp_path / "growing.bin"
     src.write_bytes(b"a" * 5000)
-    real = BlobStore.stage_stream
+    real = BlobStore._encode_whole
 
-    def stage_then_append(self, stream, **kwargs):  # the file grows while it is read
-        staged = real(self, stream, **kwargs)
+    def encode_then_append(self, chunk):  # the file grows after it was read
+        encoded = real(self, chunk)
         with open(src, "ab") as f:
             f.write(b"more")
-        return staged
+        return encoded
 
-    monkeypatch.setattr(BlobStore, "stage_stream", stage_then_append)
+    monkeypatch.setattr(BlobStore, "_encode_whole", encode_then_append)
     draft = store.draft("ds")
     with pytest.raises(FileChangedError) as info:
         draft.add_file(src)
