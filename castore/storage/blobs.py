@@ -38,11 +38,11 @@ from castore.storage._blobio import (
 from castore.storage.codec import (
     MIN_SAVING,
     SAMPLE_SIZE,
-    TRAILER,
     Codec,
     choose_codec,
     compressor,
     content_size,
+    encode_whole,
     trailer,
 )
 from castore.storage.fsutil import (
@@ -267,31 +267,20 @@ class BlobStore:
             staged.data,
         )
 
-    def _encode_whole(self, chunk: bytes | memoryview) -> tuple[Codec, bytes | memoryview]:
-        """The codec and stored bytes of content held whole in memory (zstd where it pays
-        ``min_saving``, with the size trailer)."""
-        n = len(chunk)
-        if self.compression == "zstd" and n >= 64:
-            frame = compressor(self.level).compress(chunk)
-            if len(frame) + TRAILER.size <= n * (1 - self.min_saving):
-                return "zstd", frame + trailer(n)
-        return "raw", chunk
+    def _encode_whole(self, content: bytes | memoryview) -> tuple[Codec, bytes | memoryview]:
+        return encode_whole(content, compression=self.compression, level=self.level,
+                            min_saving=self.min_saving)
 
     def _stage_small(self, fh: io.FileIO, size: int) -> StagedBlob:
-        """Stage the whole content of a small file (``size`` bytes at the walk) for a pack,
-        read in one call: no temp file, no read loop (the per-file cost that matters when
-        adding many small files). Its stored bytes stay under the pack threshold, since the
-        content already is. One byte more than ``size`` is asked for, so a file that grew
-        is caught by the caller's size check."""
+        """Stage a small file (``size`` bytes at the walk) for a pack by one read: no temp
+        file, no read loop. One byte more is asked for, so the caller's size check catches
+        a file that grew."""
         self._check_writable("store a blob")
-        data = fh.read(size + 1) or b""
-        hasher = self._hasher()
+        data, hasher = fh.read(size + 1) or b"", self._hasher()
         hasher.update(data)
         codec, out = self._encode_whole(data)
-        digest = Digest.of(self.algorithm, hasher.hexdigest())
-        stored = bytes(out)
-        return StagedBlob(digest, len(data), codec, len(stored),
-                          unique_tmp(self.layout.tmp_dir()), data=stored)
+        return StagedBlob(Digest.of(self.algorithm, hasher.hexdigest()), len(data), codec,
+                          len(out), unique_tmp(self.layout.tmp_dir()), data=bytes(out))
 
     def _stage_raw_in_kernel(self, src: int, sync: bool | None) -> StagedBlob | None:
         """Stage a large file that will be stored raw without passing its bytes through Python.

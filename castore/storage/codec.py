@@ -32,6 +32,7 @@ __all__ = [
     "compressor",
     "content_size",
     "decode_whole",
+    "encode_whole",
     "open_decoder",
     "trailer",
 ]
@@ -65,6 +66,19 @@ def choose_codec(
 def trailer(size: int) -> bytes:
     """The skippable frame that records ``size`` (the content size) at the end of a blob."""
     return TRAILER.pack(_TRAILER_MAGIC, 8, size)
+
+
+def encode_whole(
+    content: bytes | memoryview, *, compression: str, level: int, min_saving: float
+) -> tuple[Codec, bytes | memoryview]:
+    """The codec and stored bytes of content held whole in memory: a zstd frame and its
+    trailer where that saves ``min_saving``, else the content itself."""
+    n = len(content)
+    if compression == "zstd" and n >= 64:
+        frame = compressor(level).compress(content)
+        if len(frame) + TRAILER.size <= n * (1 - min_saving):
+            return "zstd", frame + trailer(n)
+    return "raw", content
 
 
 def content_size(path: str | Path) -> int:
