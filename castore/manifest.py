@@ -135,8 +135,8 @@ def iter_manifest(
     marker = '"entries":['
     split = text.index(marker) + len(marker)
     yield text[:split].encode()
-    piece: list[str] = []
-    first = True
+    piece: list[dict[str, Any]] = []
+    lead = ""  # the comma between two pieces
     for entry in _in_order(rows):
         path, digest, size, ref = entry[:4]
         item: dict[str, Any] = {"path": path, "digest": digest, "size": size}
@@ -144,15 +144,19 @@ def iter_manifest(
             item["ref"] = ref
         if any(entry[4:]):
             item["exec"] = True
-        encoded = json.dumps(item, sort_keys=True, separators=(",", ":"))
-        piece.append(encoded if first else "," + encoded)
-        first = False
+        piece.append(item)
         if len(piece) >= _PIECE_ENTRIES:
-            yield "".join(piece).encode()
-            piece = []
+            yield _encode_piece(lead, piece)
+            piece, lead = [], ","
     if piece:
-        yield "".join(piece).encode()
+        yield _encode_piece(lead, piece)
     yield text[split:].encode()
+
+
+def _encode_piece(lead: str, items: list[dict[str, Any]]) -> bytes:
+    """Entries as the document's list holds them: one ``json.dumps`` per piece (the C
+    encoder), without the brackets."""
+    return (lead + json.dumps(items, sort_keys=True, separators=(",", ":"))[1:-1]).encode()
 
 
 class ManifestDecodeError(CastoreError, ValueError):
