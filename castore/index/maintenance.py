@@ -98,26 +98,28 @@ def users_of_digests(
 ) -> dict[str, list[tuple[str, str, str | None]]]:
     """``{digest: [(version id, "coll:vN" ref, path)]}`` for committed and pending versions.
 
-    A manifest blob is listed with path None.
+    A manifest blob is listed with path None. Entries are not indexed by digest (migration
+    step 10), so this is one scan of the live entries, filtered here, whatever the number of
+    digests asked for.
     """
+    wanted = set(digests)
     found: dict[str, list[tuple[str, str, str | None]]] = {}
-    wanted = list(dict.fromkeys(digests))
-    for start in range(0, len(wanted), 400):
-        chunk = wanted[start : start + 400]
-        marks = ", ".join("?" * len(chunk))
-        rows = catalog.execute(
-            "SELECT e.digest, v.id, c.name, v.number, v.state, e.path FROM entries e "
-            "JOIN versions v ON v.id = e.version_id JOIN collections c ON c.id = v.collection_id "
-            f"WHERE e.digest IN ({marks}) AND e.ref IS NULL AND v.state IN {_ALIVE_STATES} "
-            "UNION ALL SELECT v.manifest_blob, v.id, c.name, v.number, v.state, NULL "
-            "FROM versions v JOIN collections c ON c.id = v.collection_id "
-            f"WHERE v.manifest_blob IN ({marks}) AND v.state IN {_ALIVE_STATES} "
-            "ORDER BY 3, 4",
-            [*chunk, *chunk],
-        )
-        for digest, vid, coll, number, state, path in rows:
-            ref = f"{coll}:v{number}" if state == "COMMITTED" else f"{coll}@draft:{vid}"
-            found.setdefault(digest, []).append((vid, ref, path))
+    if not wanted:
+        return found
+    rows = catalog.execute(
+        "SELECT e.digest, v.id, c.name, v.number, v.state, e.path FROM entries e "
+        "JOIN versions v ON v.id = e.version_id JOIN collections c ON c.id = v.collection_id "
+        f"WHERE e.ref IS NULL AND e.digest IS NOT NULL AND v.state IN {_ALIVE_STATES} "
+        "UNION ALL SELECT v.manifest_blob, v.id, c.name, v.number, v.state, NULL "
+        "FROM versions v JOIN collections c ON c.id = v.collection_id "
+        f"WHERE v.manifest_blob IS NOT NULL AND v.state IN {_ALIVE_STATES}"
+    )
+    hits = [row for row in rows if row[0] in wanted]
+    # by collection, then number (drafts, which have none, first), as ORDER BY did
+    hits.sort(key=lambda row: (row[2], -1 if row[3] is None else row[3]))
+    for digest, vid, coll, number, state, path in hits:
+        ref = f"{coll}:v{number}" if state == "COMMITTED" else f"{coll}@draft:{vid}"
+        found.setdefault(digest, []).append((vid, ref, path))
     return found
 
 

@@ -524,3 +524,33 @@ def test_gc_discarding_a_killed_commit_leaves_no_unknown_version(store: castore.
     assert store.gc(grace=ZERO).drafts_discarded == 1
     report = store.fsck()
     assert report.ok and "unknown_version" not in kinds(report), report
+
+
+def test_users_of_digests_names_every_live_holder_in_order(store: castore.Store) -> None:
+    from castore.index.maintenance import users_of_digests
+
+    with store.draft("b") as d:
+        d.add_bytes(b"shared", "x/s.txt").add_bytes(b"only b", "o.txt")
+    b1 = d.version
+    with store.draft("a") as d:
+        d.add_bytes(b"shared", "s.txt")
+    a1 = d.version
+    with store.draft("a") as d:
+        d.add_bytes(b"shared", "again.txt").add_bytes(b"new", "n.txt")
+    a2 = d.version
+    pending = store.draft("a").add_bytes(b"shared", "p.txt")
+    gone = store.draft("c")
+    gone.add_bytes(b"shared", "gone.txt")
+    gone.discard()
+    shared = a1.get_entry("s.txt").digest
+    manifest = store.catalog.get_version(b1.id)["manifest_blob"]
+    found = users_of_digests(store.catalog, [shared, manifest, "xxh3-128:" + "0" * 32])
+    assert found[shared] == [
+        (pending.id, f"a@draft:{pending.id}", "p.txt"),
+        (a1.id, "a:v0", "s.txt"),
+        (a2.id, "a:v1", "again.txt"),
+        (b1.id, "b:v0", "x/s.txt"),
+    ]
+    assert found[manifest] == [(b1.id, "b:v0", None)]
+    assert set(found) == {shared, manifest}
+    assert users_of_digests(store.catalog, []) == {}

@@ -124,3 +124,34 @@ def test_step_4_adds_the_executable_bit_as_false_to_existing_entries(tmp_path: P
     cat = Catalog(path)
     assert list(cat.iter_entries("v")) == [("a", "d", 1, None, False)]
     cat.close()
+
+
+def test_step_10_drops_the_digest_index_and_keeps_every_entry(tmp_path: Path) -> None:
+    path = tmp_path / "v9.db"
+    conn = _connect(path)
+    conn.execute("BEGIN")
+    for step in _migrations.MIGRATIONS[:9]:
+        step(Database(conn))
+    conn.execute("PRAGMA user_version = 9")
+    conn.execute(
+        "INSERT INTO collections (id, name, type, created_at, updated_at) "
+        "VALUES (1, 'c', 'dataset', 0, 0)"
+    )
+    conn.execute(
+        "INSERT INTO versions (id, collection_id, state, created_at, updated_at) "
+        "VALUES ('v', 1, 'COMMITTED', 0, 0)"
+    )
+    conn.executemany(
+        "INSERT INTO entries (version_id, path, digest, size) VALUES ('v', ?, ?, 1)",
+        [(f"f{i}", f"xxh3-128:{i:032x}") for i in range(50)],
+    )
+    conn.execute("COMMIT")
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'"
+    assert ("idx_entries_digest",) in conn.execute(indexes).fetchall()
+    assert _migrations.migrate(conn) == _migrations.SCHEMA_VERSION - 9
+    assert ("idx_entries_digest",) not in conn.execute(indexes).fetchall()
+    assert conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 50
+    conn.close()
+    cat = Catalog(path)
+    assert len(list(cat.iter_entries("v"))) == 50
+    cat.close()
