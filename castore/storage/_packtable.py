@@ -1,25 +1,26 @@
 """The in-memory pack index: digest → location of every packed blob, in ~50 bytes a blob.
 
-A dict of digest strings to entry objects costs ~330 bytes a blob (the string, the entry and its
-ints, the dict slot): ~330 MiB at a million packed blobs, in every process that reads packs. So
-the table holds plain bytes and arrays instead:
+A dict of digest strings to entry objects costs ~240–330 bytes a blob (the string, the entry,
+its ints, the dict slot): up to ~330 MiB at a million packed blobs, in every process that reads
+packs. So the table holds plain bytes and arrays instead:
 
 - per pack, one :class:`_Pack`: its raw digests end to end in one ``bytes`` (fixed width, in
-  index order, so row ``r`` is ``digests[r*w:(r+1)*w]``), its offsets, lengths and sizes as
-  ``array`` columns (4-byte items when every value fits, else 8) and its codecs as one byte each;
+  index order, so row ``r`` is ``digests[r*w:(r+1)*w]``) and one ``array`` of 3 numbers a row,
+  side by side (offset, length << 1 | zstd, size; 4-byte items when every value fits, else 8);
 - across packs, 65,536 buckets (the first two bytes of a raw digest), each one ``bytes`` of
   16-byte records: the digest's first 8 bytes, then ``<II`` (pack number, row).
 
 A lookup takes its bucket, finds the 8-byte prefix with ``bytes.find`` (C speed; a hit must be
 record-aligned), checks the full digest against the pack's column, so prefixes shared by
-different digests only cost another search, and builds one :class:`PackEntry`. A digest held by
-several packs has one record, for the pack indexed first; the other copies wait in ``_shadow``
-(duplicates are rare: a crash in the middle of a rewrite, or the moment during a repack when a
-blob is in its old and new pack) and take over when their pack goes.
+different digests only cost another search, and builds one :class:`PackEntry`. Every row has
+its record, appended in the order packs are indexed, so a digest several packs hold (a crash in
+the middle of a rewrite, or a repack between publishing the new pack and dropping the old) is
+found in the pack indexed first, and in the next one from the moment that pack is removed.
 
 Not thread-safe for writers: the caller serialises :meth:`PackTable.add` and
-:meth:`PackTable.remove`. Readers need no lock: a pack's columns never change, and a bucket is
-replaced whole (one list store) rather than changed in place.
+:meth:`PackTable.remove`. Readers need no lock: a pack's columns never change, a bucket is
+replaced whole (one list store) rather than changed in place, and a pack being removed leaves
+the number → pack map first, so its records are skipped while they are cut out.
 """
 
 from __future__ import annotations
@@ -65,8 +66,7 @@ def _column(values: list[int]) -> array[int]:
 class _Pack:
     """One pack's index rows, as columns."""
 
-    __slots__ = ("algo", "codecs", "digests", "lengths", "name", "no", "offsets", "sizes",
-                 "width")
+    __slots__ = ("algo", "columns", "digests", "name", "no", "width")
 
     def __init__(self, name: str, no: int, rows: list[Row]) -> None:
         self.name = name
@@ -74,13 +74,13 @@ class _Pack:
         self.algo = rows[0][0].partition(":")[0] if rows else ""
         self.digests = bytes.fromhex("".join(r[0].partition(":")[2] for r in rows))
         self.width = len(self.digests) // len(rows) if rows else 0
-        self.offsets = _column([r[1] for r in rows])
-        self.lengths = _column([r[2] for r in rows])
-        self.sizes = _column([r[4] for r in rows])
-        self.codecs = bytes(r[3] == "zstd" for r in rows)
+        # row r is columns[3r:3r+3]: offset, length << 1 | (codec is zstd), size; side by
+        # side, so a lookup reads one cache line where separate columns cost three
+        self.columns = _column([n for r in rows for n in (r[1], r[2] << 1 | (r[3] == "zstd"),
+                                                          r[4])])
 
     def __len__(self) -> int:
-        return len(self.codecs)
+        return len(self.columns) // 3
 
     def raw(self, row: int) -> bytes:
         w = self.width
@@ -90,8 +90,8 @@ class _Pack:
         return f"{self.algo}:{self.raw(row).hex()}"
 
     def entry(self, row: int) -> PackEntry:
-        return PackEntry(self.name, self.offsets[row], self.lengths[row],
-                         _CODECS[self.codecs[row]], self.sizes[row])
+        c, i = self.columns, 3 * row
+        return PackEntry(self.name, c[i], c[i + 1] >> 1, _CODECS[c[i + 1] & 1], c[i + 2])
 
 
 def _bucket(raw: bytes) -> int:
@@ -105,8 +105,9 @@ class PackTable:
         self._buckets: list[bytes] = [b""] * (1 << 16)
         self._by_no: dict[int, _Pack] = {}
         self._by_name: dict[str, _Pack] = {}
-        # digest → (pack number, row) of copies with no record (their digest has one elsewhere)
-        self._shadow: dict[str, list[tuple[int, int]]] = {}
+        # records minus distinct digests: copies of a digest in several packs (or twice in
+        # one), which digests() must not list twice
+        self._dups = 0
         self._next = 0
 
     def __contains__(self, name: object) -> bool:
@@ -140,9 +141,9 @@ class PackTable:
                     if pack.digests[row * w:row * w + w] == raw:
                         if raw.hex() != hexpart:  # fromhex also takes upper case and blanks
                             return None
-                        return _new_tuple(PackEntry, (
-                            pack.name, pack.offsets[row], pack.lengths[row],
-                            _CODECS[pack.codecs[row]], pack.sizes[row]))
+                        c, i = pack.columns, 3 * row
+                        return _new_tuple(PackEntry, (pack.name, c[i], c[i + 1] >> 1,
+                                                      _CODECS[c[i + 1] & 1], c[i + 2]))
             at = bucket.find(key, at + 1)  # another digest with this prefix, or unaligned
         return None
 
@@ -174,14 +175,20 @@ class PackTable:
     def digests(self) -> Iterator[str]:
         """Every digest once, as of this call (the caller holds the writers' lock for it)."""
         packs = list(self._by_no.values())
-        shadowed = {loc for locs in self._shadow.values() for loc in locs}
-        return self._iter_digests(packs, shadowed)
+        later = set()  # (pack number, row) of copies whose digest has an earlier record
+        if self._dups:
+            for pack in packs:
+                for row in range(len(pack)):
+                    hit = self._locate(pack.raw(row), pack.algo)
+                    if hit is not None and (hit[0].no, hit[1]) != (pack.no, row):
+                        later.add((pack.no, row))
+        return self._iter_digests(packs, later)
 
     @staticmethod
-    def _iter_digests(packs: list[_Pack], shadowed: set[tuple[int, int]]) -> Iterator[str]:
+    def _iter_digests(packs: list[_Pack], later: set[tuple[int, int]]) -> Iterator[str]:
         for pack in packs:
             for row in range(len(pack)):
-                if not shadowed or (pack.no, row) not in shadowed:
+                if not later or (pack.no, row) not in later:
                     yield pack.digest(row)
 
     # -- writing (the caller holds a lock) --------------------------------------------------
@@ -197,54 +204,32 @@ class PackTable:
         self._next += 1
         self._by_no[pack.no] = pack
         self._by_name[name] = pack
+        buckets = self._buckets
         for row in range(len(pack)):
             raw = pack.raw(row)
-            if self._locate(raw, pack.algo) is None:
-                self._insert(raw, pack.no, row)
-            else:
-                self._shadow.setdefault(pack.digest(row), []).append((pack.no, row))
-
-    def _insert(self, raw: bytes, no: int, row: int) -> None:
-        i = _bucket(raw)
-        self._buckets[i] = self._buckets[i] + raw[:8] + _LOC.pack(no, row)
+            if self._locate(raw, pack.algo) is not None:
+                self._dups += 1
+            i = raw[0] << 8 | raw[1]
+            buckets[i] = buckets[i] + raw[:8] + _LOC.pack(pack.no, row)  # after the others
 
     def remove(self, name: str) -> None:
         """Forget a pack; a digest it held that another pack holds too is found there."""
         pack = self._by_name.pop(name, None)
         if pack is None:
             return
-        del self._by_no[pack.no]  # from here its records are skipped by readers
-        orphans = []
+        del self._by_no[pack.no]  # from here readers skip its records (and find other copies)
+        buckets = self._buckets
         for row in range(len(pack)):
             raw = pack.raw(row)
             record = raw[:8] + _LOC.pack(pack.no, row)
-            i = _bucket(raw)
-            bucket = self._buckets[i]
+            i = raw[0] << 8 | raw[1]
+            bucket = buckets[i]
             at = bucket.find(record)
             while at >= 0 and at % _RECORD:
                 at = bucket.find(record, at + 1)
-            if at >= 0:
-                self._buckets[i] = bucket[:at] + bucket[at + _RECORD:]
-                orphans.append(row)
-            elif self._shadow:
-                self._unshadow(pack.digest(row), pack.no)
-        for row in orphans if self._shadow else ():
-            self._promote(pack.digest(row))
-
-    def _unshadow(self, digest: str, no: int) -> None:
-        locs = [loc for loc in self._shadow.get(digest, ()) if loc[0] != no]
-        if locs:
-            self._shadow[digest] = locs
-        else:
-            self._shadow.pop(digest, None)
-
-    def _promote(self, digest: str) -> None:
-        """Give a record to a waiting copy of ``digest`` (the first-named pack's, as before)."""
-        locs = self._shadow.pop(digest, None)
-        if not locs:
-            return
-        locs.sort(key=lambda loc: self._by_no[loc[0]].name)
-        no, row = locs.pop(0)
-        self._insert(self._by_no[no].raw(row), no, row)
-        if locs:
-            self._shadow[digest] = locs
+            if at >= 0:  # always: every row has its record
+                buckets[i] = bucket[:at] + bucket[at + _RECORD:]
+        if self._dups:  # records - distinct digests: the digests it alone held were distinct
+            alone = {raw for raw in map(pack.raw, range(len(pack)))
+                     if self._locate(raw, pack.algo) is None}
+            self._dups -= len(pack) - len(alone)
