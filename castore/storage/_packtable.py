@@ -94,10 +94,6 @@ class _Pack:
         return PackEntry(self.name, c[i], c[i + 1] >> 1, _CODECS[c[i + 1] & 1], c[i + 2])
 
 
-def _bucket(raw: bytes) -> int:
-    return raw[0] << 8 | raw[1]
-
-
 class PackTable:
     """Digest → :class:`PackEntry` over a set of packs (see the module docstring)."""
 
@@ -148,12 +144,12 @@ class PackTable:
         return None
 
     def _locate(self, raw: bytes, algo: str) -> tuple[_Pack, int] | None:
-        bucket = self._buckets[_bucket(raw)]
+        bucket = self._buckets[raw[0] << 8 | raw[1]]
         key = raw[:8]
         at = bucket.find(key)
         while at >= 0:
             if not at % _RECORD:
-                no, row = _LOC.unpack_from(bucket, at + 8)
+                no, row = _unpack_loc(bucket, at + 8)
                 pack = self._by_no.get(no)  # None: the pack is being removed
                 if pack is not None and pack.algo == algo and pack.raw(row) == raw:
                     return pack, row
