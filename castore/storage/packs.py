@@ -10,8 +10,16 @@ A pack is ``packs/<name>.pack``::
 
 A writer builds its pack in ``tmp/``, fsyncs it once and links it to its final name with no
 overwrite (the name is random), so a published pack never changes. The index is read from the
-trailer alone, so fsck and rebuild need no catalogue. Readers keep an in-memory map from digest to
-location, built lazily by reading every trailer and refreshed when ``packs/`` changes.
+trailer alone, so fsck and rebuild need no catalogue. An index must be well formed to be used:
+digests of one known algorithm in lowercase hex, integer offsets, lengths and sizes inside the
+blob area; else the pack counts as damaged (indexed as empty; fsck reports it).
+
+Readers keep an in-memory map from digest to location (:class:`PackIndex`), built lazily by
+reading every trailer and refreshed when ``packs/`` changes. It is compact (see
+:mod:`castore.storage._packtable`): per pack, the raw digests end to end in one ``bytes`` and
+offsets, lengths and sizes in ``array`` columns; across packs, 65,536 buckets of 16-byte records
+(an 8-byte digest prefix, pack number, row) searched with ``bytes.find``. About 50 bytes a
+packed blob at a million blobs, where a dict of digest strings to entry objects took ~240–330.
 """
 
 from __future__ import annotations
@@ -22,13 +30,14 @@ import struct
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 
 from castore import _faults
+from castore.digest import ALGORITHMS
 from castore.errors import IntegrityError
+from castore.storage._packtable import PackEntry, PackTable, Row
 from castore.storage.codec import Codec
 from castore.storage.fsutil import (
     create_readonly,
@@ -53,17 +62,6 @@ SUFFIX = ".pack"
 _OPEN_MAX = 64
 
 
-@dataclass(frozen=True, slots=True)  # one per packed blob, kept in memory by PackIndex
-class PackEntry:
-    """Where a packed blob's stored bytes are."""
-
-    pack: str
-    offset: int
-    length: int
-    codec: Codec
-    size: int
-
-
 def encode_pack(items: list[tuple[str, bytes, Codec, int]]) -> list[bytes]:
     """The byte pieces of a pack holding ``(digest, stored, codec, size)`` items."""
     pieces: list[bytes] = [MAGIC]
@@ -82,6 +80,18 @@ def encode_pack(items: list[tuple[str, bytes, Codec, int]]) -> list[bytes]:
 def read_index(path: str | Path) -> list[tuple[str, PackEntry]]:
     """The entries of one pack, from its trailer. Raises IntegrityError if it is damaged."""
     name = os.path.basename(path)
+    return [(d, PackEntry(name, offset, length, codec, size))
+            for d, offset, length, codec, size in read_rows(path)]
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """The validated rows of one pack's index. Raises IntegrityError if it is damaged.
+
+    The index may be hostile: every digest must be well formed and of one algorithm (the
+    in-memory index keeps a pack's digests as fixed-width bytes), every number an int, every
+    range inside the pack's blob area.
+    """
+    name = os.path.basename(path)
     with open(path, "rb") as fh:
         end = fh.seek(0, os.SEEK_END)
         if end < len(MAGIC) + _FOOTER.size:
@@ -96,18 +106,35 @@ def read_index(path: str | Path) -> list[tuple[str, PackEntry]]:
     if xxhash.xxh64_intdigest(body) != check:
         raise IntegrityError(f"pack {name}: its index does not match its checksum")
     try:
-        rows = json.loads(body)
-        out = []
-        for digest, offset, size_stored, codec, size in rows:
-            if codec not in ("raw", "zstd") or not (
-                len(MAGIC) <= offset and offset + size_stored <= start
-            ):
-                raise ValueError(f"bad entry for {digest}")
-            # the codec as the module's own string: one object, not one per blob
-            out.append((str(digest), PackEntry(name, int(offset), int(size_stored),
-                                               "raw" if codec == "raw" else "zstd", int(size))))
+        return _valid_rows(json.loads(body), start)
     except (ValueError, TypeError) as exc:
         raise IntegrityError(f"pack {name} has a malformed index ({exc})") from exc
+
+
+def _valid_rows(rows: object, start: int) -> list[Row]:
+    """``rows`` (parsed JSON) checked; ValueError or TypeError names the first bad one."""
+    if not isinstance(rows, list):
+        raise TypeError("not a list of rows")
+    out: list[Row] = []
+    algo = None
+    for digest, offset, size_stored, codec, size in rows:
+        if not isinstance(digest, str) or not all(
+            type(n) is int for n in (offset, size_stored, size)
+        ):
+            raise TypeError(f"bad entry for {digest!r}")
+        this, _, hexpart = digest.partition(":")
+        if algo is None:
+            algo = this
+        if this != algo or len(hexpart) != ALGORITHMS.get(algo):
+            raise ValueError(f"bad digest {digest!r}")
+        if (codec not in ("raw", "zstd") or not 0 <= size < 1 << 64 or size_stored < 0
+                or offset < len(MAGIC) or offset + size_stored > start):
+            raise ValueError(f"bad entry for {digest}")
+        # the codec as the module's own string: one object, not one per blob
+        out.append((digest, offset, size_stored, "raw" if codec == "raw" else "zstd", size))
+    hexes = "".join(r[0].partition(":")[2] for r in out)
+    if bytes.fromhex(hexes).hex() != hexes:  # upper case or blanks: not a digest we write
+        raise ValueError("a digest is not lowercase hex")
     return out
 
 
@@ -134,13 +161,16 @@ class _OpenPack:
 
 
 class PackIndex:
-    """Digest → location over every pack of one store, refreshed when ``packs/`` changes."""
+    """Digest → location over every pack of one store, refreshed when ``packs/`` changes.
+
+    The map itself is a compact :class:`~castore.storage._packtable.PackTable` (~50 bytes a
+    blob); lookups take no lock, changes to it are made under ``_lock``.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._stamp: int | None = None
-        self._packs: dict[str, list[str]] = {}
-        self._where: dict[str, PackEntry] = {}
+        self._table = PackTable()
         self._lock = threading.Lock()
         # Open packs, for ranged reads without an open() per blob. A handle is dropped from
         # here, never closed by hand: a thread still reading through it keeps it alive.
@@ -166,55 +196,45 @@ class PackIndex:
             names = {n for n in os.listdir(self.directory) if n.endswith(SUFFIX)}
         except FileNotFoundError:
             names = set()
-        for gone in set(self._packs) - names:
+        known = set(self._table.names())
+        for gone in known - names:  # a digest it held may still be in another pack
             self._open.pop(gone, None)
-            for digest in self._packs.pop(gone):
-                entry = self._where.get(digest)
-                if entry is not None and entry.pack == gone:
-                    del self._where[digest]
-        for name in sorted(names - set(self._packs)):
-            self.add(name)
-        # a digest whose pack went may still be in another one
-        if len(self._where) < sum(len(d) for d in self._packs.values()):
-            for name in sorted(self._packs):
-                for digest in self._packs[name]:
-                    if digest not in self._where:
-                        self._where[digest] = self._entry_of(name, digest)
-
-    def _entry_of(self, name: str, digest: str) -> PackEntry:
-        for d, entry in read_index(self.directory / name):
-            if d == digest:
-                return entry
-        raise KeyError(digest)
+            self._table.remove(gone)
+        for name in sorted(names - known):
+            self._add(name)
 
     def add(self, name: str) -> None:
         """Index one pack (a damaged one is indexed as empty: fsck reports it)."""
+        with self._lock:
+            self._add(name)
+
+    def _add(self, name: str) -> None:
+        if name in self._table:
+            return  # a published pack never changes
         try:
-            rows = read_index(self.directory / name)
+            rows = read_rows(self.directory / name)
         except (IntegrityError, OSError):
             rows = []
-        self._packs[name] = [d for d, _ in rows]
-        for digest, entry in rows:
-            self._where.setdefault(digest, entry)
+        self._table.add(name, rows)
 
     def lookup(self, digest: str) -> PackEntry | None:
         """The location of a packed blob, or None."""
-        found = self._where.get(digest)
+        found = self._table.find(digest)
         if found is not None and not os.path.exists(self.directory / found.pack):
             self.forget(found.pack)  # gc removed it: the blob may be in another pack
             found = None
         if found is None:
             self.refresh()
-            found = self._where.get(digest)
+            found = self._table.find(digest)
         return found
 
     def find(self, digest: str) -> PackEntry | None:
         """Like :meth:`lookup` without a ``stat`` of the pack: for readers, which fall back
         (:meth:`forget`, then look again) when :meth:`read` finds the pack gone."""
-        found = self._where.get(digest)
+        found = self._table.find(digest)
         if found is None:
             self.refresh()
-            found = self._where.get(digest)
+            found = self._table.find(digest)
         return found
 
     def holds(self, digest: str, seen: dict[str, bool]) -> bool:
@@ -247,15 +267,9 @@ class PackIndex:
         return data
 
     def entries(self, name: str) -> list[tuple[str, PackEntry]]:
-        """The entries of one indexed pack, from memory when they are all there (reading a
-        pack's trailer again would touch its atime, which the budget's LRU reads)."""
-        found = []
-        for digest in self._packs.get(name, []):
-            entry = self._where.get(digest)
-            if entry is None or entry.pack != name:  # a copy also held elsewhere: read it
-                return read_index(self.directory / name)
-            found.append((digest, entry))
-        return found
+        """The entries of one indexed pack, from memory (reading a pack's trailer again would
+        touch its atime, which the budget's LRU reads)."""
+        return self._table.entries(name)
 
     def close(self) -> None:
         """Let go of the open packs (a pack gc removed is freed once no reader holds it)."""
@@ -264,10 +278,10 @@ class PackIndex:
 
     def forget(self, name: str) -> None:
         """Drop a pack this process removed."""
-        self._open.pop(name, None)
-        self._packs.pop(name, None)
-        self._where = {d: e for d, e in self._where.items() if e.pack != name}
-        self._stamp = None
+        with self._lock:
+            self._open.pop(name, None)
+            self._table.remove(name)
+            self._stamp = None
 
     def drop(self, entry: PackEntry, digest: str, tmp_dir: Path, *, sync: bool) -> None:
         """Remove one blob: rewrite its pack without it, publish that, then unlink the old."""
@@ -301,13 +315,16 @@ class PackIndex:
 
     def packs(self) -> dict[str, list[str]]:
         """Pack name → its digests (current as of this call)."""
-        self.refresh(force=True)
-        return {name: list(ds) for name, ds in self._packs.items()}
+        with self._lock:
+            self._refresh(True)
+            return self._table.packs()
 
     def digests(self) -> Iterator[str]:
         """Every packed digest (once)."""
-        self.refresh(force=True)
-        yield from list(self._where)
+        with self._lock:
+            self._refresh(True)
+            found = self._table.digests()
+        yield from found
 
     def damaged(self) -> list[str]:
         """Packs whose trailer cannot be read."""
