@@ -160,6 +160,10 @@ class _OpenPack:
             os.close(self.fd)
 
 
+#: The key of a ``holds`` batch's ``seen`` that records the refresh (no pack is named "").
+_REFRESHED = ""
+
+
 class PackIndex:
     """Digest → location over every pack of one store, refreshed when ``packs/`` changes.
 
@@ -239,8 +243,14 @@ class PackIndex:
 
     def holds(self, digest: str, seen: dict[str, bool]) -> bool:
         """True when a published pack holds ``digest``; ``seen`` remembers, across calls, which
-        pack files were found, so a batch looks at each pack once instead of once per blob."""
-        entry = self.find(digest)
+        pack files were found, so a batch looks at each pack once instead of once per blob,
+        and that ``packs/`` was looked at for new packs (once a batch, not once a miss: a
+        batch of new content misses every time)."""
+        entry = self._table.find(digest)
+        if entry is None and _REFRESHED not in seen:
+            self.refresh()
+            seen[_REFRESHED] = True
+            entry = self._table.find(digest)
         if entry is None:
             return False
         if entry.pack not in seen:
