@@ -31,7 +31,7 @@ from castore.worktree import containment as _c
 from castore.worktree import engine as _k
 from castore.worktree import linking as _l
 from castore.worktree.engine import ProgressArg
-from castore.worktree.entries import Entry, EntryLike, iter_entries
+from castore.worktree.entries import Entry, EntryLike, EntryStream, iter_entries, replayable
 from castore.worktree.reading import SPOOL_MEMORY, copy_verified, open_entry, read_bytes
 from castore.worktree.stat_cache import (
     NO_STAT_CACHE,
@@ -134,9 +134,10 @@ def download(
 
     Files not in the selection are left alone. Same safety and arguments as :func:`checkout`.
     """
-    selected = (
-        e for e in iter_entries(entries) if path_prefix is None or e.path.startswith(path_prefix)
-    )
+    selected: Iterable[EntryLike] = entries
+    if path_prefix is not None:
+        kept = replayable(entries)
+        selected = EntryStream(lambda: (e for e in kept if e.path.startswith(path_prefix)))
     return _k.materialize(
         blobs,
         selected,
