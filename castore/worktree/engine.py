@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from castore import _faults
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
     CastoreError,
@@ -484,6 +485,7 @@ def _stage_all(
         pool.map(lambda job: stage(blobs, job, staging_fd, tracker, target), data_jobs)
         for job in jobs:
             flags[int(job.name)] = 2 if job.how in COPIES else 3
+        _faults.point("checkout.batch_placed")
 
 
 def _commit(

@@ -191,6 +191,7 @@ def _fill(
                                   strict=True))
                 for _, entry in batch:
                     stats.append(placed[entry.path])
+                _faults.point("checkout.batch_placed")
     finally:
         cursors.close()
     return stats
