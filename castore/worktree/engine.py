@@ -225,9 +225,14 @@ def _survey(
     mode: str,
     stat_cache: StatCache,
     pool: Pool,
+    *,
+    contents: bool,
 ) -> _Survey:
     """Validate every path, check every content still to write is at hand, find the files
     already right: before anything is written, streaming the entries once.
+
+    ``contents=False`` leaves the contents to the fresh path, which checks each batch's as it
+    stages them into a directory that is removed if one is missing (a stat per file saved).
 
     Raises:
         InvalidPathError: a path is not canonical, listed twice, or a file and a directory.
@@ -273,6 +278,8 @@ def _survey(
                 continue
             if path in scan.dirs and survey.dir_clash is None:
                 survey.dir_clash = path
+        if not contents:
+            continue
         write.append(entry)
         if len(write) >= _s.BATCH:
             _s.sources(blobs, write, missing)
@@ -353,13 +360,20 @@ def materialize(
             scan.dirs.difference_update({x for x in scan.dirs if x == d or x.startswith(d + "/")})
             for f in [x for x in scan.files if x.startswith(d + "/")]:
                 del scan.files[f]
+        # nothing there: every entry is written, by the fresh path if there is any
+        fresh = root_fd < 0 or not (scan.files or scan.dirs or stale)
         try:
-            survey = _survey(blobs, stream, target, root_fd, scan, mode, stat_cache, pool)
+            survey = _survey(
+                blobs, stream, target, root_fd, scan, mode, stat_cache, pool, contents=not fresh
+            )
         except _Unsorted:  # not the catalogue's order: read once, sorted, and check again
             stream = validate_entries(stream)
-            survey = _survey(blobs, stream, target, root_fd, scan, mode, stat_cache, pool)
+            survey = _survey(
+                blobs, stream, target, root_fd, scan, mode, stat_cache, pool, contents=not fresh
+            )
         if marker is not None and _c.MARKER_NAME not in survey.present:
             del scan.files[_c.MARKER_NAME]
+            fresh = not (scan.files or scan.dirs or stale)  # the contents were checked
         if not exact and survey.dir_clash is not None:
             raise UnsafeTargetError(
                 f"a directory stands where the file {survey.dir_clash!r} goes in "
@@ -369,7 +383,7 @@ def materialize(
         tracker = Progress(progress, survey.total)
         tracker.add(survey.good_bytes)
         todo = survey.todo
-        if todo and (root_fd < 0 or not (scan.files or scan.dirs or stale)):
+        if todo and fresh:
             # A new or empty root: build the tree in one staging directory and rename it into
             # place, instead of a rename and a stat per file (the fresh path).
             _f.build(

@@ -45,7 +45,6 @@ from castore.worktree.staging import (
     Planner,
     Pool,
     batches,
-    check_sources,
     replay,
     stage,
     write_marker,
@@ -176,13 +175,19 @@ def _fill(
 
     try:
         with _c.DirCursor(staging_fd, create=True) as maker:
-            for batch in batches(replay(entries, count), _s.BATCH):
+            parts = batches(replay(entries, count), _s.BATCH)
+            for batch in parts:
                 # the directories first (each component made and opened, never a link)
                 for directory in sorted(
                     {p for _, e in batch for p in _c.iter_parents(e.path)}, key=_c.sort_key
                 ):
                     maker.dir_of(directory + "/")
-                raws = check_sources(blobs, (e for _, e in batch))
+                missing: list[tuple[str, str]] = []
+                raws = _s.sources(blobs, (e for _, e in batch), missing)
+                if missing:  # name every one: look at the rest, writing nothing more
+                    for rest in parts:
+                        _s.sources(blobs, (e for _, e in rest), missing)
+                    raise _s.missing_error(missing)
                 jobs = [planner.job(e, raws, e.path.rsplit("/", 1)[-1]) for _, e in batch]
                 # Contiguous paths go to one worker slice, so each thread's cursor opens a
                 # directory once.
