@@ -45,6 +45,10 @@ def slim_stat(st: os.stat_result) -> os.stat_result:
     )
 
 
+def _zeros(n: int, code: str) -> array[int]:
+    return array(code, bytes(n * array(code).itemsize))
+
+
 class StatColumns:
     """The stat-cache fields of many files, by position, in arrays: 40 bytes a file.
 
@@ -63,20 +67,18 @@ class StatColumns:
     def __len__(self) -> int:
         return len(self._size)
 
-    def append(self, st: os.stat_result | None) -> None:
-        """Add the next file's stat (None: nothing to remember, e.g. a link)."""
-        if st is None:
-            self._dev.append(0)
-            self._ino.append(0)
-            self._size.append(-1)
-            self._mtime.append(0)
-            self._ctime.append(0)
-            return
-        self._dev.append(st.st_dev)
-        self._ino.append(st.st_ino)
-        self._size.append(st.st_size)
-        self._mtime.append(st.st_mtime_ns)
-        self._ctime.append(st.st_ctime_ns)
+    def grow(self, n: int) -> None:
+        """Make room for ``n`` more files, each with nothing to remember until :meth:`put`."""
+        self._dev.extend(_zeros(n, "Q"))
+        self._ino.extend(_zeros(n, "Q"))
+        self._size.extend(array("q", [-1]) * n)
+        self._mtime.extend(_zeros(n, "q"))
+        self._ctime.extend(_zeros(n, "q"))
+
+    def put(self, i: int, st: os.stat_result) -> None:
+        """Remember the ``i``-th file's stat (threads may put different positions at once)."""
+        self._dev[i], self._ino[i], self._size[i] = st.st_dev, st.st_ino, st.st_size
+        self._mtime[i], self._ctime[i] = st.st_mtime_ns, st.st_ctime_ns
 
     def get(self, i: int) -> os.stat_result | None:
         """The ``i``-th file's stat, as :func:`slim_stat` keeps it (None: nothing kept)."""
