@@ -33,6 +33,7 @@ LABELS = (
     "gc.deleted_one",
     "gc.repack_published",
     "gc.repack_trashed",
+    "checkout.batch_placed",
     "checkout.tmp_written",
     "checkout.renamed",
     "checkout.extra_removed",

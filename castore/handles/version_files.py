@@ -17,7 +17,8 @@ from castore._progress import ProgressArg
 from castore.errors import IntegrityError, VerificationError
 from castore.models import ManifestEntry, VerifyReport
 from castore.worktree import reading
-from castore.worktree.references import Row, select_rows
+from castore.worktree.entries import EntryStream
+from castore.worktree.references import Row, select_stream
 
 if TYPE_CHECKING:
     from castore.worktree.stat_cache import StatCache
@@ -66,6 +67,27 @@ class VersionFiles:
         self._parts.ensure_local((r[1], r[2]) for r in rows if r[3] is None)
         return rows
 
+    def _stream(
+        self,
+        prefix: str | None = None,
+        *,
+        allow_patterns: str | Iterable[str] | None = None,
+        ignore_patterns: str | Iterable[str] | None = None,
+        allow_missing_references: bool = False,
+    ) -> EntryStream:
+        """The selected entries, streamed from the catalogue anew for each pass a checkout
+        makes (never all in memory); the first pass fetches back evicted blobs, a batch at a
+        time, and asks the servers of references whether they are reachable."""
+
+        def fetch_back(rows: list[Row]) -> None:
+            self._parts.ensure_local((r[1], r[2]) for r in rows if r[3] is None)
+
+        return select_stream(
+            lambda: self._rows(prefix), allow_patterns=allow_patterns,
+            ignore_patterns=ignore_patterns, allow_missing_references=allow_missing_references,
+            each_batch=fetch_back,
+        )
+
     def _stat_cache(self) -> StatCache:
         from castore.worktree.stat_cache import NO_STAT_CACHE  # with checkout and verify
 
@@ -102,8 +124,7 @@ class VersionFiles:
         Example:
             >>> store.get("mnist:prod").checkout("work/mnist")  # doctest: +SKIP
         """
-        rows = self._local(
-            select_rows(self._rows(), allow_missing_references=allow_missing_references))
+        rows = self._stream(allow_missing_references=allow_missing_references)
         from castore.worktree import operations  # checkout and verify only
 
         return operations.checkout(
@@ -151,14 +172,14 @@ class VersionFiles:
         Example:
             >>> v.download("out", allow_patterns=["*.json"])  # doctest: +SKIP
         """
-        rows = select_rows(
-            self._rows(path_prefix), allow_patterns=allow_patterns,
-            ignore_patterns=ignore_patterns, allow_missing_references=allow_missing_references,
+        rows = self._stream(
+            path_prefix, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns,
+            allow_missing_references=allow_missing_references,
         )
         from castore.worktree import operations  # checkout and verify only
 
         return operations.download(
-            self._parts.blobs, self._local(rows), root or self._default_root(),
+            self._parts.blobs, rows, root or self._default_root(),
             path_prefix=path_prefix, link=link, store_root=self._parts.path,
             stat_cache=self._stat_cache(), progress=progress,
         )

@@ -16,24 +16,27 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from castore import _faults
 from castore._progress import Progress, ProgressArg
 from castore.errors import (
     CastoreError,
-    IntegrityError,
     InvalidPathError,
     UnsafeTargetError,
 )
 from castore.paths import validate_path
-from castore.storage.external import is_remote
 from castore.worktree import containment as _c
 from castore.worktree import fresh as _f
 from castore.worktree import linking as _l
-from castore.worktree.entries import Entry, EntryLike, iter_entries
+from castore.worktree import staging as _s
+from castore.worktree.entries import Entry, EntryLike, iter_entries, replayable
 from castore.worktree.staging import (
     COPIES,
-    Job,
+    Planner,
+    Pool,
+    batches,
+    check_sources,
     has_marker,
-    plan_jobs,
+    replay,
     run_pool,
     stage,
     write_marker,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
 
 __all__ = [
+    "PathCheck",
     "ProgressArg",
     "check_existing",
     "check_sources",
@@ -57,74 +61,55 @@ __all__ = [
 
 # -- planning ------------------------------------------------------------------------------
 
+class _Unsorted(Exception):
+    """The entries are not sorted by path (the streamed checks need them sorted)."""
+
+
+class PathCheck:
+    """Checks paths one at a time, in code-point order, holding a few paths at most.
+
+    Each must be canonical (defence in depth against a tampered catalogue row), listed once,
+    and not also a directory of another path. Sorted, a duplicate is the previous path, and a
+    file ``f`` that is also a directory comes before every ``f/...``: the paths in between all
+    start with ``f`` (``f-x``, ``f.txt``: ``-`` and ``.`` sort before ``/``), so a stack of the
+    files each path extends is all that is kept.
+    """
+
+    __slots__ = ("_files", "_prev")
+
+    def __init__(self) -> None:
+        self._prev: str | None = None
+        self._files: list[str] = []
+
+    def check(self, path: str) -> None:
+        if validate_path(path) != path:
+            raise InvalidPathError(path, "not in canonical form")
+        prev = self._prev
+        if prev is not None and path <= prev:
+            if path == prev:
+                raise InvalidPathError(path, "listed twice (collision)")
+            raise _Unsorted(path)
+        files = self._files
+        while files and not path.startswith(files[-1]):
+            files.pop()
+        for f in files:
+            if path[len(f)] == "/":
+                raise InvalidPathError(f, f"collision: {f!r} is both a file and a directory")
+        files.append(path)
+        self._prev = path
+
 
 def validate_entries(entries: Iterable[EntryLike]) -> list[Entry]:
     """Validate every path again (defence in depth against a tampered catalogue row).
 
-    Returns the entries as light :class:`Entry` tuples, never a list of pydantic models.
+    Returns the entries as light :class:`Entry` tuples, sorted by path, never a list of
+    pydantic models.
     """
-    out = list(iter_entries(entries))
-    paths: set[str] = set()
+    out = sorted(iter_entries(entries), key=lambda e: e.path)
+    check = PathCheck()
     for entry in out:
-        if validate_path(entry.path) != entry.path:
-            raise InvalidPathError(entry.path, "not in canonical form")
-        if entry.path in paths:
-            raise InvalidPathError(entry.path, "listed twice (collision)")
-        paths.add(entry.path)
-    dirs: set[str] = set()
-    for entry in out:
-        for parent in _c.iter_parents(entry.path):
-            if parent in dirs:
-                break  # its ancestors are in already
-            dirs.add(parent)
-    both = paths & dirs
-    if both:
-        clash = min(both)
-        raise InvalidPathError(clash, f"collision: {clash!r} is both a file and a directory")
+        check.check(entry.path)
     return out
-
-
-def check_sources(blobs: BlobStore, entries: Sequence[Entry]) -> dict[str, str | None]:
-    """Check that every entry's content is at hand; return each digest's raw blob (or None).
-
-    Blob paths are kept as strings: a ``Path`` per file cost ~500 bytes at 100,000 files.
-
-    Raises:
-        IntegrityError: naming the paths and digests whose content is missing.
-    """
-    raws: dict[str, str | None] = {}
-    missing: list[tuple[str, str]] = []
-    for entry in entries:
-        if entry.ref is not None:
-            if is_remote(entry.ref):
-                continue  # fetched and verified while staging (worktree.references checked it)
-            if not _l.ref_path(entry).is_file():
-                missing.append((entry.path, entry.ref))
-            continue
-        digest = entry.digest
-        if digest is None:
-            missing.append((entry.path, "<no digest>"))
-            continue
-        if digest not in raws:
-            if blobs.in_pack(digest):  # packed (never linkable): no file to look at
-                raws[digest] = None
-                continue
-            raw = blobs.raw_path(digest)
-            if raw is None and not blobs.exists(digest):
-                missing.append((entry.path, digest))
-                continue
-            raws[digest] = None if raw is None else os.fspath(raw)
-    if missing:
-        shown = ", ".join(f"{p!r} ({d})" for p, d in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise IntegrityError(
-            f"cannot materialize: the content of {shown}{more} is missing from the store; "
-            "nothing was changed (run castore fsck, or pull the version again)",
-            digest=missing[0][1],
-            paths=[p for p, _ in missing],
-        )
-    return raws
-
 
 
 def check_existing(
@@ -135,13 +120,11 @@ def check_existing(
     blobs: BlobStore,
     mode: str,
     stat_cache: StatCache,
-    workers: int | None,
-    progress: Progress | None = None,
+    pool: Pool,
 ) -> tuple[list[bool], list[StatRow]]:
     """For each entry: is the file at its path already right (content and link kind)?
 
-    Also returns the stat-cache rows learned by hashing, for the caller to record with its
-    own, in one transaction.
+    Also returns the stat-cache rows learned by hashing, for the caller to record.
     """
     present = [e for e in entries if e.path in scan.files]
     cached = CachedDigests(stat_cache, scan, present)
@@ -150,12 +133,6 @@ def check_existing(
     lock = threading.Lock()
 
     def check(entry: Entry) -> bool:
-        ok = _entry_ok(entry)
-        if ok and progress is not None:
-            progress.add(entry.size)
-        return ok
-
-    def _entry_ok(entry: Entry) -> bool:
         st = scan.files.get(entry.path)
         if st is None or entry.digest is None:
             return False
@@ -211,14 +188,108 @@ def check_existing(
                 and cached.says(e, st)
             ):
                 found[e.path] = True
-        if found and progress is not None:
-            progress.add(sum(e.size for e in present if e.path in found))
     rest = [e for e in present if e.path not in found]
     try:
-        found.update(zip((e.path for e in rest), run_pool(check, rest, workers), strict=True))
+        found.update(zip((e.path for e in rest), pool.map(check, rest), strict=True))
     finally:
         cursors.close()
     return [found.get(e.path, False) for e in entries], learned
+
+
+class _Survey:
+    """The first pass: every entry checked, counted and sized; of the existing tree, only what
+    it holds is kept (bounded by the files already there, not by the version)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0
+        self.good_bytes = 0
+        #: per entry, by position: 0 to write, 1 already right (then 2 staged copy, 3 link)
+        self.flags = bytearray()
+        self.present: set[str] = set()  # entries with a file (or link) at their path
+        self.needed: set[str] = set()  # existing directories some entry lies under
+        self.rewrite: list[str] = []  # existing files that will be overwritten
+        self.dir_clash: str | None = None  # an entry whose path is an existing directory
+
+    @property
+    def todo(self) -> int:
+        return self.count - sum(self.flags)
+
+
+def _survey(
+    blobs: BlobStore,
+    entries: Iterable[Entry],
+    target: Path,
+    root_fd: int,
+    scan: _c.Scan,
+    mode: str,
+    stat_cache: StatCache,
+    pool: Pool,
+    *,
+    contents: bool,
+) -> _Survey:
+    """Validate every path, check every content still to write is at hand, find the files
+    already right: before anything is written, streaming the entries once.
+
+    ``contents=False`` leaves the contents to the fresh path, which checks each batch's as it
+    stages them into a directory that is removed if one is missing (a stat per file saved).
+
+    Raises:
+        InvalidPathError: a path is not canonical, listed twice, or a file and a directory.
+        IntegrityError: (after the pass) naming every content that is missing.
+    """
+    survey = _Survey()
+    paths = PathCheck()
+    missing: list[tuple[str, str]] = []
+    existing = bool(scan.files or scan.dirs)
+    pending: list[tuple[int, Entry]] = []  # entries with a file at their path, to look at
+    write: list[Entry] = []  # entries to write, whose content is checked a batch at a time
+
+    def look() -> None:
+        ok, learned = check_existing(
+            [e for _, e in pending], target, root_fd, scan, blobs, mode, stat_cache, pool
+        )
+        if learned:  # files already in place: their rows are true now, whatever follows
+            stat_cache.record_many(learned)
+        for (i, entry), good in zip(pending, ok, strict=True):
+            if good:
+                survey.flags[i] = 1
+                survey.good_bytes += entry.size
+            else:
+                write.append(entry)
+                survey.rewrite.append(entry.path)
+        pending.clear()
+
+    for i, entry in enumerate(entries):
+        path = entry.path
+        paths.check(path)
+        survey.flags.append(0)
+        survey.count += 1
+        survey.total += entry.size
+        if existing:
+            for parent in _c.iter_parents(path):
+                if parent in scan.dirs:
+                    survey.needed.add(parent)
+            if path in scan.files:
+                survey.present.add(path)
+                pending.append((i, entry))
+                if len(pending) >= _s.BATCH:
+                    look()
+                continue
+            if path in scan.dirs and survey.dir_clash is None:
+                survey.dir_clash = path
+        if not contents:
+            continue
+        write.append(entry)
+        if len(write) >= _s.BATCH:
+            _s.sources(blobs, write, missing)
+            write.clear()
+    if pending:
+        look()
+    _s.sources(blobs, write, missing)
+    if missing:
+        raise _s.missing_error(missing)
+    return survey
 
 
 def links_to_blob(dir_fd: int, entry: Entry, blobs: BlobStore) -> Path | None:
@@ -258,9 +329,14 @@ def materialize(
     progress: ProgressArg,
     workers: int | None,
 ) -> Path:
-    """Plan, stage and commit ``entries`` into ``root`` (``exact``: checkout, else download)."""
+    """Plan, stage and commit ``entries`` into ``root`` (``exact``: checkout, else download).
+
+    ``entries`` is read in passes (an :class:`~castore.worktree.entries.EntryStream` is
+    streamed anew each time, anything else is read once into a sorted list), a batch of
+    :data:`~castore.worktree.staging.BATCH` at a time: check everything, write, put in place.
+    """
     mode = _l.check_mode(link)
-    wanted_list = validate_entries(entries)
+    stream = replayable(entries)
     target = _c.check_target(root, store_root)
     created = False
     root_fd = -1
@@ -269,53 +345,69 @@ def materialize(
     staging: str | None = None
     staging_fd = -1
     committing = False
+    pool = Pool(workers)
     try:
-        wanted = {e.path for e in wanted_list}
         scan = _c.Scan()
+        marker: os.stat_result | None = None
         if root_fd >= 0:
-            scan = _c.scan_tree(root_fd, skip_top=frozenset({_c.MARKER_NAME} - wanted))
+            scan = _c.scan_tree(root_fd, skip_top=frozenset({_c.MARKER_NAME}))
+            # the marker file is no extra file, unless the version has a file of that name
+            marker = _marker_file(root_fd)
+            if marker is not None:
+                scan.files[_c.MARKER_NAME] = marker
         stale = {d for d in scan.dirs if "/" not in d and d.startswith(_c.STAGING_PREFIX)}
         for d in stale:
             scan.dirs.difference_update({x for x in scan.dirs if x == d or x.startswith(d + "/")})
             for f in [x for x in scan.files if x.startswith(d + "/")]:
                 del scan.files[f]
-        tracker = Progress(progress, sum(e.size for e in wanted_list))
-        ok, learned = check_existing(
-            wanted_list, target, root_fd, scan, blobs, mode, stat_cache, workers, tracker
-        )
-        todo = [e for e, good in zip(wanted_list, ok, strict=True) if not good]
-        # only the content still to write must be at hand (an already-right file needs no blob)
-        raws = check_sources(blobs, todo)
-        if todo and (root_fd < 0 or not (scan.files or scan.dirs or stale)):
+        # nothing there: every entry is written, by the fresh path if there is any
+        fresh = root_fd < 0 or not (scan.files or scan.dirs or stale)
+        try:
+            survey = _survey(
+                blobs, stream, target, root_fd, scan, mode, stat_cache, pool, contents=not fresh
+            )
+        except _Unsorted:  # not the catalogue's order: read once, sorted, and check again
+            stream = validate_entries(stream)
+            survey = _survey(
+                blobs, stream, target, root_fd, scan, mode, stat_cache, pool, contents=not fresh
+            )
+        if marker is not None and _c.MARKER_NAME not in survey.present:
+            del scan.files[_c.MARKER_NAME]
+            fresh = not (scan.files or scan.dirs or stale)  # the contents were checked
+        if not exact and survey.dir_clash is not None:
+            raise UnsafeTargetError(
+                f"a directory stands where the file {survey.dir_clash!r} goes in "
+                f"{str(target)!r}; remove it or use checkout()",
+                path=target / survey.dir_clash,
+            )
+        tracker = Progress(progress, survey.total)
+        tracker.add(survey.good_bytes)
+        todo = survey.todo
+        if todo and fresh:
             # A new or empty root: build the tree in one staging directory and rename it into
             # place, instead of a rename and a stat per file (the fresh path).
-            learned += _f.build(
-                blobs, todo, raws, target, root_fd,
-                mode=mode, exact=exact, tracker=tracker, workers=workers,
+            _f.build(
+                blobs, stream, stat_cache, target, root_fd, count=survey.count,
+                mode=mode, exact=exact, tracker=tracker, pool=pool,
             )
-            if learned:
-                stat_cache.record_many(learned)
             tracker.finish()
             return target
         if root_fd < 0:
             root_fd, created = _c.open_root(target, create=True)
-        needed = {p for e in wanted_list for p in _c.iter_parents(e.path)}
         removals: list[tuple[str, bool]] = []
         if exact:
-            extra_dirs = _top_level(scan.dirs - needed)
+            extra_dirs = _top_level(scan.dirs - survey.needed)
             under = set(extra_dirs)
             extra_files = [
                 p
                 for p in scan.files
-                if p not in wanted and not any(q in under for q in _c.iter_parents(p))
+                if p not in survey.present and not any(q in under for q in _c.iter_parents(p))
             ]
             if not force and not has_marker(root_fd):
                 # empty directories are no loss; files (and links) are
                 holding = {p for f in scan.files for p in _c.iter_parents(f)}
                 doomed = sorted(
-                    extra_files
-                    + [d for d in extra_dirs if d in holding]
-                    + [e.path for e in todo if e.path in scan.files]
+                    extra_files + [d for d in extra_dirs if d in holding] + survey.rewrite
                 )
                 if doomed:
                     raise UnsafeTargetError(
@@ -327,30 +419,11 @@ def materialize(
                     )
             removals = [(p, False) for p in extra_files] + [(d, True) for d in extra_dirs]
             removals += [(d, True) for d in sorted(stale)]
-        else:
-            for e in todo:
-                if e.path in scan.dirs:
-                    raise UnsafeTargetError(
-                        f"a directory stands where the file {e.path!r} goes in {str(target)!r};"
-                        " remove it or use checkout()",
-                        path=target / e.path,
-                    )
         if todo:
             staging = _c.STAGING_PREFIX + secrets.token_hex(6)
             os.mkdir(staging, 0o700, dir_fd=root_fd)
             staging_fd = _c.open_subdir(root_fd, staging, create=False)
-            jobs = plan_jobs(blobs, todo, mode, target, root_fd, staging_fd, raws)
-            # links are one syscall each: a pool would cost more than it saves (split first:
-            # a hardlink at the link limit turns into a copy as it is staged)
-            data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
-            for job in jobs:
-                if job.how in ("hardlink", "symlink"):
-                    stage(blobs, job, staging_fd, tracker, target)
-            run_pool(
-                lambda job: stage(blobs, job, staging_fd, tracker, target), data_jobs, workers
-            )
-        else:
-            jobs = []
+            _stage_all(blobs, stream, survey, mode, target, root_fd, staging_fd, tracker, pool)
         committing = True
         if exact:
             write_marker(root_fd)
@@ -358,13 +431,11 @@ def materialize(
             for path, is_dir in sorted(removals, key=lambda r: _c.sort_key(r[0])):
                 fd = cursor.dir_of(path)
                 _c.remove_entry(fd, path.rsplit("/", 1)[-1], is_dir=is_dir)
-        learned += _commit(jobs, target, root_fd, staging_fd)
-        # one write transaction for what planning hashed and what was written: a checkout
-        # only reads versions, and each transaction takes the catalogue's write lock
-        if learned:
-            stat_cache.record_many(learned)
+        if todo:
+            _commit(stream, survey, target, root_fd, staging_fd, stat_cache)
         tracker.finish()
     except BaseException as exc:
+        pool.close()  # no thread still writing while the staging directory goes
         if staging is not None:
             _c.remove_entry(root_fd, staging, is_dir=True)
             staging = None
@@ -380,6 +451,7 @@ def materialize(
                 raise out from exc
         raise
     finally:
+        pool.close()
         if staging_fd >= 0:
             os.close(staging_fd)
         if staging is not None:
@@ -389,30 +461,87 @@ def materialize(
     return target
 
 
-def _commit(jobs: Sequence[Job], target: Path, root_fd: int, staging_fd: int) -> list[StatRow]:
+def _marker_file(root_fd: int) -> os.stat_result | None:
+    try:
+        st = os.stat(_c.MARKER_NAME, dir_fd=root_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return None if stat.S_ISDIR(st.st_mode) else st
+
+
+def _stage_all(
+    blobs: BlobStore,
+    entries: Iterable[Entry],
+    survey: _Survey,
+    mode: str,
+    target: Path,
+    root_fd: int,
+    staging_fd: int,
+    tracker: Progress,
+    pool: Pool,
+) -> None:
+    """Stage every entry still to write, a batch at a time, each under its position's number.
+
+    Marks each in ``survey.flags``: 2 for a file of its own (a copy), 3 for a link.
+    """
+    planner = Planner(mode, target, root_fd, staging_fd)
+    flags = survey.flags
+    todo = ((i, e) for i, e in replay(entries, survey.count) if not flags[i])
+    for batch in batches(todo, _s.BATCH):
+        raws = check_sources(blobs, (e for _, e in batch))
+        jobs = [planner.job(e, raws, str(i)) for i, e in batch]
+        # links are one syscall each: a pool would cost more than it saves (split first:
+        # a hardlink at the link limit turns into a copy as it is staged)
+        data_jobs = [j for j in jobs if j.how not in ("hardlink", "symlink")]
+        for job in jobs:
+            if job.how in ("hardlink", "symlink"):
+                stage(blobs, job, staging_fd, tracker, target)
+        pool.map(lambda job: stage(blobs, job, staging_fd, tracker, target), data_jobs)
+        for job in jobs:
+            flags[int(job.name)] = 2 if job.how in COPIES else 3
+        _faults.point("checkout.batch_placed")
+
+
+def _commit(
+    entries: Iterable[Entry],
+    survey: _Survey,
+    target: Path,
+    root_fd: int,
+    staging_fd: int,
+    stat_cache: StatCache,
+) -> None:
     """Rename every staged file into place, making directories (never following links).
 
-    Returns the stat-cache rows of the files written as copies (links share the blob's inode).
+    Records the stat-cache rows of the files written as copies (links share the blob's inode)
+    a batch at a time, as soon as they are in place.
     """
-    learned: list[StatRow] = []
+    flags = survey.flags
+    rows: list[StatRow] = []
     with _c.DirCursor(root_fd, create=True) as cursor:
-        for job in sorted(jobs, key=lambda j: _c.sort_key(j.entry.path)):
-            fd = cursor.dir_of(job.entry.path)
-            name = job.entry.path.rsplit("/", 1)[-1]
+        for i, entry in replay(entries, survey.count):
+            flag = flags[i]
+            if flag < 2:
+                continue
+            fd = cursor.dir_of(entry.path)
+            name = entry.path.rsplit("/", 1)[-1]
             try:
-                os.rename(job.name, name, src_dir_fd=staging_fd, dst_dir_fd=fd)
+                os.rename(str(i), name, src_dir_fd=staging_fd, dst_dir_fd=fd)
             except (IsADirectoryError, NotADirectoryError, OSError) as exc:
                 if isinstance(exc, (IsADirectoryError, NotADirectoryError)) or exc.errno in (
                     39,
                     21,
                 ):
                     raise UnsafeTargetError(
-                        f"a directory appeared at {job.entry.path!r} in {str(target)!r} while "
+                        f"a directory appeared at {entry.path!r} in {str(target)!r} while "
                         "the checkout ran; nothing was written through it",
-                        path=target / job.entry.path,
+                        path=target / entry.path,
                     ) from exc
                 raise
-            if job.how in COPIES:
+            if flag == 2:
                 st = slim_stat(os.stat(name, dir_fd=fd, follow_symlinks=False))
-                learned.append((f"{target}/{job.entry.path}", st, job.entry.digest or ""))
-    return learned
+                rows.append((f"{target}/{entry.path}", st, entry.digest or ""))
+                if len(rows) >= _s.BATCH:
+                    stat_cache.record_many(rows)
+                    rows = []
+    if rows:
+        stat_cache.record_many(rows)

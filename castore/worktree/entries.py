@@ -5,16 +5,21 @@ the worktree functions take any iterable of entries, as :class:`~castore.models.
 records or as the plain ``(path, digest, size, ref, executable)`` rows the catalogue streams
 (``Catalog.iter_entries``; four-field rows are read as not executable), and keep each as an
 :class:`Entry`, a tuple.
+
+A checkout reads its entries in several passes (check everything, write, record the stat
+cache), a batch at a time, so that it never holds them all: an :class:`EntryStream` opens them
+again for each pass (the catalogue's rows, streamed by path); any other iterable is read once
+into a sorted list (:func:`replayable`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple, TypeAlias
 
 from castore.models import ManifestEntry
 
-__all__ = ["Entry", "EntryLike", "as_entry", "iter_entries"]
+__all__ = ["Entry", "EntryLike", "EntryStream", "as_entry", "iter_entries", "replayable"]
 
 
 class Entry(NamedTuple):
@@ -49,3 +54,30 @@ def iter_entries(items: Iterable[EntryLike]) -> Iterator[Entry]:
     """Each of ``items`` as an :class:`Entry`, one at a time."""
     for item in items:
         yield as_entry(item)
+
+
+class EntryStream:
+    """Entries that can be read more than once, each time streamed anew, sorted by path.
+
+    ``open`` returns a fresh iterable of the same entries in the same order (code-point order
+    of the paths, which is SQLite's ``ORDER BY path``) each time it is called.
+    """
+
+    __slots__ = ("_open",)
+
+    def __init__(self, open: Callable[[], Iterable[EntryLike]]) -> None:
+        self._open = open
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter_entries(self._open())
+
+
+def replayable(items: Iterable[EntryLike]) -> EntryStream | list[Entry]:
+    """``items`` in a form that can be read again, sorted by path.
+
+    An :class:`EntryStream` is returned as it is (nothing is held); anything else is read once
+    into a list of :class:`Entry` tuples, sorted by path.
+    """
+    if isinstance(items, EntryStream):
+        return items
+    return sorted(iter_entries(items), key=lambda e: e.path)

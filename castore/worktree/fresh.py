@@ -27,7 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,9 +37,25 @@ from castore._process import hostname, is_gone
 from castore._progress import Progress
 from castore.errors import UnsafeTargetError
 from castore.worktree import containment as _c
+from castore.worktree import staging as _s
 from castore.worktree.entries import Entry
-from castore.worktree.staging import COPIES, Job, plan_jobs, run_pool, stage, write_marker
-from castore.worktree.stat_cache import StatRow, slim_stat
+from castore.worktree.staging import (
+    COPIES,
+    Job,
+    Planner,
+    Pool,
+    batches,
+    replay,
+    stage,
+    write_marker,
+)
+from castore.worktree.stat_cache import (
+    NoStatCache,
+    StatCache,
+    StatColumns,
+    StatRow,
+    slim_stat,
+)
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
@@ -69,20 +85,22 @@ def _sweep(parent_fd: int, target: Path) -> None:
 
 def build(
     blobs: BlobStore,
-    todo: Sequence[Entry],
-    raws: dict[str, str | None],
+    entries: Iterable[Entry],
+    stat_cache: StatCache,
     target: Path,
     root_fd: int,
     *,
+    count: int,
     mode: str,
     exact: bool,
     tracker: Progress,
-    workers: int | None,
-) -> list[StatRow]:
-    """Write ``todo`` into the new (``root_fd < 0``) or empty root ``target``.
+    pool: Pool,
+) -> None:
+    """Write the ``count`` ``entries`` into the new (``root_fd < 0``) or empty root ``target``.
 
-    Returns:
-        The stat-cache rows of the files written as copies (links share the blob's inode).
+    The entries are read twice, a batch at a time: to write them, then (once the tree is in
+    place) to record the stat-cache rows of the files written as copies (links share the
+    blob's inode), whose stats were kept meanwhile as numbers (:class:`StatColumns`).
 
     Raises:
         UnsafeTargetError: something appeared at the root's name while the tree was built.
@@ -102,7 +120,7 @@ def build(
             _sweep(home_fd, target)
         os.mkdir(staging, 0o777 if beside else 0o700, dir_fd=home_fd)
         staging_fd = _c.open_subdir(home_fd, staging, create=False)
-        rows = _fill(blobs, todo, raws, target, home_fd, staging_fd, mode, tracker, workers)
+        stats = _fill(blobs, entries, count, target, home_fd, staging_fd, mode, tracker, pool)
         _faults.point("checkout.tmp_written")
         if beside:
             if exact:
@@ -111,12 +129,13 @@ def build(
         else:
             if exact:
                 write_marker(root_fd)
-            rows = _move_top(rows, target, root_fd, staging_fd)
+            _move_top(target, root_fd, staging_fd)
             os.rmdir(staging, dir_fd=home_fd)
         placed = True
         _faults.point("checkout.renamed")
-        return rows
     finally:
+        if not placed:
+            pool.close()  # no thread still writing while the staging directory goes
         if staging_fd >= 0:
             os.close(staging_fd)
         if not placed:
@@ -124,45 +143,92 @@ def build(
                 _c.remove_entry(home_fd, staging, is_dir=True)
         if beside:
             os.close(home_fd)
+    _record(entries, count, stats, target, None if beside else root_fd, stat_cache)
 
 
 def _fill(
     blobs: BlobStore,
-    todo: Sequence[Entry],
-    raws: dict[str, str | None],
+    entries: Iterable[Entry],
+    count: int,
     target: Path,
     home_fd: int,
     staging_fd: int,
     mode: str,
     tracker: Progress,
-    workers: int | None,
-) -> list[StatRow]:
-    """Make the directories, then place every file at its path inside the staging directory."""
-    with _c.DirCursor(staging_fd, create=True) as cursor:
-        for directory in sorted(
-            {p for e in todo for p in _c.iter_parents(e.path)}, key=_c.sort_key
-        ):
-            cursor.dir_of(directory + "/")  # makes and opens every component, never a link
-    jobs = plan_jobs(blobs, todo, mode, target, home_fd, staging_fd, raws)
-    for job in jobs:
-        job.name = job.entry.path.rsplit("/", 1)[-1]
-    # Contiguous paths go to one worker batch, so each thread's cursor opens a directory once.
-    jobs.sort(key=lambda j: _c.sort_key(j.entry.path))
+    pool: Pool,
+) -> StatColumns:
+    """Place every file at its path inside the staging directory, a batch at a time.
+
+    Returns the stat of each file written as a copy, by position (None for a link).
+    """
+    stats = StatColumns()
+    planner = Planner(mode, target, home_fd, staging_fd)
     cursors = _c.ThreadCursors(staging_fd)
 
-    def place(job: Job) -> StatRow | None:
+    def place(item: tuple[int, Job]) -> None:
+        i, job = item
         fd = cursors.get().dir_of(job.entry.path)
         stage(blobs, job, fd, tracker, target)
-        if job.how not in COPIES:
-            return None
-        # Stat here, in the pool: renaming the root keeps every inode, mtime and ctime below it.
-        st = slim_stat(os.stat(job.name, dir_fd=fd, follow_symlinks=False))
-        return (f"{target}/{job.entry.path}", st, job.entry.digest or "")
+        if job.how in COPIES:
+            # Stat here, in the pool: renaming the root keeps every inode, mtime and ctime
+            # below it. Straight into the columns: a stat_result per file of a batch is ~1 KiB.
+            stats.put(i, os.stat(job.name, dir_fd=fd, follow_symlinks=False))
 
     try:
-        return [row for row in run_pool(place, jobs, workers) if row is not None]
+        with _c.DirCursor(staging_fd, create=True) as maker:
+            parts = batches(replay(entries, count), _s.BATCH)
+            for batch in parts:
+                # the directories first (each component made and opened, never a link)
+                for directory in sorted(
+                    {p for _, e in batch for p in _c.iter_parents(e.path)}, key=_c.sort_key
+                ):
+                    maker.dir_of(directory + "/")
+                missing: list[tuple[str, str]] = []
+                raws = _s.sources(blobs, (e for _, e in batch), missing)
+                if missing:  # name every one: look at the rest, writing nothing more
+                    for rest in parts:
+                        _s.sources(blobs, (e for _, e in rest), missing)
+                    raise _s.missing_error(missing)
+                # In path order, a directory's files are contiguous (but for names that sort
+                # before "/", such as "a.txt" between "a" and "a/b"), so each worker slice
+                # mostly stays in one directory and its thread's cursor opens it once.
+                jobs = [(i, planner.job(e, raws, e.path.rsplit("/", 1)[-1])) for i, e in batch]
+                stats.grow(len(jobs))
+                pool.map(place, jobs)
+                _faults.point("checkout.batch_placed")
     finally:
         cursors.close()
+    return stats
+
+
+def _record(
+    entries: Iterable[Entry],
+    count: int,
+    stats: StatColumns,
+    target: Path,
+    root_fd: int | None,
+    stat_cache: StatCache,
+) -> None:
+    """Record the copies' stat-cache rows once the tree is in place, a batch at a time.
+
+    ``root_fd``: the root the top-level entries were moved into (their ctime changed, so
+    those files are looked at again), or None when the whole tree was renamed at once.
+    """
+    if isinstance(stat_cache, NoStatCache):
+        return
+    rows: list[StatRow] = []
+    for i, entry in replay(entries, count):
+        st = stats.get(i)
+        if st is None:
+            continue
+        if root_fd is not None and "/" not in entry.path:
+            st = slim_stat(os.stat(entry.path, dir_fd=root_fd, follow_symlinks=False))
+        rows.append((f"{target}/{entry.path}", st, entry.digest or ""))
+        if len(rows) >= _s.BATCH:
+            stat_cache.record_many(rows)
+            rows = []
+    if rows:
+        stat_cache.record_many(rows)
 
 
 def _rename_root(parent_fd: int, staging: str, target: Path) -> None:
@@ -179,10 +245,10 @@ def _rename_root(parent_fd: int, staging: str, target: Path) -> None:
         raise
 
 
-def _move_top(rows: list[StatRow], target: Path, root_fd: int, staging_fd: int) -> list[StatRow]:
+def _move_top(target: Path, root_fd: int, staging_fd: int) -> None:
     """Rename each top-level entry of the staging directory into the (empty) root.
 
-    A renamed file's ctime changes, so the stat-cache rows of top-level files are taken again.
+    A renamed file's ctime changes: :func:`_record` takes the stat of top-level files again.
     """
     for name in sorted(os.listdir(staging_fd)):
         try:
@@ -195,10 +261,3 @@ def _move_top(rows: list[StatRow], target: Path, root_fd: int, staging_fd: int) 
                     path=target / name,
                 ) from exc
             raise
-    prefix = f"{target}/"
-    return [
-        (path, slim_stat(os.stat(path[len(prefix) :], dir_fd=root_fd, follow_symlinks=False)),
-         digest)
-        if "/" not in path[len(prefix) :] else (path, st, digest)
-        for path, st, digest in rows
-    ]

@@ -31,7 +31,7 @@ from castore.worktree import containment as _c
 from castore.worktree import engine as _k
 from castore.worktree import linking as _l
 from castore.worktree.engine import ProgressArg
-from castore.worktree.entries import Entry, EntryLike, iter_entries
+from castore.worktree.entries import Entry, EntryLike, EntryStream, iter_entries, replayable
 from castore.worktree.reading import SPOOL_MEMORY, copy_verified, open_entry, read_bytes
 from castore.worktree.stat_cache import (
     NO_STAT_CACHE,
@@ -80,8 +80,11 @@ def checkout(
 
     Args:
         blobs: the store's blobs.
-        entries: the version's manifest entries, streamed: ``ManifestEntry`` records or
-            ``(path, digest, size, ref)`` rows (``Catalog.iter_entries``), which cost far less.
+        entries: the version's manifest entries: an
+            :class:`~castore.worktree.entries.EntryStream` (read anew for each pass, a batch
+            at a time, never held whole: what the handles pass), or any iterable of
+            ``ManifestEntry`` records or ``(path, digest, size, ref)`` rows, read once into a
+            sorted list.
         root: the target directory (created if missing).
         link: ``"auto"``, ``"copy"``, ``"hardlink"``, ``"symlink"`` or ``"reflink"``.
         store_root: the store's directory (targets overlapping it are refused).
@@ -89,8 +92,8 @@ def checkout(
             not check out before (it carries no ``user.castore.checkout`` attribute and no
             ``.castore-checkout`` marker file).
         stat_cache: skip re-hashing files whose stat is unchanged since castore wrote them;
-            what this checkout learns is recorded in one call (one transaction). None: no
-            cache (:data:`NO_STAT_CACHE`).
+            what this checkout learns is recorded a batch at a time (one transaction each),
+            once the files are in place. None: no cache (:data:`NO_STAT_CACHE`).
         progress: ``(done_bytes, total_bytes)`` callable, or True for a stderr bar.
         workers: threads for reading and writing (default: 8 per CPU, at most 32).
 
@@ -134,9 +137,10 @@ def download(
 
     Files not in the selection are left alone. Same safety and arguments as :func:`checkout`.
     """
-    selected = (
-        e for e in iter_entries(entries) if path_prefix is None or e.path.startswith(path_prefix)
-    )
+    selected: Iterable[EntryLike] = entries
+    if path_prefix is not None:
+        kept = replayable(entries)
+        selected = EntryStream(lambda: (e for e in kept if e.path.startswith(path_prefix)))
     return _k.materialize(
         blobs,
         selected,

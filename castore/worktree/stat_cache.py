@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -23,6 +24,7 @@ __all__ = [
     "MemoryStatCache",
     "NoStatCache",
     "StatCache",
+    "StatColumns",
     "StatRow",
     "slim_stat",
 ]
@@ -41,6 +43,52 @@ def slim_stat(st: os.stat_result) -> os.stat_result:
         (0, st.st_ino, st.st_dev, 0, 0, 0, st.st_size, 0, 0, 0),
         {"st_mtime_ns": st.st_mtime_ns, "st_ctime_ns": st.st_ctime_ns},
     )
+
+
+def _zeros(n: int, code: str) -> array[int]:
+    return array(code, bytes(n * array(code).itemsize))
+
+
+class StatColumns:
+    """The stat-cache fields of many files, by position, in arrays: 40 bytes a file.
+
+    A fresh checkout learns the stat of every file it copies while the tree is still in its
+    staging directory, and may record them only once the tree is in place; the paths and
+    digests are read again from the entries then, so only these numbers are kept meanwhile
+    (a ``stat_result`` and a row tuple per file cost ~470 bytes).
+    """
+
+    __slots__ = ("_ctime", "_dev", "_ino", "_mtime", "_size")
+
+    def __init__(self) -> None:
+        self._dev, self._ino = array("Q"), array("Q")
+        self._size, self._mtime, self._ctime = array("q"), array("q"), array("q")
+
+    def __len__(self) -> int:
+        return len(self._size)
+
+    def grow(self, n: int) -> None:
+        """Make room for ``n`` more files, each with nothing to remember until :meth:`put`."""
+        self._dev.extend(_zeros(n, "Q"))
+        self._ino.extend(_zeros(n, "Q"))
+        self._size.extend(array("q", [-1]) * n)
+        self._mtime.extend(_zeros(n, "q"))
+        self._ctime.extend(_zeros(n, "q"))
+
+    def put(self, i: int, st: os.stat_result) -> None:
+        """Remember the ``i``-th file's stat (threads may put different positions at once)."""
+        self._dev[i], self._ino[i], self._size[i] = st.st_dev, st.st_ino, st.st_size
+        self._mtime[i], self._ctime[i] = st.st_mtime_ns, st.st_ctime_ns
+
+    def get(self, i: int) -> os.stat_result | None:
+        """The ``i``-th file's stat, as :func:`slim_stat` keeps it (None: nothing kept)."""
+        size = self._size[i]
+        if size < 0:
+            return None
+        return os.stat_result(
+            (0, self._ino[i], self._dev[i], 0, 0, 0, size, 0, 0, 0),
+            {"st_mtime_ns": self._mtime[i], "st_ctime_ns": self._ctime[i]},
+        )
 
 
 class StatCache(Protocol):

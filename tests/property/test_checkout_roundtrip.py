@@ -105,3 +105,34 @@ def test_download_writes_exactly_the_selection(tree, prefix):
             assert _read_tree(root) == {p: d for p, d in tree.items() if p.startswith(prefix)}
         finally:
             store.close()
+
+
+@settings(max_examples=25)
+@given(
+    first=_tree, second=_tree, link=st.sampled_from(["auto", "copy", "hardlink", "symlink"]),
+    batch=st.integers(1, 5),
+)
+def test_checkout_in_any_batch_size_equals_one_batch(first, second, link, batch):
+    """Streamed entries (re-read per pass) in batches of 1-5 give the one-batch result."""
+    from castore.worktree import staging
+    from castore.worktree.entries import EntryStream
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = castore.init(Path(tmp) / "store", durable=False)
+        saved = staging.BATCH
+        try:
+            e1, e2 = _entries(store, first), _entries(store, second)
+            s1, s2 = (EntryStream(lambda e=e: sorted(e, key=lambda x: x.path)) for e in (e1, e2))
+            staging.BATCH = batch
+            root, whole = Path(tmp) / "out", Path(tmp) / "whole"
+            m.checkout(store.blobs, s1, root, link=link, store_root=store.path)  # fresh path
+            m.checkout(store.blobs, s2, root, link=link, store_root=store.path)  # careful path
+            staging.BATCH = saved
+            m.checkout(store.blobs, e1, whole, link=link, store_root=store.path)
+            m.checkout(store.blobs, e2, whole, link=link, store_root=store.path)
+            assert _read_tree(root) == _read_tree(whole) == second
+            assert _dirs(root) == _dirs(whole)
+            assert m.verify_dir(store.blobs, e2, root).ok
+        finally:
+            staging.BATCH = saved
+            store.close()
