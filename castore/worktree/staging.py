@@ -42,7 +42,10 @@ _SMALL = 1024 * 1024
 _POOL_MIN = 16
 #: Entries handled at a time: planned, staged and recorded in the stat cache per batch, so a
 #: checkout holds a batch of entries (and of jobs, raw paths, stat rows), not the version.
-BATCH = 4096
+#: Measured on 30,000 tiny files (fresh checkout by copy, 2 cores, same run): batches of 2,048
+#: and 4,096 files took 21.4 and 19.8 s with twice the kernel time of one batch (12.2 s);
+#: 16,384 took 11.4 s. A batch of 16,384 holds a few tens of MB.
+BATCH = 16384
 #: How a job writes a file of its own (a new inode the stat cache can learn), not a link.
 COPIES = frozenset({"copy_raw", "stream", "reflink"})
 
