@@ -41,7 +41,13 @@ from castore.worktree.staging import (
     stage,
     write_marker,
 )
-from castore.worktree.stat_cache import CachedDigests, StatCache, StatRow, slim_stat
+from castore.worktree.stat_cache import (
+    CachedDigests,
+    StatCache,
+    StatRow,
+    StatRowBatches,
+    slim_stat,
+)
 
 if TYPE_CHECKING:
     from castore.storage.blobs import BlobStore
@@ -516,7 +522,7 @@ def _commit(
     a batch at a time, as soon as they are in place.
     """
     flags = survey.flags
-    rows: list[StatRow] = []
+    rows = StatRowBatches(stat_cache, _s.BATCH)
     with _c.DirCursor(root_fd, create=True) as cursor:
         for i, entry in replay(entries, survey.count):
             flag = flags[i]
@@ -539,9 +545,5 @@ def _commit(
                 raise
             if flag == 2:
                 st = slim_stat(os.stat(name, dir_fd=fd, follow_symlinks=False))
-                rows.append((f"{target}/{entry.path}", st, entry.digest or ""))
-                if len(rows) >= _s.BATCH:
-                    stat_cache.record_many(rows)
-                    rows = []
-    if rows:
-        stat_cache.record_many(rows)
+                rows.add((f"{target}/{entry.path}", st, entry.digest or ""))
+    rows.flush()

@@ -53,7 +53,7 @@ from castore.worktree.stat_cache import (
     NoStatCache,
     StatCache,
     StatColumns,
-    StatRow,
+    StatRowBatches,
     slim_stat,
 )
 
@@ -216,19 +216,15 @@ def _record(
     """
     if isinstance(stat_cache, NoStatCache):
         return
-    rows: list[StatRow] = []
+    rows = StatRowBatches(stat_cache, _s.BATCH)
     for i, entry in replay(entries, count):
         st = stats.get(i)
         if st is None:
             continue
         if root_fd is not None and "/" not in entry.path:
             st = slim_stat(os.stat(entry.path, dir_fd=root_fd, follow_symlinks=False))
-        rows.append((f"{target}/{entry.path}", st, entry.digest or ""))
-        if len(rows) >= _s.BATCH:
-            stat_cache.record_many(rows)
-            rows = []
-    if rows:
-        stat_cache.record_many(rows)
+        rows.add((f"{target}/{entry.path}", st, entry.digest or ""))
+    rows.flush()
 
 
 def _rename_root(parent_fd: int, staging: str, target: Path) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "StatCache",
     "StatColumns",
     "StatRow",
+    "StatRowBatches",
     "slim_stat",
 ]
 
@@ -47,6 +48,26 @@ def slim_stat(st: os.stat_result) -> os.stat_result:
 
 def _zeros(n: int, code: str) -> array[int]:
     return array(code, bytes(n * array(code).itemsize))
+
+
+class StatRowBatches:
+    """Stat-cache rows recorded ``size`` at a time: a checkout never holds a row per file."""
+
+    def __init__(self, cache: StatCache, size: int) -> None:
+        self._cache, self._size = cache, size
+        self._rows: list[StatRow] = []
+
+    def add(self, row: StatRow) -> None:
+        """Queue one row; record the queue once it holds a batch."""
+        self._rows.append(row)
+        if len(self._rows) >= self._size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Record the queued rows."""
+        if self._rows:
+            self._cache.record_many(self._rows)
+            self._rows = []
 
 
 class StatColumns:

@@ -101,21 +101,29 @@ def test_a_failing_step_leaves_the_catalogue_untouched(
     assert _schema(path) == before
 
 
-def test_step_4_adds_the_executable_bit_as_false_to_existing_entries(tmp_path: Path) -> None:
-    path = tmp_path / "v3.db"
+def _catalogue_at(path: Path, step: int, state: str) -> sqlite3.Connection:
+    """A catalogue at schema ``step`` holding collection 1 and its version ``'v'`` in ``state``,
+    inside an open transaction."""
     conn = _connect(path)
     conn.execute("BEGIN")
-    for step in _migrations.MIGRATIONS[:3]:
-        step(Database(conn))
-    conn.execute("PRAGMA user_version = 3")
+    for migration in _migrations.MIGRATIONS[:step]:
+        migration(Database(conn))
+    conn.execute(f"PRAGMA user_version = {step}")
     conn.execute(
         "INSERT INTO collections (id, name, type, created_at, updated_at) "
         "VALUES (1, 'c', 'dataset', 0, 0)"
     )
     conn.execute(
         "INSERT INTO versions (id, collection_id, state, created_at, updated_at) "
-        "VALUES ('v', 1, 'PENDING', 0, 0)"
+        "VALUES ('v', 1, ?, 0, 0)",
+        (state,),
     )
+    return conn
+
+
+def test_step_4_adds_the_executable_bit_as_false_to_existing_entries(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    conn = _catalogue_at(path, 3, "PENDING")
     conn.execute("INSERT INTO entries (version_id, path, digest, size) VALUES ('v', 'a', 'd', 1)")
     conn.execute("COMMIT")
     assert _migrations.migrate(conn) == _migrations.SCHEMA_VERSION - 3
@@ -128,19 +136,7 @@ def test_step_4_adds_the_executable_bit_as_false_to_existing_entries(tmp_path: P
 
 def test_step_10_drops_the_digest_index_and_keeps_every_entry(tmp_path: Path) -> None:
     path = tmp_path / "v9.db"
-    conn = _connect(path)
-    conn.execute("BEGIN")
-    for step in _migrations.MIGRATIONS[:9]:
-        step(Database(conn))
-    conn.execute("PRAGMA user_version = 9")
-    conn.execute(
-        "INSERT INTO collections (id, name, type, created_at, updated_at) "
-        "VALUES (1, 'c', 'dataset', 0, 0)"
-    )
-    conn.execute(
-        "INSERT INTO versions (id, collection_id, state, created_at, updated_at) "
-        "VALUES ('v', 1, 'COMMITTED', 0, 0)"
-    )
+    conn = _catalogue_at(path, 9, "COMMITTED")
     conn.executemany(
         "INSERT INTO entries (version_id, path, digest, size) VALUES ('v', ?, ?, 1)",
         [(f"f{i}", f"xxh3-128:{i:032x}") for i in range(50)],
