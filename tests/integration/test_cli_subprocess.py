@@ -115,6 +115,9 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "castore", "cat", "big", "big.bin"],
         env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # as at a terminal: a test run started in the background (`cmd &`, nohup) ignores
+        # SIGINT, the child would inherit that, and Python keeps an ignored SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
