@@ -80,8 +80,9 @@ class DraftNames:
 class WalkNames:
     """Collision checks for the files one walk adds to an empty draft, in bounded memory.
 
-    ``check`` must see a directory's files one after another (as ``walk_tree`` yields them);
-    ``disk_dir`` maps an artifact directory back to the local directory holding its files.
+    ``check`` must see a directory's files one after another (as ``walk_tree`` yields them).
+    ``prefix`` is the artifact prefix of the walk and ``root`` the local directory walked: an
+    artifact directory ``prefix + rel`` is ``root/rel`` on disk.
     """
 
     def __init__(self, prefix: str, root: str) -> None:

@@ -333,7 +333,7 @@ class DraftWriter:
             return walk_tree(root, rules, follow_symlinks=follow_symlinks, exclude=[store_root])
 
         if self._loaded is None and len(self) == 0:
-            self._add_walk(walk, prefix, str(root), merge=merge, progress=progress)
+            self._add_walk(walk, prefix, str(root), progress=progress)
             return self
         pending = _Pending()
         items = []
@@ -345,7 +345,7 @@ class DraftWriter:
         # Files already in the draft first, so a content conflict is found before new files land.
         items.sort(key=lambda item: item[0] not in self._names.entries)
         tracker = Progress(progress, sum(st.st_size for _, _, st in items))
-        self._add_staged(items, merge=merge, replace_ok=merge, tracker=tracker)
+        self._add_staged(items, replace_ok=merge, tracker=tracker)
         tracker.finish()
         return self
 
@@ -355,7 +355,6 @@ class DraftWriter:
         prefix: str,
         root: str,
         *,
-        merge: bool,
         progress: ProgressArg,
     ) -> None:
         """``add_dir`` into an empty draft, streamed: the walk's files are checked, staged and
@@ -378,7 +377,7 @@ class DraftWriter:
         total = sum(st.st_size for _, _, st in walk()) if progress else 0
         tracker = Progress(progress, total)
         try:
-            self._add_staged(checked(), merge=merge, replace_ok=merge, tracker=tracker)
+            self._add_staged(checked(), tracker=tracker, new_only=True)
         except BaseException:
             self._parts.catalog.delete_all_entries(self.id)
             raise
@@ -388,11 +387,14 @@ class DraftWriter:
         self,
         items: Iterable[tuple[str, str, os.stat_result]],
         *,
-        merge: bool = True,
         replace_ok: bool = True,
         tracker: Progress | None = None,
+        new_only: bool = False,
     ) -> None:
         """Stage ``(name, local path, stat)`` files in a thread pool; record them in batches.
+
+        ``new_only``: no name is in the draft yet (a streamed add into an empty draft), so
+        there is nothing to compare with and the draft's names are never loaded.
 
         Staging runs up to two batches ahead of recording, so hashing and writing new files
         overlaps with the catalogue transaction (and blob publishing) of the previous batch.
@@ -408,9 +410,9 @@ class DraftWriter:
                 while chunk := list(itertools.islice(files, BATCH_SIZE)):
                     window.append(self._prepare(pool, chunk, tracker))
                     if len(window) > 2:
-                        self._finish(window.popleft(), replace_ok=replace_ok)
+                        self._finish(window.popleft(), replace_ok=replace_ok, new_only=new_only)
                 while window:
-                    self._finish(window.popleft(), replace_ok=replace_ok)
+                    self._finish(window.popleft(), replace_ok=replace_ok, new_only=new_only)
             except BaseException:
                 for batch in window:  # wait for staging in flight, then drop its temp files
                     for _, _, future in batch.futures:
@@ -454,7 +456,7 @@ class DraftWriter:
             submit()
         return prepared
 
-    def _finish(self, batch: _Batch, *, replace_ok: bool) -> None:
+    def _finish(self, batch: _Batch, *, replace_ok: bool, new_only: bool) -> None:
         """Wait for a batch's staging, then record it (one transaction) and stamp the cache."""
         blobs = self._parts.blobs
         staged: list[tuple[str, str, StagedBlob]] = []
@@ -472,7 +474,7 @@ class DraftWriter:
             if errors:
                 raise errors[0]
             rows: list[Row] = []
-            olds = self._old_rows([name for name, _, _ in batch.items])
+            olds: dict[str, Row] = {} if new_only else self._names.entries
             for name, _, st in batch.items:
                 digest, size = batch.results[name]
                 # any x bit set: executable, as git and DVC's isexec read it
@@ -509,13 +511,6 @@ class DraftWriter:
             self._record(
                 rows, [b for *_, b in staged], expect=cached - gone.digests, stamps=stamps()
             )
-
-    def _old_rows(self, paths: list[str]) -> dict[str, Row]:
-        """The draft's current entries at ``paths`` (those it has)."""
-        if self._loaded is not None:
-            entries = self._loaded.entries
-            return {p: entries[p] for p in paths if p in entries}
-        return self._parts.catalog.entries_at(self.id, paths)
 
     def remove(self, path: str | ManifestEntry) -> Self:
         """Remove a file (a path or its :class:`ManifestEntry`), or every file under a

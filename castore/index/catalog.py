@@ -128,7 +128,6 @@ class Catalog(Database):
     put_entries = _entries.put_entries
     delete_entries = _entries.delete_entries
     delete_all_entries = _entries.delete_all_entries
-    entries_at = _entries.entries_at
     copy_entries = _entries.copy_entries
     iter_entries = _entries.iter_entries
     entry_totals = _entries.entry_totals

@@ -20,7 +20,6 @@ __all__ = [
     "copy_entries",
     "delete_all_entries",
     "delete_entries",
-    "entries_at",
     "entry_totals",
     "get_entry",
     "iter_entries",
@@ -57,23 +56,6 @@ def delete_all_entries(db: Database, version_id: str) -> None:
     """Remove every entry of a version."""
     with db.write_txn():
         db.execute("DELETE FROM entries WHERE version_id = ?", (version_id,))
-
-
-def entries_at(db: Database, version_id: str, paths: Iterable[str]) -> dict[str, EntryRow]:
-    """The entries of a version at ``paths``, by path (paths it lacks are left out)."""
-    found: dict[str, EntryRow] = {}
-    wanted = list(paths)
-    step = 500  # under SQLite's limit on bound parameters
-    for start in range(0, len(wanted), step):
-        chunk = wanted[start : start + step]
-        rows = db.execute(
-            "SELECT path, digest, size, ref, executable FROM entries WHERE version_id = ? "
-            f"AND path IN ({', '.join('?' * len(chunk))})",
-            (version_id, *chunk),
-        )
-        for row in rows:
-            found[row[0]] = (row[0], row[1], row[2], row[3], bool(row[4]))
-    return found
 
 
 def copy_entries(db: Database, source: str, target: str) -> None:
