@@ -35,7 +35,14 @@ from castore.errors import IntegrityError, NotFoundError
 from castore.storage.codec import Codec
 from castore.storage.fsutil import unique_tmp
 from castore.storage.hashing import new_hasher
-from castore.storage.packs import MAGIC, PACK_MAX, PackEntry, read_stored, write_pack
+from castore.storage.packs import (
+    MAGIC,
+    PACK_MAX,
+    PackEntry,
+    pack_rows,
+    read_stored,
+    write_pack,
+)
 from castore.storage.reading import decode_checked
 
 if TYPE_CHECKING:
@@ -163,7 +170,7 @@ def rewrite(blobs: BlobStore, plans: Iterable[PackPlan]) -> Rewrite:
         if batch:
             name = write_pack(unique_tmp(blobs.layout.tmp_dir()), blobs.layout.packs, batch,
                               sync=blobs.durable)
-            blobs.pack_index.add(name)
+            blobs.pack_index.add(name, pack_rows(batch))
             out.new_packs[name] = os.stat(blobs.layout.packs / name).st_size
             for digest, *_ in batch:
                 out.holders.setdefault(digest, set()).add(name)

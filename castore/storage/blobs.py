@@ -59,7 +59,7 @@ from castore.storage.fsutil import (
 from castore.storage.fsutil import write_all as _write_all
 from castore.storage.hashing import CHUNK_SIZE, CRYPTOGRAPHIC, Hasher, new_hasher
 from castore.storage.layout import Layout
-from castore.storage.packs import PACK_THRESHOLD, PackEntry, PackIndex, write_pack
+from castore.storage.packs import PACK_THRESHOLD, PackEntry, PackIndex, pack_rows, write_pack
 from castore.storage.reading import open_in_memory, open_staged, open_stored_file, read_packed
 from castore.storage.staged import (
     PutResult,
@@ -456,8 +456,8 @@ class BlobStore:
                  if d in new and b.data is not None]
         if items:
             self._check_writable("store a blob")
-            self.pack_index.add(write_pack(unique_tmp(self.layout.tmp_dir()),
-                                           self.layout.packs, items, sync=sync))
+            tmp, packs = unique_tmp(self.layout.tmp_dir()), self.layout.packs
+            self.pack_index.add(write_pack(tmp, packs, items, sync=sync), pack_rows(items))
 
     def sync(self) -> None:
         """Make every staged and published blob durable at once (``syncfs``)."""

@@ -48,7 +48,9 @@ from castore.storage.fsutil import (
     write_all,
 )
 
-__all__ = ["MAGIC", "PACK_MAX", "PACK_THRESHOLD", "PackEntry", "PackIndex", "encode_pack"]
+__all__ = [
+    "MAGIC", "PACK_MAX", "PACK_THRESHOLD", "PackEntry", "PackIndex", "encode_pack", "pack_rows",
+]
 
 MAGIC = b"CASPACK1"
 _FOOTER = struct.Struct("<QQ8s")
@@ -62,19 +64,21 @@ SUFFIX = ".pack"
 _OPEN_MAX = 64
 
 
-def encode_pack(items: list[tuple[str, bytes, Codec, int]]) -> list[bytes]:
-    """The byte pieces of a pack holding ``(digest, stored, codec, size)`` items."""
-    pieces: list[bytes] = [MAGIC]
-    index: list[list[object]] = []
+def pack_rows(items: list[tuple[str, bytes, Codec, int]]) -> list[Row]:
+    """The index rows of a pack holding ``(digest, stored, codec, size)`` items, in order."""
+    rows: list[Row] = []
     offset = len(MAGIC)
     for digest, stored, codec, size in items:
-        pieces.append(stored)
-        index.append([digest, offset, len(stored), codec, size])
+        rows.append((digest, offset, len(stored), codec, size))
         offset += len(stored)
-    body = json.dumps(index, separators=(",", ":")).encode()
-    pieces.append(body)
-    pieces.append(_FOOTER.pack(len(body), xxhash.xxh64_intdigest(body), _FOOTER_MAGIC))
-    return pieces
+    return rows
+
+
+def encode_pack(items: list[tuple[str, bytes, Codec, int]]) -> list[bytes]:
+    """The byte pieces of a pack holding ``(digest, stored, codec, size)`` items."""
+    body = json.dumps(pack_rows(items), separators=(",", ":")).encode()
+    footer = _FOOTER.pack(len(body), xxhash.xxh64_intdigest(body), _FOOTER_MAGIC)
+    return [MAGIC, *(stored for _, stored, _, _ in items), body, footer]
 
 
 def read_index(path: str | Path) -> list[tuple[str, PackEntry]]:
@@ -207,18 +211,21 @@ class PackIndex:
         for name in sorted(names - known):
             self._add(name)
 
-    def add(self, name: str) -> None:
-        """Index one pack (a damaged one is indexed as empty: fsck reports it)."""
+    def add(self, name: str, rows: list[Row] | None = None) -> None:
+        """Index one pack (a damaged one is indexed as empty: fsck reports it); ``rows``: its
+        index as this process just wrote it (:func:`pack_rows`), so its trailer is not read
+        back."""
         with self._lock:
-            self._add(name)
+            self._add(name, rows)
 
-    def _add(self, name: str) -> None:
+    def _add(self, name: str, rows: list[Row] | None = None) -> None:
         if name in self._table:
             return  # a published pack never changes
-        try:
-            rows = read_rows(self.directory / name)
-        except (IntegrityError, OSError):
-            rows = []
+        if rows is None:
+            try:
+                rows = read_rows(self.directory / name)
+            except (IntegrityError, OSError):
+                rows = []
         self._table.add(name, rows)
 
     def lookup(self, digest: str) -> PackEntry | None:
